@@ -1,0 +1,1 @@
+"""Home Assistant custom integrations (this repository ships guard_mode)."""

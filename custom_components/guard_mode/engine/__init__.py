@@ -1,0 +1,1 @@
+"""Guard Mode's detection engine: audio in, detections out. No Home Assistant imports here."""

@@ -1,0 +1,143 @@
+"""YAMNet's log-mel frontend in numpy, one-shot and streaming.
+
+16 kHz audio; 25 ms periodic Hann window, 10 ms hop, 512-point FFT magnitude; 64 mel bands (HTK
+formula) from 125 to 7500 Hz; ``log(mel + 0.001)``; patches of 96 frames every 48 frames
+(0.96 s windows every 0.48 s). The streaming frontend computes each frame once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+import numpy.typing as npt
+
+SAMPLE_RATE = 16000
+FRAME_LENGTH = 400  # 25 ms
+FRAME_HOP = 160  # 10 ms
+FRAME_RATE = SAMPLE_RATE / FRAME_HOP  # frames per second
+FFT_LENGTH = 512
+SPECTRUM_BINS = FFT_LENGTH // 2 + 1
+MEL_BANDS = 64
+MEL_MIN_HZ = 125.0
+MEL_MAX_HZ = 7500.0
+LOG_OFFSET = 0.001
+PATCH_FRAMES = 96  # 0.96 s
+PATCH_HOP_FRAMES = 48  # 0.48 s
+PATCH_SAMPLES = (PATCH_FRAMES - 1) * FRAME_HOP + FRAME_LENGTH  # 15600: audio one patch needs
+
+Floats = npt.NDArray[np.float32]
+
+
+def _hz_to_mel(hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return 1127.0 * np.log1p(hz / 700.0)
+
+
+@cache
+def mel_matrix() -> Floats:
+    """Return the [257, 64] magnitude-to-mel matrix (as tf.signal.linear_to_mel_weight_matrix)."""
+    linear_hz = np.linspace(0.0, SAMPLE_RATE / 2, SPECTRUM_BINS)[1:]  # the DC bin gets no weight
+    bins_mel = _hz_to_mel(linear_hz)[:, np.newaxis]
+    edges = np.linspace(
+        _hz_to_mel(np.array(MEL_MIN_HZ)), _hz_to_mel(np.array(MEL_MAX_HZ)), MEL_BANDS + 2
+    )
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins_mel - lower) / (center - lower)
+    falling = (upper - bins_mel) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return np.vstack([np.zeros((1, MEL_BANDS)), weights]).astype(np.float32)
+
+
+@cache
+def _window() -> Floats:
+    n = np.arange(FRAME_LENGTH)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME_LENGTH)).astype(np.float32)  # periodic
+
+
+def frame_count(num_samples: int) -> int:
+    """Return how many complete frames num_samples of audio hold."""
+    return 0 if num_samples < FRAME_LENGTH else 1 + (num_samples - FRAME_LENGTH) // FRAME_HOP
+
+
+def stft_magnitude(samples: Floats) -> Floats:
+    """Return the [frames, 257] magnitude spectrogram of 16 kHz float samples (no padding)."""
+    count = frame_count(len(samples))
+    if count == 0:
+        return np.zeros((0, SPECTRUM_BINS), np.float32)
+    frames = sliding_window_view(samples[: (count - 1) * FRAME_HOP + FRAME_LENGTH], FRAME_LENGTH)
+    frames = frames[::FRAME_HOP] * _window()
+    return np.abs(np.fft.rfft(frames, FFT_LENGTH)).astype(np.float32)
+
+
+def log_mel(magnitude: Floats) -> Floats:
+    """Return [frames, 64] log-mel features from a magnitude spectrogram."""
+    return np.log(magnitude @ mel_matrix() + LOG_OFFSET).astype(np.float32)
+
+
+def patches(features: Floats) -> Floats:
+    """Return the [N, 96, 64] patches of a log-mel spectrogram (hop 48 frames)."""
+    if len(features) < PATCH_FRAMES:
+        return np.zeros((0, PATCH_FRAMES, MEL_BANDS), np.float32)
+    view = sliding_window_view(features, (PATCH_FRAMES, MEL_BANDS))[::PATCH_HOP_FRAMES, 0]
+    return np.ascontiguousarray(view)
+
+
+@dataclass(slots=True)
+class FrontendChunk:
+    """What one call of :meth:`StreamingFrontend.push` produced.
+
+    ``first_frame`` is the stream index of the first new frame; frame ``i`` covers samples
+    ``[160 i, 160 i + 400)``. Patch ``k`` of ``patches`` ends at frame ``patch_end_frames[k]``
+    (exclusive).
+    """
+
+    first_frame: int
+    magnitude: Floats
+    energy: Floats  # mean square of each new frame's samples
+    patches: Floats
+    patch_end_frames: list[int] = field(default_factory=list)
+
+
+class StreamingFrontend:
+    """Turns 16 kHz float samples of any chunk size into frames and patches, each computed once."""
+
+    def __init__(self) -> None:
+        """Start an empty stream."""
+        self._pending = np.zeros(0, np.float32)  # samples not yet consumed by a full frame
+        self._features = np.zeros((PATCH_FRAMES, MEL_BANDS), np.float32)  # last 96 frames
+        self.frames = 0  # frames computed so far
+
+    def push(self, samples: Floats) -> FrontendChunk:
+        """Add samples; return the new frames and every patch completed by them."""
+        audio = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        count = frame_count(len(audio))
+        first = self.frames
+        if count == 0:
+            self._pending = np.array(audio, np.float32)
+            empty = np.zeros((0, SPECTRUM_BINS), np.float32)
+            return FrontendChunk(first, empty, np.zeros(0, np.float32), _NO_PATCHES)
+        used = (count - 1) * FRAME_HOP + FRAME_LENGTH
+        frames = sliding_window_view(audio[:used], FRAME_LENGTH)[::FRAME_HOP]
+        energy = np.mean(np.square(frames, dtype=np.float32), axis=1)
+        magnitude = np.abs(np.fft.rfft(frames * _window(), FFT_LENGTH)).astype(np.float32)
+        features = log_mel(magnitude)
+        self._pending = np.array(audio[count * FRAME_HOP :], np.float32)
+        self.frames += count
+
+        # Patches end where the frame count reaches 96, 144, 192, ...
+        history = np.concatenate([self._features, features])
+        offset = self.frames - len(history)  # stream index of history[0]
+        k_first = -(-(max(first + 1, PATCH_FRAMES) - PATCH_FRAMES) // PATCH_HOP_FRAMES)
+        ends = list(range(PATCH_FRAMES + k_first * PATCH_HOP_FRAMES, self.frames + 1, PATCH_HOP_FRAMES))
+        out = (
+            np.stack([history[end - offset - PATCH_FRAMES : end - offset] for end in ends])
+            if ends
+            else _NO_PATCHES
+        )
+        self._features = history[-PATCH_FRAMES:]
+        return FrontendChunk(first, magnitude, energy, out, ends)
+
+
+_NO_PATCHES = np.zeros((0, PATCH_FRAMES, MEL_BANDS), np.float32)

@@ -1,0 +1,1 @@
+"""Tests for Guard Mode."""

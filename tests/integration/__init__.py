@@ -1,0 +1,1 @@
+"""Tests that run Guard Mode inside a real Home Assistant."""

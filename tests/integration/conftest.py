@@ -1,0 +1,36 @@
+"""Fixtures for tests that run Guard Mode in Home Assistant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+
+
+def make_entry(options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """Return a Guard Mode config entry as the config flow creates it."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Guard Mode",
+        unique_id=DOMAIN,
+        data={},
+        options={**DEFAULT_OPTIONS, **(options or {})},
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    """Add entry to hass and set it up."""
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+@pytest.fixture
+def entry() -> MockConfigEntry:
+    """Return a manual-mode Guard Mode entry (not yet added)."""
+    return make_entry()
