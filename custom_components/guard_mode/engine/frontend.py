@@ -130,7 +130,9 @@ class StreamingFrontend:
         history = np.concatenate([self._features, features])
         offset = self.frames - len(history)  # stream index of history[0]
         k_first = -(-(max(first + 1, PATCH_FRAMES) - PATCH_FRAMES) // PATCH_HOP_FRAMES)
-        ends = list(range(PATCH_FRAMES + k_first * PATCH_HOP_FRAMES, self.frames + 1, PATCH_HOP_FRAMES))
+        ends = list(
+            range(PATCH_FRAMES + k_first * PATCH_HOP_FRAMES, self.frames + 1, PATCH_HOP_FRAMES)
+        )
         out = (
             np.stack([history[end - offset - PATCH_FRAMES : end - offset] for end in ends])
             if ends

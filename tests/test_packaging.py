@@ -1,0 +1,96 @@
+"""What HACS and Home Assistant read from the repository is complete and consistent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import re
+import struct
+
+import homeassistant
+
+REPO = Path(__file__).resolve().parent.parent
+COMPONENT = REPO / "custom_components" / "guard_mode"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        if match := re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip()):
+            pins[match[1].lower().replace("_", "-")] = match[2]
+    return pins
+
+
+def test_manifest_is_complete() -> None:
+    manifest = _json(COMPONENT / "manifest.json")
+    assert manifest["domain"] == "guard_mode"
+    assert manifest["name"] == "Guard Mode"
+    assert manifest["config_flow"] is True
+    assert manifest["iot_class"] == "local_push"
+    assert manifest["integration_type"] == "hub"
+    assert manifest["single_config_entry"] is True
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
+    for key in ("documentation", "issue_tracker"):
+        assert manifest[key].startswith("https://")
+    assert manifest["codeowners"]
+    assert all("==" in req for req in manifest["requirements"]), "requirements must be pinned"
+
+
+def test_requirements_agree_with_home_assistant() -> None:
+    """A pin Home Assistant also makes must be the same version, or installs break."""
+    constraints = _pins(
+        (Path(homeassistant.__file__).parent / "package_constraints.txt").read_text().splitlines()
+    )
+    dev = _pins((REPO / "requirements_dev.txt").read_text().splitlines())
+    for requirement in _json(COMPONENT / "manifest.json")["requirements"]:
+        name, version = requirement.split("==")
+        key = name.lower().replace("_", "-")
+        if key in constraints:
+            assert constraints[key] == version, f"Home Assistant pins {key}=={constraints[key]}"
+        assert dev.get(key) == version, f"requirements_dev.txt must pin {requirement}"
+
+
+def test_hacs_json() -> None:
+    hacs = _json(REPO / "hacs.json")
+    assert hacs["name"] == "Guard Mode"
+    assert hacs["content_in_root"] is False
+    assert re.fullmatch(r"\d{4}\.\d+\.\d+", hacs["homeassistant"])
+
+
+def test_brand_icon_is_a_square_png() -> None:
+    for name, size in (("icon.png", 256), ("icon@2x.png", 512)):
+        data = (COMPONENT / "brand" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", data[16:24]) == (size, size)
+
+
+def test_english_translation_matches_strings() -> None:
+    assert _json(COMPONENT / "translations" / "en.json") == _json(COMPONENT / "strings.json")
+
+
+def test_every_entity_has_a_name_and_an_icon() -> None:
+    strings = _json(COMPONENT / "strings.json")["entity"]
+    icons = _json(COMPONENT / "icons.json")["entity"]
+    for platform, keys in strings.items():
+        for key, entry in keys.items():
+            assert entry.get("name"), f"{platform}.{key} has no name"
+            assert key in icons.get(platform, {}) or platform in {"binary_sensor", "event"}, (
+                f"{platform}.{key} has no icon in icons.json"
+            )
+
+
+def test_quality_scale_lists_every_rule() -> None:
+    text = (COMPONENT / "quality_scale.yaml").read_text()
+    rules = set(re.findall(r"^  ([a-z-]+):", text, re.MULTILINE))
+    for rule in (
+        "config-flow", "test-before-configure", "unique-config-entry", "runtime-data",
+        "config-entry-unloading", "diagnostics", "repair-issues", "strict-typing",
+        "entity-translations", "icon-translations", "exception-translations",
+    ):  # fmt: skip
+        assert rule in rules
+    statuses = re.findall(r"^  [a-z-]+: (\w+)$|^    status: (\w+)$", text, re.MULTILINE)
+    assert {s for pair in statuses for s in pair if s} <= {"done", "todo", "exempt"}
