@@ -1,0 +1,262 @@
+"""The sound tagger: YAMNet log-mel patches in, 521 AudioSet scores (and embeddings) out.
+
+One interface, two backends reading the same ``engine/data/yamnet.onnx``:
+
+* ``onnxruntime`` where it imports (Home Assistant Core on glibc, dev machines, the add-on);
+* ``numpy`` everywhere else (Home Assistant OS / container on musl, where onnxruntime has no
+  wheels): :mod:`.yamnet_numpy` interprets the same file and gives the same scores within
+  :data:`NUMPY_TOLERANCE`.
+
+A tagger is loaded once and shared by all streams. ``infer`` is meant to be called from one worker
+thread at a time (onnxruntime sessions allow concurrent ``run`` calls, the numpy backend keeps no
+state between calls either, but neither is tuned for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+import importlib
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .frontend import MEL_BANDS, PATCH_FRAMES
+from .onnx_proto import TYPE_NAMES, ModelError, ValueInfo, load_model
+from .yamnet_numpy import NumpyNetwork, blas_threads
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDING_SIZE",
+    "NUMPY_TOLERANCE",
+    "NUM_CLASSES",
+    "Backend",
+    "ModelError",
+    "Tagger",
+    "TaggerOutput",
+    "load_tagger",
+    "onnxruntime_available",
+]
+
+Floats = npt.NDArray[np.float32]
+Backend = Literal["auto", "onnxruntime", "numpy"]  # what load_tagger accepts
+
+DEFAULT_MODEL = Path(__file__).parent / "data" / "yamnet.onnx"
+NUM_CLASSES = 521
+EMBEDDING_SIZE = 1024
+INPUT_NAME = "patches"
+SCORES_NAME = "scores"
+EMBEDDING_NAME = "embedding"
+# Largest |numpy score - onnxruntime score| allowed (measured: bit-identical embeddings and
+# <= 2e-7 on scores on x86-64 with AVX512-VNNI; the margin covers onnxruntime kernels that
+# round or saturate differently on other CPUs). See models/yamnet/MODEL_CARD.md.
+NUMPY_TOLERANCE = 0.02
+# Larger batches are run in slices of this many patches: bounded memory (onnxruntime's arena
+# keeps what it once needed), no loss of speed.
+MAX_BATCH = 16
+
+
+class TaggerOutput(NamedTuple):
+    """Scores [N, 521] in [0, 1]; embeddings [N, 1024] when requested, else None."""
+
+    scores: Floats
+    embeddings: Floats | None
+
+
+class Tagger(Protocol):
+    """What the engine uses: ``infer`` on a batch of patches."""
+
+    backend: str  # "onnxruntime" or "numpy"
+    model_path: Path
+
+    def infer(self, patches: Floats, *, embeddings: bool = False) -> TaggerOutput:
+        """Tag patches [N, 96, 64] (N may be 0)."""
+        ...
+
+
+@cache
+def _onnxruntime() -> Any | None:
+    """Import onnxruntime once, lazily; None when it can't be imported."""
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError, OSError:  # not installed, or a wheel that doesn't load here
+        return None
+
+
+def onnxruntime_available() -> bool:
+    """Return True when onnxruntime imports in this interpreter."""
+    return _onnxruntime() is not None
+
+
+def load_tagger(path: Path = DEFAULT_MODEL, backend: Backend = "auto", threads: int = 1) -> Tagger:
+    """Load the model with a backend ("auto": onnxruntime when it imports, else numpy).
+
+    Raises ModelError, naming the file and what was expected, when the file is missing,
+    unreadable, corrupt, or not a model with input ``patches`` float32 [N,1,96,64] and outputs
+    ``scores`` float32 [N,521] and ``embedding`` float32 [N,1024]; ValueError for an unknown backend
+    and ModelError when onnxruntime was asked for but can't be imported.
+    """
+    path = Path(path)
+    if backend not in ("auto", "onnxruntime", "numpy"):
+        raise ValueError(f"unknown tagger backend {backend!r}")
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (expected the YAMNet ONNX model)")
+    if backend == "auto":
+        backend = "onnxruntime" if onnxruntime_available() else "numpy"
+    if backend == "onnxruntime":
+        ort = _onnxruntime()
+        if ort is None:
+            raise ModelError(f"{path}: the onnxruntime backend was requested but can't be imported")
+        return _OrtTagger(ort, path, threads)
+    return _NumpyTagger(path, threads)
+
+
+_Spec = list[tuple[str, int, tuple[int, ...]]]
+
+
+def _expected() -> tuple[_Spec, _Spec]:
+    """Return the expected (name, element type, dims after the batch) of inputs, outputs."""
+    inputs: _Spec = [(INPUT_NAME, 1, (1, PATCH_FRAMES, MEL_BANDS))]
+    outputs: _Spec = [(SCORES_NAME, 1, (NUM_CLASSES,)), (EMBEDDING_NAME, 1, (EMBEDDING_SIZE,))]
+    return inputs, outputs
+
+
+def _describe(name: str, elem_type: int, dims: Sequence[int]) -> str:
+    return f"'{name}' {TYPE_NAMES[elem_type]} [N,{','.join(str(d) for d in dims)}]"
+
+
+def _check_io(path: Path, inputs: Sequence[ValueInfo], outputs: Sequence[ValueInfo]) -> None:
+    """Raise ModelError unless the model has exactly the expected inputs and outputs."""
+    want_in, want_out = _expected()
+    for kind, want, have in (("input", want_in, inputs), ("output", want_out, outputs)):
+        by_name = {info.name: info for info in have}
+        for name, elem_type, dims in want:
+            info = by_name.get(name)
+            ok = (
+                info is not None
+                and info.elem_type == elem_type
+                and info.shape is not None
+                and len(info.shape) == len(dims) + 1
+                and not isinstance(info.shape[0], int)  # a dynamic batch dimension
+                and tuple(info.shape[1:]) == dims
+            )
+            if not ok:
+                found = ", ".join(v.describe() for v in have) or "nothing"
+                raise ModelError(
+                    f"{path}: expected {kind} {_describe(name, elem_type, dims)}, found {found}"
+                )
+        if kind == "input" and len(have) != len(want):
+            found = ", ".join(v.describe() for v in have)
+            raise ModelError(f"{path}: expected one input 'patches', found {found}")
+
+
+def _as_batch(patches: Floats) -> Floats:
+    """Validate patches [N, 96, 64] and return them as float32 [N, 1, 96, 64]."""
+    array = np.asarray(patches, dtype=np.float32)
+    if array.ndim != 3 or array.shape[1:] != (PATCH_FRAMES, MEL_BANDS):
+        raise ValueError(f"patches must be [N, {PATCH_FRAMES}, {MEL_BANDS}], got {array.shape}")
+    return np.ascontiguousarray(array[:, np.newaxis])
+
+
+def _empty(embeddings: bool) -> TaggerOutput:
+    return TaggerOutput(
+        np.zeros((0, NUM_CLASSES), np.float32),
+        np.zeros((0, EMBEDDING_SIZE), np.float32) if embeddings else None,
+    )
+
+
+def _in_slices(
+    batch: Floats, names: list[str], run: Callable[[Floats], Sequence[Floats]]
+) -> TaggerOutput:
+    """Run batch [N, 1, 96, 64] in slices of MAX_BATCH; return scores (and embeddings)."""
+    parts = [run(batch[start : start + MAX_BATCH]) for start in range(0, len(batch), MAX_BATCH)]
+    outputs = [
+        parts[0][i] if len(parts) == 1 else np.concatenate([part[i] for part in parts])
+        for i in range(len(names))
+    ]
+    return TaggerOutput(outputs[0], outputs[1] if len(names) > 1 else None)
+
+
+class _OrtTagger:
+    """onnxruntime backend: one CPU session, sequential, ``threads`` intra-op threads."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, ort: Any, path: Path, threads: int) -> None:
+        self.model_path = path
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only
+        # Idle worker threads must not spin: CPU time, not latency, is what counts here.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{path}: not a valid ONNX model ({detail})") from err
+        _check_io(
+            path,
+            [_value_info(arg) for arg in self._session.get_inputs()],
+            [_value_info(arg) for arg in self._session.get_outputs()],
+        )
+
+    def infer(self, patches: Floats, *, embeddings: bool = False) -> TaggerOutput:
+        """Tag patches [N, 96, 64]."""
+        batch = _as_batch(patches)
+        if not len(batch):
+            return _empty(embeddings)
+        names = [SCORES_NAME, EMBEDDING_NAME] if embeddings else [SCORES_NAME]
+        return _in_slices(batch, names, lambda part: self._session.run(names, {INPUT_NAME: part}))
+
+
+_ORT_TYPES = {
+    f"tensor({name})": code
+    for code, name in {
+        1: "float",
+        2: "uint8",
+        3: "int8",
+        6: "int32",
+        7: "int64",
+        11: "double",
+    }.items()
+}
+
+
+def _value_info(arg: Any) -> ValueInfo:
+    """Convert an onnxruntime NodeArg to a ValueInfo."""
+    shape = arg.shape
+    dims = None if shape is None else tuple(d if isinstance(d, int) else str(d) for d in shape)
+    return ValueInfo(arg.name, _ORT_TYPES.get(arg.type, 0), dims)
+
+
+class _NumpyTagger:
+    """numpy backend: the same file, interpreted by :class:`.yamnet_numpy.NumpyNetwork`.
+
+    BLAS calls made by ``infer`` use at most ``threads`` OpenBLAS threads (thread-local limit).
+    """
+
+    backend = "numpy"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.model_path = path
+        self._threads = max(1, threads)
+        model = load_model(path)
+        _check_io(path, model.graph.inputs, model.graph.outputs)
+        self._network = NumpyNetwork(model.graph, str(path))
+
+    def infer(self, patches: Floats, *, embeddings: bool = False) -> TaggerOutput:
+        """Tag patches [N, 96, 64]."""
+        batch = _as_batch(patches)
+        if not len(batch):
+            return _empty(embeddings)
+        names = [SCORES_NAME, EMBEDDING_NAME] if embeddings else [SCORES_NAME]
+        with blas_threads(self._threads):
+            return _in_slices(
+                batch, names, lambda part: self._network.run({INPUT_NAME: part}, names)
+            )
