@@ -27,6 +27,8 @@ LOG_OFFSET = 0.001
 PATCH_FRAMES = 96  # 0.96 s
 PATCH_HOP_FRAMES = 48  # 0.48 s
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * FRAME_HOP + FRAME_LENGTH  # 15600: audio one patch needs
+WINDOW_S = PATCH_FRAMES / FRAME_RATE  # 0.96 s
+WINDOW_HOP_S = PATCH_HOP_FRAMES / FRAME_RATE  # 0.48 s
 
 Floats = npt.NDArray[np.float32]
 
@@ -53,7 +55,7 @@ def mel_matrix() -> Floats:
 @cache
 def _window() -> Floats:
     n = np.arange(FRAME_LENGTH)
-    return (0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME_LENGTH)).astype(np.float32)  # periodic
+    return np.asarray(0.5 - 0.5 * np.cos(2 * np.pi * n / FRAME_LENGTH), np.float32)  # periodic
 
 
 def frame_count(num_samples: int) -> int:
@@ -73,7 +75,7 @@ def stft_magnitude(samples: Floats) -> Floats:
 
 def log_mel(magnitude: Floats) -> Floats:
     """Return [frames, 64] log-mel features from a magnitude spectrogram."""
-    return np.log(magnitude @ mel_matrix() + LOG_OFFSET).astype(np.float32)
+    return np.asarray(np.log(magnitude @ mel_matrix() + LOG_OFFSET), np.float32)
 
 
 def patches(features: Floats) -> Floats:

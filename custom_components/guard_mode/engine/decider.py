@@ -1,0 +1,282 @@
+"""The decider: per-stream evidence over time → detections, with media context.
+
+A pure state machine (no I/O, no clock): it is driven by stream time, one window every 0.48 s
+plus the alarm-pattern detector's hits. For each sound it applies persistence (N hit windows
+among the last M, or one strong window), a hold time that keeps a detection open across short
+gaps, and a cooldown between alerts. Media-prone sounds heard while a TV, radio or music plays
+(acoustic evidence over ≥ 5 s, or a media player near the microphone) are reported as suppressed
+unless they stand out of the media's level. Smoke and CO alarms are never suppressed by media.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+import itertools
+import secrets
+import statistics
+
+from .alarm_pattern import AlarmHit
+from .frontend import WINDOW_HOP_S
+from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
+
+
+class Reason(StrEnum):
+    """Why a detection was not alert-worthy."""
+
+    MEDIA = "media"  # acoustic: the microphone hears a TV, radio or music
+    MEDIA_PLAYER = "media_player"  # a media player near the microphone is playing
+    COOLDOWN = "cooldown"  # the same sound was alerted on a moment ago
+
+
+@dataclass(frozen=True, slots=True)
+class SoundRule:
+    """Persistence, hold and cooldown of one sound."""
+
+    hits: int  # N: hit windows needed ...
+    of: int  # ... among the last M windows
+    strong: float  # a single window at this normalized score is enough
+    hold_s: float  # a detection stays open this long after its last hit
+    cooldown_s: float  # a new detection this soon after the last alert is not alerted again
+
+
+@dataclass(frozen=True, slots=True)
+class DeciderConfig:
+    """Tunable behaviour of the decider (defaults chosen on the dev corpus, see THRESHOLDS.md)."""
+
+    rules: Mapping[Sound, SoundRule] = field(
+        default_factory=lambda: {
+            Sound.GLASS_BREAK: SoundRule(2, 3, 1.6, 4.0, 30.0),
+            Sound.GUNSHOT: SoundRule(2, 3, 1.8, 4.0, 30.0),
+            Sound.DOG_BARK: SoundRule(2, 4, 1.8, 8.0, 60.0),
+            Sound.BABY_CRY: SoundRule(3, 6, 2.0, 10.0, 60.0),
+            Sound.SMOKE_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
+            Sound.CO_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
+        }
+    )
+    media_threshold: float = 0.5  # a window with this much media evidence is media-like
+    media_window: int = 16  # media context looks at the last 16 windows (7.7 s) ...
+    media_min_windows: int = 10  # ... of which 10 (≥ 5 s) must be media-like
+    media_hold_s: float = 6.0  # media context lasts this long after the media stops
+    media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
+    pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
+    enabled: frozenset[Sound] = frozenset(Sound)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvidence:
+    """What the tagger and the level meter say about one 0.96 s window."""
+
+    start_s: float
+    end_s: float
+    level_db: float  # RMS level of the window, dBFS
+    peak_db: float  # loudest 10 ms frame in the window, dBFS
+    scores: Mapping[Sound, float]  # normalized group scores: 1.0 = at threshold; empty if gated
+    confidence: Mapping[Sound, float]  # raw score of each group's best class
+    labels: Mapping[Sound, str]  # which AudioSet class that was
+    media: float  # media evidence 0..1
+    onset_s: float  # where the energy rises most inside the window
+
+
+@dataclass(slots=True)
+class Detection:
+    """A sound heard over a stretch of the stream."""
+
+    id: str
+    sound: Sound
+    start_s: float
+    end_s: float
+    confidence: float
+    label: str
+    peak_db: float
+    suppressed: bool = False
+    reason: Reason | None = None
+
+
+class EventKind(StrEnum):
+    """What happened to a detection."""
+
+    ONSET = "onset"  # a detection started (alert-worthy unless suppressed)
+    OFFSET = "offset"  # its hold time ran out: it is over
+
+
+@dataclass(frozen=True, slots=True)
+class DeciderEvent:
+    """A change the consumer (entities, CLI) acts on; detection is a snapshot."""
+
+    kind: EventKind
+    detection: Detection
+
+
+@dataclass(slots=True)
+class _Track:
+    """Per-sound state."""
+
+    recent: deque[WindowEvidence | None]
+    open: Detection | None = None
+    last_hit_end_s: float = 0.0
+    last_alert_s: float | None = None
+
+
+class Decider:
+    """Turns window evidence and alarm-pattern hits of one stream into detections."""
+
+    def __init__(self, config: DeciderConfig | None = None) -> None:
+        """Start with no evidence."""
+        self.config = config or DeciderConfig()
+        self.media_player_playing = False
+        self._tracks = {
+            sound: _Track(deque(maxlen=rule.of)) for sound, rule in self.config.rules.items()
+        }
+        self._media: deque[tuple[bool, float]] = deque(maxlen=self.config.media_window)
+        self._media_until_s = -1.0
+        self._now = 0.0
+        self._last_t4_s: float | None = None
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self.media_s = 0.0  # stream seconds spent in acoustic media context
+
+    @property
+    def media_active(self) -> bool:
+        """Return True while the microphone hears media (acoustic evidence)."""
+        return self._now <= self._media_until_s
+
+    def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
+        """Add one window's evidence; return the detections that start or end."""
+        self._now = window.end_s
+        self._update_media(window)
+        events = self._expire(window.end_s)
+        alarm_as_co = (
+            self._last_t4_s is not None
+            and window.end_s - self._last_t4_s <= self.config.pattern_memory_s
+        )
+        for sound, track in self._tracks.items():
+            # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
+            # T4 pattern is being heard, and for the smoke alarm otherwise.
+            source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
+            hit = window.scores.get(source, 0.0) >= 1.0
+            if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
+                hit = False
+            track.recent.append(window if hit else None)
+            if hit:
+                events.extend(self._hit(sound, track, window, source))
+        return events
+
+    def push_alarm(self, hit: AlarmHit) -> list[DeciderEvent]:
+        """Add a confirmed smoke (T3) or CO (T4) pattern from the alarm-pattern detector."""
+        self._now = max(self._now, hit.end_s)
+        sound = Sound(hit.sound)
+        if sound is Sound.CO_ALARM:
+            self._last_t4_s = hit.end_s
+        events = self._expire(hit.end_s)
+        track = self._tracks[sound]
+        track.last_hit_end_s = max(track.last_hit_end_s, hit.end_s)
+        if track.open is not None:
+            track.open.end_s = max(track.open.end_s, hit.end_s)
+            track.open.confidence = max(track.open.confidence, hit.confidence)
+            return events
+        detection = self._new(
+            sound, hit.start_s, hit.end_s, hit.confidence, f"{hit.pattern} pattern", 0.0
+        )
+        events.extend(self._open(sound, track, detection))
+        return events
+
+    def finish(self) -> list[DeciderEvent]:
+        """End of stream: close every open detection."""
+        events = []
+        for track in self._tracks.values():
+            if track.open is not None:
+                events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
+                track.open = None
+        return events
+
+    def _hit(
+        self, sound: Sound, track: _Track, window: WindowEvidence, source: Sound
+    ) -> list[DeciderEvent]:
+        track.last_hit_end_s = window.end_s
+        confidence = window.confidence.get(source, 0.0)
+        if track.open is not None:
+            track.open.end_s = window.end_s
+            track.open.confidence = max(track.open.confidence, confidence)
+            track.open.peak_db = max(track.open.peak_db, window.peak_db)
+            return []
+        rule = self.config.rules[sound]
+        hits = [w for w in track.recent if w is not None]
+        if len(hits) < rule.hits and window.scores.get(source, 0.0) < rule.strong:
+            return []
+        first = hits[0]
+        detection = self._new(
+            sound,
+            first.onset_s,
+            window.end_s,
+            max(w.confidence.get(source, 0.0) for w in hits),
+            window.labels.get(source, ""),
+            max(w.peak_db for w in hits),
+        )
+        return self._open(sound, track, detection)
+
+    def _open(self, sound: Sound, track: _Track, detection: Detection) -> list[DeciderEvent]:
+        if sound not in self.config.enabled:
+            return []
+        reason = self._suppression(sound, detection)
+        rule = self.config.rules[sound]
+        if reason is None and (
+            track.last_alert_s is not None
+            and detection.start_s - track.last_alert_s < rule.cooldown_s
+        ):
+            reason = Reason.COOLDOWN
+        if reason is None:
+            track.last_alert_s = detection.start_s
+        detection.suppressed = reason is not None
+        detection.reason = reason
+        track.open = detection
+        return [DeciderEvent(EventKind.ONSET, replace(detection))]
+
+    def _suppression(self, sound: Sound, detection: Detection) -> Reason | None:
+        if sound in ALARM_SOUNDS or sound not in MEDIA_PRONE:
+            return None
+        if not (self.media_player_playing or self.media_active):
+            return None
+        reference = self._media_level_db()
+        if reference is not None and detection.peak_db - reference >= self.config.media_margin_db:
+            return None  # much louder than the media: a real sound in the room
+        return Reason.MEDIA_PLAYER if self.media_player_playing else Reason.MEDIA
+
+    def _media_level_db(self) -> float | None:
+        """Return the typical peak level of the media (or of recent sound if none is media-like)."""
+        media = [peak for like, peak in self._media if like]
+        levels = media or [peak for _, peak in self._media]
+        return statistics.median(levels) if levels else None
+
+    def _update_media(self, window: WindowEvidence) -> None:
+        like = window.media >= self.config.media_threshold
+        self._media.append((like, window.peak_db))
+        if sum(1 for is_media, _ in self._media if is_media) >= self.config.media_min_windows:
+            self._media_until_s = window.end_s + self.config.media_hold_s
+        if self.media_active:
+            self.media_s += WINDOW_HOP_S
+
+    def _expire(self, now_s: float) -> list[DeciderEvent]:
+        events = []
+        for sound, track in self._tracks.items():
+            if track.open is not None and now_s - track.last_hit_end_s > self.config.rules[
+                sound
+            ].hold_s:
+                events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
+                track.open = None
+        return events
+
+    def _new(
+        self, sound: Sound, start_s: float, end_s: float, confidence: float, label: str, peak: float
+    ) -> Detection:
+        return Detection(
+            id=f"{self._prefix}-{next(self._ids)}",
+            sound=sound,
+            start_s=round(start_s, 3),
+            end_s=round(end_s, 3),
+            confidence=round(confidence, 4),
+            label=label,
+            peak_db=peak,
+        )

@@ -1,0 +1,306 @@
+"""The shared engine: one tagger for every stream, run in one worker thread.
+
+Streams push audio from any thread (in Home Assistant: the event loop) without blocking: each
+stream has a bounded queue, and when the host can't keep up the oldest audio is dropped and
+counted, never queued without bound. The worker drains all queues, runs each stream's signal
+processing, tags every ready window of every stream in one batch, and hands each stream's
+decider events to its callback — on the worker thread; callers hop threads themselves.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+import logging
+import threading
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from .decider import DeciderConfig, DeciderEvent
+from .frontend import SAMPLE_RATE
+from .pcm import AudioFormatError, PcmConverter, sanitize
+from .stream import PendingWindows, StreamAnalyzer
+from .tagger import Tagger
+
+_LOGGER = logging.getLogger(__name__)
+Floats = npt.NDArray[np.float32]
+EventCallback = Callable[["EngineStream", list[DeciderEvent]], None]
+DEFAULT_QUEUE_S = 10.0  # audio a stream may have waiting before the oldest is dropped
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters of the worker, for diagnostics and the benchmark."""
+
+    batches: int = 0
+    windows_tagged: int = 0
+    tagger_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    errors: int = 0
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters of one stream."""
+
+    seconds_in: float = 0.0  # audio received
+    seconds_dropped: float = 0.0  # audio dropped because the worker fell behind
+    chunks_dropped: int = 0
+    bad_chunks: int = 0  # chunks that could not be converted (wrong format, garbage)
+
+
+# A queued chunk: 16 kHz mono floats, or PCM bytes with its declared (rate, width, channels).
+type _Chunk = tuple[Floats, None] | tuple[bytes, tuple[int, int, int]]
+
+
+def _seconds(chunk: _Chunk) -> float:
+    data, fmt = chunk
+    if fmt is None:
+        return len(data) / SAMPLE_RATE
+    rate, width, channels = fmt
+    return len(data) / max(rate * width * channels, 1)
+
+
+class EngineStream:
+    """One audio stream's handle: push audio, get events through the callback."""
+
+    def __init__(
+        self,
+        worker: EngineWorker,
+        name: str,
+        callback: EventCallback,
+        analyzer: StreamAnalyzer,
+        max_queued_s: float,
+    ) -> None:
+        """Create through :meth:`EngineWorker.open_stream`."""
+        self.name = name
+        self.analyzer = analyzer
+        self.stats = StreamStats()
+        self._worker = worker
+        self._callback = callback
+        self._queue: deque[_Chunk] = deque()
+        self._queued_s = 0.0
+        self._max_queued_s = max_queued_s
+        self._lock = threading.Lock()
+        self._gap_s = 0.0  # audio dropped since the worker last took audio
+        self._converter: PcmConverter | None = None
+        self.last_error: str | None = None
+        self.closed = False
+
+    def push(self, samples: Floats) -> None:
+        """Queue 16 kHz mono float samples; never blocks on inference."""
+        if len(samples):
+            self._enqueue((samples, None))
+
+    def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
+        """Queue PCM bytes as a source declared them; converted on the worker thread."""
+        if data:
+            self._enqueue((data, (rate, width, channels)))
+
+    def _enqueue(self, chunk: _Chunk) -> None:
+        if self.closed:
+            return
+        seconds = _seconds(chunk)
+        with self._lock:
+            self._queue.append(chunk)
+            self._queued_s += seconds
+            self.stats.seconds_in += seconds
+            while self._queued_s > self._max_queued_s and len(self._queue) > 1:
+                dropped = _seconds(self._queue.popleft())
+                self._queued_s -= dropped
+                self.stats.seconds_dropped += dropped
+                self.stats.chunks_dropped += 1
+                self._gap_s += dropped
+        self._worker.wake()
+
+    def mark_gap(self, seconds: float) -> None:
+        """Account for time without audio (a reconnect): holds and cooldowns keep running."""
+        with self._lock:
+            self._gap_s += max(seconds, 0.0)
+
+    def set_media_player_playing(self, playing: bool) -> None:
+        """Tell the decider whether a media player near this microphone is playing."""
+        self.analyzer.decider.media_player_playing = playing
+
+    def close(self) -> None:
+        """Stop processing this stream; queued audio is discarded."""
+        self.closed = True
+        self._worker.remove(self)
+
+    def _take(self) -> tuple[Floats | None, float]:
+        """Return the queued audio as 16 kHz floats and the seconds dropped before it."""
+        with self._lock:
+            if not self._queue:
+                return None, 0.0
+            chunks = list(self._queue)
+            self._queue.clear()
+            self._queued_s = 0.0
+            gap, self._gap_s = self._gap_s, 0.0
+        if gap and self._converter is not None:
+            self._converter.reset()
+        parts = [part for chunk in chunks if len(part := self._convert(chunk))]
+        if not parts:
+            return None, gap
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), gap
+
+    def _convert(self, chunk: _Chunk) -> Floats:
+        data, fmt = chunk
+        if not isinstance(data, bytes) or fmt is None:
+            return sanitize(data)
+        try:
+            if self._converter is None:
+                self._converter = PcmConverter(*fmt)
+                head = _EMPTY
+            else:
+                head = self._converter.set_format(*fmt)
+            body = self._converter.convert(data)
+        except AudioFormatError as err:
+            self.stats.bad_chunks += 1
+            if self.last_error is None:
+                _LOGGER.warning("Stream %s: unusable audio: %s", self.name, err)
+            self.last_error = str(err)
+            return _EMPTY
+        return np.concatenate([head, body]) if len(head) else body
+
+    def _deliver(self, events: list[DeciderEvent]) -> None:
+        if events and not self.closed:
+            self._callback(self, events)
+
+
+_EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass(slots=True)
+class _Work:
+    stream: EngineStream
+    pending: PendingWindows
+    scores: Floats | None = None
+
+
+class EngineWorker:
+    """Runs the tagger for all streams in one thread, batching windows that are ready together."""
+
+    def __init__(self, tagger: Tagger, *, max_batch: int = 32) -> None:
+        """Create the worker (call :meth:`start`)."""
+        self.tagger = tagger
+        self.max_batch = max_batch
+        self.stats = EngineStats()
+        self._streams: list[EngineStream] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def streams(self) -> list[EngineStream]:
+        """Return the open streams."""
+        with self._lock:
+            return list(self._streams)
+
+    def open_stream(
+        self,
+        name: str,
+        callback: EventCallback,
+        *,
+        decider_config: DeciderConfig | None = None,
+        gate_db: float | None = None,
+        queue_s: float = DEFAULT_QUEUE_S,
+    ) -> EngineStream:
+        """Open a stream; callback gets its events on the worker thread."""
+        analyzer = (
+            StreamAnalyzer(decider_config=decider_config)
+            if gate_db is None
+            else StreamAnalyzer(decider_config=decider_config, gate_db=gate_db)
+        )
+        stream = EngineStream(self, name, callback, analyzer, queue_s)
+        with self._lock:
+            self._streams.append(stream)
+        return stream
+
+    def remove(self, stream: EngineStream) -> None:
+        """Forget a stream."""
+        with self._lock:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    def wake(self) -> None:
+        """Tell the worker there is audio."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="guard_mode_engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread (queued audio is discarded)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_once(self) -> int:
+        """Process everything queued now, in the calling thread; return windows tagged."""
+        started = time.perf_counter()
+        work: list[_Work] = []
+        for stream in self.streams:
+            samples, gap = stream._take()  # noqa: SLF001
+            if gap:
+                stream.analyzer.skip(round(gap * SAMPLE_RATE))  # frames must not span a gap
+            if samples is None:
+                continue
+            work.append(_Work(stream, stream.analyzer.feed(samples)))
+        tagged = self._tag(work)
+        for item in work:
+            try:
+                events = item.stream.analyzer.complete(item.pending, item.scores)
+            except Exception:
+                self.stats.errors += 1
+                _LOGGER.exception("Engine failed on stream %s", item.stream.name)
+                continue
+            item.stream._deliver(events)  # noqa: SLF001
+        if work:
+            self.stats.busy_seconds += time.perf_counter() - started
+        return tagged
+
+    def _tag(self, work: list[_Work]) -> int:
+        """Run the tagger on every pending patch of every stream, in batches."""
+        needed = [item for item in work if item.pending.needs_tagger]
+        if not needed:
+            return 0
+        patches = np.concatenate([item.pending.patches for item in needed])
+        started = time.perf_counter()
+        scores = np.concatenate(
+            [
+                self.tagger.infer(patches[i : i + self.max_batch]).scores
+                for i in range(0, len(patches), self.max_batch)
+            ]
+        )
+        self.stats.tagger_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.windows_tagged += len(patches)
+        row = 0
+        for item in needed:
+            count = item.pending.needs_tagger
+            item.scores = scores[row : row + count]
+            row += count
+        return len(patches)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.run_once()
+            except Exception:  # keep the thread alive whatever a stream does
+                self.stats.errors += 1
+                _LOGGER.exception("Engine worker error")

@@ -1,0 +1,208 @@
+"""Benchmark the engine; prints one JSON object (machine-readable figures).
+
+Usage: scripts/bench [--seconds 120] [--backend onnxruntime numpy] [--streams 16]
+
+Measured, start-up excluded, CPU time of the whole process (all threads) per second of audio:
+- ``engine``: the streaming engine (frontend computing each frame once, alarm-pattern DSP, level
+  gate, tagger, decider) on a busy stream — every window loud enough for the tagger;
+- ``frigate_loop``: side by side on the same audio, what a Frigate-style loop does: the numpy
+  frontend over a whole 0.96 s window and one tagger call, every 0.48 s;
+- ``quiet``: the engine on a quiet stream (the level gate skips the tagger);
+- ``multi``: N streams through the shared worker (batched tagging), real-time factor per stream;
+- per-window latency percentiles and the frontend/DSP vs tagger split; RSS with the model loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+from pathlib import Path
+import platform
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from custom_components.guard_mode.engine import frontend as fe
+from custom_components.guard_mode.engine.stream import StreamAnalyzer
+from custom_components.guard_mode.engine.tagger import load_tagger, onnxruntime_available
+from custom_components.guard_mode.engine.worker import EngineWorker
+
+CHUNK = 1280  # 80 ms, a typical microphone chunk
+
+
+def rss_mb() -> float:
+    """Return the resident set size of this process in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def busy_audio(seconds: float, seed: int = 1) -> np.ndarray:
+    """Return loud, varied audio (tones, noise bursts, chirps) so the gate never skips."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fe.SAMPLE_RATE)
+    t = np.arange(n) / fe.SAMPLE_RATE
+    audio = 0.05 * rng.standard_normal(n)
+    audio += 0.2 * np.sin(2 * np.pi * (300 + 200 * np.sin(0.3 * t)) * t)
+    bursts = (np.sin(2 * np.pi * 0.7 * t) > 0.6) * rng.standard_normal(n) * 0.3
+    return (audio + bursts).astype(np.float32)
+
+
+def quiet_audio(seconds: float) -> np.ndarray:
+    """Return a quiet room: faint noise around -70 dBFS."""
+    rng = np.random.default_rng(2)
+    return (rng.standard_normal(int(seconds * fe.SAMPLE_RATE)) * 3e-4).astype(np.float32)
+
+
+def _chunks(audio: np.ndarray) -> list[np.ndarray]:
+    return [audio[i : i + CHUNK] for i in range(0, len(audio), CHUNK)]
+
+
+def bench_engine(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
+    """Run one stream through the engine chunk by chunk; return RTF and the per-window split."""
+    stream = StreamAnalyzer()
+    stream.process(audio[: 2 * fe.SAMPLE_RATE], tagger)  # warm-up
+    stream = StreamAnalyzer()
+    dsp_ms, tag_ms = [], []
+    gc.collect()
+    cpu0 = time.process_time()
+    for chunk in _chunks(audio):
+        t0 = time.perf_counter()
+        pending = stream.feed(chunk)
+        t1 = time.perf_counter()
+        scores = tagger.infer(pending.patches).scores if pending.needs_tagger else None
+        t2 = time.perf_counter()
+        stream.complete(pending, scores)
+        t3 = time.perf_counter()
+        if pending.windows:
+            dsp_ms.append((t1 - t0 + t3 - t2) * 1000)
+            tag_ms.append((t2 - t1) * 1000)
+        else:
+            dsp_ms.append((t1 - t0 + t3 - t2) * 1000)
+    cpu = time.process_time() - cpu0
+    seconds = len(audio) / fe.SAMPLE_RATE
+    windows = stream.windows
+    total = np.array(dsp_ms).sum() + np.array(tag_ms).sum()
+    per_window = np.array(tag_ms)
+    return {
+        "rtf": round(cpu / seconds, 5),
+        "windows": windows,
+        "gated_windows": stream.gated_windows,
+        "ms_per_window_mean": round(total / max(windows, 1), 3),
+        "tagger_ms_per_window_p50": round(float(np.percentile(per_window, 50)), 3)
+        if len(per_window)
+        else 0.0,
+        "tagger_ms_per_window_p95": round(float(np.percentile(per_window, 95)), 3)
+        if len(per_window)
+        else 0.0,
+        "frontend_dsp_decider_ms_per_window": round(np.array(dsp_ms).sum() / max(windows, 1), 3),
+        "tagger_share": round(float(np.array(tag_ms).sum() / total), 3) if total else 0.0,
+    }
+
+
+def bench_frigate_loop(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
+    """What a Frigate-style loop costs: full-window frontend + one tagger call every 0.48 s."""
+    hop = int(fe.WINDOW_HOP_S * fe.SAMPLE_RATE)
+    window = fe.PATCH_SAMPLES
+    starts = range(0, len(audio) - window + 1, hop)
+    for start in list(starts)[:4]:  # warm-up
+        tagger.infer(fe.patches(fe.log_mel(fe.stft_magnitude(audio[start : start + window]))))
+    gc.collect()
+    cpu0 = time.process_time()
+    times = []
+    for start in starts:
+        t0 = time.perf_counter()
+        patch = fe.patches(fe.log_mel(fe.stft_magnitude(audio[start : start + window])))
+        tagger.infer(patch)
+        times.append((time.perf_counter() - t0) * 1000)
+    cpu = time.process_time() - cpu0
+    return {
+        "rtf": round(cpu / (len(audio) / fe.SAMPLE_RATE), 5),
+        "ms_per_window_p50": round(float(np.percentile(times, 50)), 3),
+        "ms_per_window_p95": round(float(np.percentile(times, 95)), 3),
+    }
+
+
+def bench_quiet(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
+    """Return the engine's real-time factor on a quiet stream."""
+    stream = StreamAnalyzer()
+    cpu0 = time.process_time()
+    for chunk in _chunks(audio):
+        stream.process(chunk, tagger)
+    cpu = time.process_time() - cpu0
+    return {
+        "rtf": round(cpu / (len(audio) / fe.SAMPLE_RATE), 6),
+        "gated_share": round(stream.gated_windows / max(stream.windows, 1), 3),
+    }
+
+
+def bench_multi(tagger: Any, streams: int, seconds: float) -> dict[str, Any]:
+    """Push N busy streams through the shared worker as fast as it goes; RTF per stream."""
+    worker = EngineWorker(tagger)
+    handles = [worker.open_stream(f"s{i}", lambda *_: None) for i in range(streams)]
+    audio = [busy_audio(seconds, seed=10 + i) for i in range(streams)]
+    cpu0 = time.process_time()
+    for k in range(0, int(seconds * fe.SAMPLE_RATE), CHUNK):
+        for handle, samples in zip(handles, audio, strict=True):
+            handle.push(samples[k : k + CHUNK])
+        if (k // CHUNK) % 6 == 5:  # the worker wakes about every 0.48 s of audio
+            worker.run_once()
+    worker.run_once()
+    cpu = time.process_time() - cpu0
+    return {
+        "streams": streams,
+        "rtf_total": round(cpu / seconds, 4),
+        "rtf_per_stream": round(cpu / seconds / streams, 5),
+        "windows_tagged": worker.stats.windows_tagged,
+        "batches": worker.stats.batches,
+        "mean_batch": round(worker.stats.windows_tagged / max(worker.stats.batches, 1), 1),
+        "cores_needed_for_realtime": round(cpu / seconds, 3),
+    }
+
+
+def main() -> None:
+    """Run the benchmark and print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--backend", nargs="*", default=None)
+    parser.add_argument("--streams", type=int, default=16)
+    args = parser.parse_args()
+    backends = args.backend or (
+        ["onnxruntime", "numpy"] if onnxruntime_available() else ["numpy"]
+    )
+    busy = busy_audio(args.seconds)
+    quiet = quiet_audio(args.seconds)
+    report: dict[str, Any] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "audio_seconds": args.seconds,
+        "backends": {},
+    }
+    for backend in backends:
+        gc.collect()
+        before = rss_mb()
+        tagger = load_tagger(backend=backend)  # type: ignore[arg-type]
+        tagger.infer(np.zeros((1, 96, 64), np.float32))
+        loaded = rss_mb()
+        engine = bench_engine(tagger, busy)
+        frigate = bench_frigate_loop(tagger, busy)
+        result = {
+            "rss_model_mb": round(loaded - before, 1),
+            "engine": engine,
+            "frigate_loop": frigate,
+            "engine_vs_frigate": round(engine["rtf"] / frigate["rtf"], 3),
+            "quiet": bench_quiet(tagger, quiet),
+        }
+        if args.streams:
+            result["multi"] = bench_multi(tagger, args.streams, min(args.seconds, 30.0))
+        report["backends"][backend] = result
+    report["rss_total_mb"] = round(rss_mb(), 1)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
