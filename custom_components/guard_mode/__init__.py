@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from collections.abc import Callable
+import logging
 
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.typing import ConfigType
+
+from .const import DOMAIN, NAME, SIGNAL_NEW_SATELLITE, SUBENTRY_SATELLITE
+from .alerts import AlertManager
 from .hub import GuardHub, state_store
 from .models import GuardModeConfigEntry, GuardModeData
+from .notifications import Notifier
+from .runtime import async_start_engine
+from .satellite import Satellite
+from .services import async_setup_services
+from .sources.push import PushSource, async_register_push_view
 
-PLATFORMS: list[Platform] = [Platform.SWITCH]
+_LOGGER = logging.getLogger(__name__)
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register Guard Mode's actions (they work once the hub is set up)."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
     """Set up Guard Mode from a config entry."""
+    engine = await async_start_engine(hass)
     hub = GuardHub(hass, entry)
     await hub.async_load()
-    entry.runtime_data = GuardModeData(hub=hub)
+    notifier = Notifier(hass, lambda: hub.options)
+    entry.async_on_unload(notifier.async_stop)
+    alerts = AlertManager(hass, notifier.async_alert)
+    entry.runtime_data = GuardModeData(hub=hub, engine=engine, alerts=alerts, notifier=notifier)
+    async_register_push_view(hass, _push_resolver(hass))
+    _sync_satellites(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     hub.async_start()
     entry.async_on_unload(hub.async_stop)
@@ -24,8 +56,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
-    """Unload a config entry."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    """Unload a config entry: close every microphone, stop the engine."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    for satellite in entry.runtime_data.satellites.values():
+        await satellite.async_stop()
+    entry.runtime_data.satellites.clear()
+    await entry.runtime_data.engine.async_stop(hass)
+    return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
@@ -34,5 +71,69 @@ async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Apply changed options without a reload."""
+    """Apply changed options and added, changed or removed satellites without a reload."""
+    for subentry_id in list(entry.runtime_data.satellites):
+        satellite = entry.runtime_data.satellites[subentry_id]
+        current = entry.subentries.get(subentry_id)
+        if current is None or current.data != satellite.subentry.data:
+            del entry.runtime_data.satellites[subentry_id]
+            await satellite.async_stop()
+        elif current.title != satellite.subentry.title:
+            satellite.subentry = current
+    _sync_satellites(hass, entry)
     entry.runtime_data.hub.async_options_updated()
+
+
+@callback
+def _sync_satellites(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
+    """Start a satellite for every satellite subentry that has none."""
+    data = entry.runtime_data
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type != SUBENTRY_SATELLITE or subentry.subentry_id in data.satellites:
+            continue
+        satellite = Satellite(
+            hass, entry.entry_id, subentry, hub=data.hub, engine=data.engine, alerts=data.alerts
+        )
+        data.satellites[subentry.subentry_id] = satellite
+        _update_device(hass, entry, satellite)
+        satellite.async_start()
+        async_dispatcher_send(hass, SIGNAL_NEW_SATELLITE, satellite)
+
+
+@callback
+def _update_device(hass: HomeAssistant, entry: GuardModeConfigEntry, satellite: Satellite) -> None:
+    """Create or update the satellite's device, in the area chosen for it."""
+    registry = dr.async_get(hass)
+    hub = registry.async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=NAME,
+        manufacturer=NAME,
+        model="Sound guard",
+        entry_type=dr.DeviceEntryType.SERVICE,
+    )
+    device = registry.async_get_or_create(
+        config_entry_id=entry.entry_id,
+        config_subentry_id=satellite.id,
+        identifiers={(DOMAIN, satellite.id)},
+        name=satellite.name,
+        manufacturer=NAME,
+        model=f"{satellite.source_type.capitalize()} microphone",
+        via_device_id=hub.id,
+    )
+    if (area := satellite.area_id) is not None and device.area_id != area:
+        registry.async_update_device(device.id, area_id=area)
+    if device.name != satellite.name:
+        registry.async_update_device(device.id, name=satellite.name)
+
+
+def _push_resolver(hass: HomeAssistant) -> Callable[[str], PushSource | None]:
+    def resolve(push_id: str) -> PushSource | None:
+        for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+            for satellite in entry.runtime_data.satellites.values():
+                source = satellite.source
+                if isinstance(source, PushSource) and source.push_id == push_id:
+                    return source
+        return None
+
+    return resolve

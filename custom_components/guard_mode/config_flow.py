@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
     OptionsFlow,
+    SubentryFlowResult,
 )
+from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT, CONF_URL
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
+    AreaSelector,
     BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
 )
 import probatio as vol
 
@@ -26,14 +37,25 @@ from .const import (
     CONF_ALARM_PANEL,
     CONF_ALARM_STATES,
     CONF_ALWAYS_LISTEN_ALARMS,
+    CONF_AREA,
     CONF_ARMING_MODE,
+    CONF_MEDIA_PLAYERS,
     CONF_NOTIFY_TARGETS,
     CONF_PRESENCE_ENTITIES,
+    CONF_PUSH_ID,
+    CONF_SOURCE,
+    CONF_UNREACHABLE_MINUTES,
     DEFAULT_OPTIONS,
     DOMAIN,
     NAME,
+    SUBENTRY_SATELLITE,
     ArmingMode,
+    SourceType,
 )
+from .sources import create_source
+from .sources.base import SourceError
+
+DEFAULT_WYOMING_PORT = 10600
 
 
 class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -54,6 +76,14 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: ConfigEntry) -> GuardModeOptionsFlow:
         """Return the options flow."""
         return GuardModeOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Satellites are subentries of the hub."""
+        return {SUBENTRY_SATELLITE: SatelliteSubentryFlow}
 
 
 class GuardModeOptionsFlow(OptionsFlow):
@@ -86,6 +116,17 @@ class GuardModeOptionsFlow(OptionsFlow):
                     )
                 ),
                 vol.Required(CONF_ALWAYS_LISTEN_ALARMS): BooleanSelector(),
+                vol.Optional(
+                    CONF_UNREACHABLE_MINUTES, default=DEFAULT_OPTIONS[CONF_UNREACHABLE_MINUTES]
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=1,
+                        max=1440,
+                        step=1,
+                        unit_of_measurement="min",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
                 vol.Optional(CONF_NOTIFY_TARGETS): SelectSelector(
                     SelectSelectorConfig(
                         options=[f"notify.{name}" for name in notify_services],
@@ -153,4 +194,138 @@ class GuardModeOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="presence",
             data_schema=self.add_suggested_values_to_schema(schema, self._options),
+        )
+
+
+def _name_and_area(defaults: dict[str, Any]) -> dict[Any, Any]:
+    return {
+        vol.Required(CONF_NAME, default=defaults.get(CONF_NAME, "")): TextSelector(),
+        vol.Optional(CONF_AREA): AreaSelector(),
+        vol.Optional(CONF_MEDIA_PLAYERS): EntitySelector(
+            EntitySelectorConfig(domain="media_player", multiple=True)
+        ),
+    }
+
+
+def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
+    fields = _name_and_area(defaults)
+    if kind is SourceType.WYOMING:
+        fields[vol.Required(CONF_HOST, default=defaults.get(CONF_HOST, ""))] = TextSelector()
+        fields[vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, DEFAULT_WYOMING_PORT))] = (
+            NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
+        )
+    elif kind is SourceType.STREAM:
+        fields[vol.Required(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(
+            TextSelectorConfig(type=TextSelectorType.URL)
+        )
+    return vol.Schema(fields)
+
+
+def _source_data(kind: SourceType, user_input: dict[str, Any], push_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = {CONF_SOURCE: kind.value}
+    for key in (CONF_AREA, CONF_MEDIA_PLAYERS):
+        if user_input.get(key):
+            data[key] = user_input[key]
+    if kind is SourceType.WYOMING:
+        data[CONF_HOST] = user_input[CONF_HOST].strip()
+        data[CONF_PORT] = int(user_input[CONF_PORT])
+    elif kind is SourceType.STREAM:
+        data[CONF_URL] = user_input[CONF_URL].strip()
+    else:
+        data[CONF_PUSH_ID] = push_id
+    return data
+
+
+def _unique_id(data: dict[str, Any]) -> str | None:
+    kind = SourceType(data[CONF_SOURCE])
+    if kind is SourceType.WYOMING:
+        return f"wyoming:{data[CONF_HOST].lower()}:{data[CONF_PORT]}"
+    if kind is SourceType.STREAM:
+        return f"stream:{data[CONF_URL]}"
+    return f"push:{data[CONF_PUSH_ID]}"
+
+
+class SatelliteSubentryFlow(ConfigSubentryFlow):
+    """Add or reconfigure a satellite: a microphone in an area, tested before it is saved."""
+
+    def __init__(self) -> None:
+        """Start with a fresh push id (used only by push satellites)."""
+        self._push_id = secrets.token_hex(8)
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Choose where the satellite's audio comes from."""
+        return self.async_show_menu(step_id="user", menu_options=[k.value for k in SourceType])
+
+    async def async_step_wyoming(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Add a Wyoming microphone service."""
+        return await self._async_source_step(SourceType.WYOMING, user_input)
+
+    async def async_step_stream(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Add a camera or other stream with audio."""
+        return await self._async_source_step(SourceType.STREAM, user_input)
+
+    async def async_step_push(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Add a device running the Guard Mode agent, which pushes audio to Home Assistant."""
+        return await self._async_source_step(SourceType.PUSH, user_input)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Change a satellite's settings; its device and entities stay."""
+        subentry = self._get_reconfigure_subentry()
+        self._push_id = subentry.data.get(CONF_PUSH_ID, self._push_id)
+        return await self._async_source_step(SourceType(subentry.data[CONF_SOURCE]), user_input)
+
+    async def _async_source_step(
+        self, kind: SourceType, user_input: dict[str, Any] | None
+    ) -> SubentryFlowResult:
+        reconfiguring = self.source == "reconfigure"
+        step_id = "reconfigure" if reconfiguring else kind.value
+        defaults: dict[str, Any] = {}
+        suggested: dict[str, Any] = {}
+        if reconfiguring:
+            subentry = self._get_reconfigure_subentry()
+            defaults = {**subentry.data, CONF_NAME: subentry.title}
+            suggested = {key: subentry.data.get(key) for key in (CONF_AREA, CONF_MEDIA_PLAYERS)}
+        errors: dict[str, str] = {}
+        placeholders = {"push_id": self._push_id, "detail": ""}
+        if user_input is not None:
+            data = _source_data(kind, user_input, self._push_id)
+            unique_id = _unique_id(data)
+            entry = self._get_entry()
+            duplicate = any(
+                other.unique_id == unique_id
+                and not (reconfiguring and other.subentry_id == self._reconfigure_subentry_id)
+                for other in entry.subentries.values()
+            )
+            if duplicate:
+                return self.async_abort(reason="already_configured")
+            if kind is not SourceType.PUSH:  # a push agent can only connect once saved
+                try:
+                    await create_source(data).probe()
+                except SourceError as err:
+                    errors["base"] = err.reason
+                    placeholders["detail"] = f"\n\n**{err}**"
+            if not errors:
+                title = user_input[CONF_NAME].strip() or NAME
+                if reconfiguring:
+                    return self.async_update_and_abort(
+                        entry,
+                        self._get_reconfigure_subentry(),
+                        title=title,
+                        data=data,
+                        unique_id=unique_id,
+                    )
+                return self.async_create_entry(title=title, data=data, unique_id=unique_id)
+            defaults = {**defaults, **user_input}
+            suggested = {key: user_input.get(key) for key in (CONF_AREA, CONF_MEDIA_PLAYERS)}
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(_schema(kind, defaults), suggested),
+            errors=errors,
+            description_placeholders=placeholders,
         )

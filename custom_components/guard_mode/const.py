@@ -21,6 +21,8 @@ CONF_ALARM_STATES: Final = "alarm_states"
 CONF_PRESENCE_ENTITIES: Final = "presence_entities"
 CONF_ALWAYS_LISTEN_ALARMS: Final = "always_listen_alarms"
 CONF_NOTIFY_TARGETS: Final = "notify_targets"
+CONF_UNREACHABLE_MINUTES: Final = "unreachable_minutes"
+DEFAULT_UNREACHABLE_MINUTES: Final = 10
 
 # alarm_control_panel states that may arm guard mode; armed_away always does.
 ALARM_STATE_AWAY: Final = "armed_away"
@@ -32,4 +34,23 @@ DEFAULT_OPTIONS: Final = {
     CONF_PRESENCE_ENTITIES: [],
     CONF_ALWAYS_LISTEN_ALARMS: False,
     CONF_NOTIFY_TARGETS: [],
+    CONF_UNREACHABLE_MINUTES: DEFAULT_UNREACHABLE_MINUTES,
 }
+
+SUBENTRY_SATELLITE: Final = "satellite"
+
+
+class SourceType(StrEnum):
+    """Where a satellite's audio comes from."""
+
+    WYOMING = "wyoming"
+    STREAM = "stream"
+    PUSH = "push"
+
+
+CONF_SOURCE: Final = "source"
+CONF_AREA: Final = "area"
+CONF_PUSH_ID: Final = "push_id"
+CONF_MEDIA_PLAYERS: Final = "media_players"
+
+SIGNAL_NEW_SATELLITE: Final = f"{DOMAIN}_new_satellite"

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
-from homeassistant.helpers.entity import Entity, EntityDescription
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from .const import DOMAIN, NAME
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import DOMAIN, NAME, SIGNAL_NEW_SATELLITE
 from .hub import GuardHub
+
+if TYPE_CHECKING:
+    from .models import GuardModeConfigEntry
+    from .satellite import Satellite
 
 
 class GuardHubEntity(Entity):
@@ -32,3 +42,40 @@ class GuardHubEntity(Entity):
         """Follow the hub's state."""
         await super().async_added_to_hass()
         self.async_on_remove(self._hub.async_add_listener(self.async_write_ha_state))
+
+
+class SatelliteEntity(Entity):
+    """An entity of a satellite's device; unavailable while the satellite isn't listening."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, satellite: Satellite, description: EntityDescription) -> None:
+        """Initialize the entity on the satellite's device."""
+        self.entity_description = description
+        self._satellite = satellite
+        self._attr_unique_id = f"{satellite.id}-{description.key}"
+        self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, satellite.id)})
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the satellite's state."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._satellite.async_add_listener(self.async_write_ha_state))
+
+
+@callback
+def async_add_satellite_entities(
+    hass: HomeAssistant,
+    entry: GuardModeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    create: Callable[[Satellite], Sequence[Entity]],
+) -> None:
+    """Add a platform's entities for every satellite, now and whenever one is added."""
+
+    @callback
+    def add(satellite: Satellite) -> None:
+        async_add_entities(create(satellite), config_subentry_id=satellite.id)
+
+    for satellite in entry.runtime_data.satellites.values():
+        add(satellite)
+    entry.async_on_unload(async_dispatcher_connect(hass, SIGNAL_NEW_SATELLITE, add))

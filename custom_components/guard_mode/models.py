@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homeassistant.config_entries import ConfigEntry
 
+from .alerts import AlertManager
 from .hub import GuardHub
+from .notifications import Notifier
+from .runtime import EngineRuntime
+from .satellite import Satellite
 
 
 @dataclass
@@ -14,6 +18,10 @@ class GuardModeData:
     """What the platforms of a Guard Mode entry share."""
 
     hub: GuardHub
+    engine: EngineRuntime
+    alerts: AlertManager
+    notifier: Notifier
+    satellites: dict[str, Satellite] = field(default_factory=dict)  # by subentry id
 
 
 type GuardModeConfigEntry = ConfigEntry[GuardModeData]

@@ -24,6 +24,7 @@ from .frontend import SAMPLE_RATE
 from .pcm import AudioFormatError, PcmConverter, sanitize
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
+from .yamnet_numpy import blas_threads
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
@@ -294,6 +295,10 @@ class EngineWorker:
         return len(patches)
 
     def _run(self) -> None:
+        with blas_threads(1):  # numpy's BLAS would otherwise spread tiny products on every core
+            self._loop()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()

@@ -1,0 +1,88 @@
+"""Diagnostics: the hub, the engine and every satellite, with hosts, URLs and tokens redacted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from homeassistant.components.diagnostics import REDACTED, async_redact_data
+from homeassistant.const import CONF_HOST, CONF_URL
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_NOTIFY_TARGETS, CONF_PUSH_ID
+from .models import GuardModeConfigEntry
+from .satellite import Satellite
+
+TO_REDACT = {CONF_HOST, CONF_URL, CONF_PUSH_ID, CONF_NOTIFY_TARGETS, "token", "access_token"}
+
+
+def _scrub(text: str | None, satellite: Satellite) -> str | None:
+    """Remove the satellite's host and URL from a message (errors name where they failed)."""
+    if text is None:
+        return None
+    data = satellite.subentry.data
+    secrets = [str(data[key]) for key in (CONF_URL, CONF_HOST) if data.get(key)]
+    if url := data.get(CONF_URL):
+        secrets.append(urlsplit(str(url)).hostname or "")
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _satellite(satellite: Satellite) -> dict[str, Any]:
+    state = satellite.state
+    stream = satellite.stream
+    info: dict[str, Any] = {
+        "name": satellite.name,
+        "source": satellite.source_type,
+        "settings": async_redact_data(dict(satellite.subentry.data), TO_REDACT),
+        "listening": state.listening,
+        "connected": state.connected,
+        "outage_s": None
+        if state.outage_since is None
+        else round(time.monotonic() - state.outage_since, 1),
+        "reconnects": state.reconnects,
+        "last_error": _scrub(state.last_error, satellite),
+        "level_db": state.level_db,
+    }
+    if stream is not None:
+        analyzer = stream.analyzer
+        info["stream"] = {
+            "seconds_in": round(stream.stats.seconds_in, 1),
+            "seconds_dropped": round(stream.stats.seconds_dropped, 2),
+            "chunks_dropped": stream.stats.chunks_dropped,
+            "bad_chunks": stream.stats.bad_chunks,
+            "windows": analyzer.windows,
+            "windows_below_gate": analyzer.gated_windows,
+            "media_s": round(analyzer.decider.media_s, 1),
+            "media_player_playing": analyzer.decider.media_player_playing,
+            "enabled_sounds": sorted(analyzer.decider.config.enabled),
+        }
+    return info
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: GuardModeConfigEntry
+) -> dict[str, Any]:
+    """Return diagnostics for the Guard Mode hub."""
+    data = entry.runtime_data
+    worker = data.engine.worker
+    stats = worker.stats
+    return {
+        "options": async_redact_data(dict(entry.options), TO_REDACT),
+        "armed": data.hub.armed,
+        "changed_by": data.hub.source,
+        "engine": {
+            "backend": data.engine.backend,
+            "model": data.engine.model_path.name,
+            "streams": len(worker.streams),
+            "windows_tagged": stats.windows_tagged,
+            "batches": stats.batches,
+            "tagger_ms_per_window": round(1000 * stats.tagger_seconds / stats.windows_tagged, 3)
+            if stats.windows_tagged
+            else None,
+            "errors": stats.errors,
+        },
+        "satellites": [_satellite(satellite) for satellite in data.satellites.values()],
+    }

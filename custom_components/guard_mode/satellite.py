@@ -1,0 +1,314 @@
+"""A satellite: one microphone in one area, listened to while guard mode wants it.
+
+The satellite opens its source only while the hub is listening (armed, or the always-on alarm
+option), reconnects with exponential backoff and jitter, logs once per outage, raises a repair
+issue when it has been unreachable too long, and feeds its audio to the shared engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_call_later, async_track_time_interval
+
+from .const import (
+    CONF_AREA,
+    CONF_SOURCE,
+    CONF_UNREACHABLE_MINUTES,
+    DEFAULT_UNREACHABLE_MINUTES,
+    DOMAIN,
+)
+from .alerts import AlertManager, SatelliteDetections
+from .engine.decider import DeciderEvent, Detection
+from .engine.labels import ALARM_SOUNDS, Sound
+from .engine.worker import EngineStream
+from .media import MediaPlayerWatch
+from .sources import create_source
+from .sources.base import AudioSource, SourceError
+
+if TYPE_CHECKING:
+    from .hub import GuardHub
+    from .runtime import EngineRuntime
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 60.0
+STOP_TIMEOUT_S = 1.0
+LEVEL_INTERVAL = timedelta(seconds=5)
+
+
+def issue_unreachable(subentry_id: str) -> str:
+    """Return the repair issue id for an unreachable satellite."""
+    return f"unreachable_{subentry_id}"
+
+
+def backoff_delay(attempt: int, rng: random.Random) -> float:
+    """Return the wait before reconnect attempt (1, 2, 4 … 60 s, each with ±25 % jitter)."""
+    base = min(BACKOFF_START_S * 2 ** max(attempt - 1, 0), BACKOFF_MAX_S)
+    return float(base * rng.uniform(0.75, 1.25))
+
+
+@dataclass
+class SatelliteState:
+    """What the satellite's entities and diagnostics show."""
+
+    listening: bool = False
+    connected: bool = False
+    level_db: float | None = None
+    last_error: str | None = None
+    outage_since: float | None = None  # monotonic time the current outage started
+    reconnects: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Satellite:
+    """Runs one satellite's source while guard mode listens."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        subentry: ConfigSubentry,
+        *,
+        hub: GuardHub,
+        engine: EngineRuntime,
+        alerts: AlertManager,
+    ) -> None:
+        """Prepare the satellite of a subentry (call async_start)."""
+        self.hass = hass
+        self.entry_id = entry_id
+        self.subentry = subentry
+        self.hub = hub
+        self.engine = engine
+        self.alerts = alerts
+        self.source: AudioSource = create_source(subentry.data)
+        self.state = SatelliteState()
+        self.detections = SatelliteDetections()
+        self.stream: EngineStream | None = None
+        self._media_players = MediaPlayerWatch(hass, self)
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._unsubs: list[CALLBACK_TYPE] = []
+        self._repair_timer: CALLBACK_TYPE | None = None
+        self._level_unsub: CALLBACK_TYPE | None = None
+        self._rng = random.Random()
+
+    @property
+    def id(self) -> str:
+        """Return the satellite id (its subentry id)."""
+        return self.subentry.subentry_id
+
+    @property
+    def name(self) -> str:
+        """Return the satellite's name."""
+        return self.subentry.title
+
+    @property
+    def area_id(self) -> str | None:
+        """Return the area chosen for the satellite."""
+        area = self.subentry.data.get(CONF_AREA)
+        return str(area) if area else None
+
+    @property
+    def source_type(self) -> str:
+        """Return the kind of source."""
+        return str(self.subentry.data[CONF_SOURCE])
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call listener whenever the satellite's state changes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    @callback
+    def async_start(self) -> None:
+        """Follow the hub: listen while it says so."""
+        self._unsubs.append(self.hub.async_add_listener(self._apply_listen_state))
+        self._apply_listen_state()
+
+    async def async_stop(self) -> None:
+        """Close the microphone and forget everything running."""
+        for unsub in self._unsubs:
+            unsub()
+        self._unsubs.clear()
+        await self._async_close()
+        self._cancel_repair_timer()
+
+    @callback
+    def _apply_listen_state(self) -> None:
+        listen = self.hub.listen_state
+        if listen.listening and self._task is None:
+            self._open()
+        elif not listen.listening and self._task is not None:
+            self.hass.async_create_task(self._async_close(), eager_start=True)
+        if self.stream is not None:
+            self._set_enabled_sounds(listen.alarms_only)
+
+    def _set_enabled_sounds(self, alarms_only: bool) -> None:
+        assert self.stream is not None
+        decider = self.stream.analyzer.decider
+        enabled = ALARM_SOUNDS if alarms_only else frozenset(Sound)
+        if decider.config.enabled != enabled:
+            decider.config = replace(decider.config, enabled=enabled)
+
+    @callback
+    def _open(self) -> None:
+        self.stream = self.engine.worker.open_stream(self.name, self._engine_events)
+        self._set_enabled_sounds(self.hub.listen_state.alarms_only)
+        self.state.listening = True
+        self._task = self.hass.async_create_background_task(
+            self._run(), f"{DOMAIN} satellite {self.name}", eager_start=True
+        )
+        self._level_unsub = async_track_time_interval(
+            self.hass, self._sample_level, LEVEL_INTERVAL, cancel_on_shutdown=True
+        )
+        self._media_players.async_start()
+        self.async_notify()
+
+    async def _async_close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await asyncio.shield(asyncio.gather(task, return_exceptions=True))
+            except TimeoutError:
+                _LOGGER.warning("Satellite %s did not close within a second", self.name)
+        if self._level_unsub is not None:
+            self._level_unsub()
+            self._level_unsub = None
+        self._media_players.async_stop()
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        self.state.listening = False
+        self.state.connected = False
+        self.state.level_db = None
+        self.state.outage_since = None
+        self._cancel_repair_timer()
+        ir.async_delete_issue(self.hass, DOMAIN, issue_unreachable(self.id))
+        self.async_notify()
+
+    async def _run(self) -> None:
+        """Connect, stream, and reconnect with backoff until cancelled."""
+        attempt = 0
+        while True:
+            delivered = False
+
+            def sink(data: bytes, rate: int, width: int, channels: int) -> None:
+                nonlocal delivered
+                if not delivered:
+                    delivered = True
+                    self._connected()
+                if self.stream is not None:
+                    self.stream.push_pcm(data, rate, width, channels)
+
+            try:
+                await self.source.run(sink)
+                error = f"{self.source.describe()} ended the stream"
+            except SourceError as err:
+                error = str(err)
+            except Exception as err:  # a source must never take the satellite down
+                _LOGGER.exception("Satellite %s: unexpected error", self.name)
+                error = f"unexpected error: {err}"
+            self._disconnected(error)
+            attempt = 1 if delivered else attempt + 1
+            started = time.monotonic()
+            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            if self.stream is not None:  # time went on while we were not listening
+                self.stream.mark_gap(time.monotonic() - started)
+
+    @callback
+    def _connected(self) -> None:
+        was_out = self.state.outage_since is not None
+        self.state.connected = True
+        self.state.outage_since = None
+        self._cancel_repair_timer()
+        ir.async_delete_issue(self.hass, DOMAIN, issue_unreachable(self.id))
+        if was_out:
+            _LOGGER.info("Satellite %s is back (%s)", self.name, self.source.describe())
+        self.async_notify()
+
+    @callback
+    def _disconnected(self, error: str) -> None:
+        self.state.connected = False
+        self.state.last_error = error
+        self.state.reconnects += 1
+        if self.state.outage_since is None:
+            self.state.outage_since = time.monotonic()
+            _LOGGER.warning("Satellite %s is unreachable: %s", self.name, error)
+            minutes = self.hub.options.get(CONF_UNREACHABLE_MINUTES, DEFAULT_UNREACHABLE_MINUTES)
+            self._repair_timer = async_call_later(self.hass, minutes * 60, self._raise_repair)
+        self.async_notify()
+
+    @callback
+    def _raise_repair(self, _now: Any) -> None:
+        self._repair_timer = None
+        if self.state.connected or not self.state.listening:
+            return
+        minutes = self.hub.options.get(CONF_UNREACHABLE_MINUTES, DEFAULT_UNREACHABLE_MINUTES)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_unreachable(self.id),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="satellite_unreachable",
+            translation_placeholders={
+                "name": self.name,
+                "minutes": str(minutes),
+                "error": self.state.last_error or "",
+            },
+        )
+
+    @callback
+    def _cancel_repair_timer(self) -> None:
+        if self._repair_timer is not None:
+            self._repair_timer()
+            self._repair_timer = None
+
+    @callback
+    def _sample_level(self, _now: Any) -> None:
+        """Show the loudest window of the last interval (not every window: that's 2 a second)."""
+        if self.stream is None:
+            return
+        level = self.stream.analyzer.take_peak_level()
+        if level is not None and round(level, 1) != self.state.level_db:
+            self.state.level_db = round(level, 1)
+            self.async_notify()
+
+    def _engine_events(self, stream: EngineStream, events: list[DeciderEvent]) -> None:
+        """Hop from the engine thread to the event loop."""
+        self.hass.loop.call_soon_threadsafe(self._handle_events, stream, events)
+
+    @callback
+    def _handle_events(self, stream: EngineStream, events: list[DeciderEvent]) -> None:
+        if stream is not self.stream:
+            return  # a stream closed meanwhile
+        now_s = stream.analyzer.time_s
+        for event in events:
+            _LOGGER.debug("Satellite %s: %s %s", self.name, event.kind, event.detection)
+            self.alerts.async_handle(
+                self, event, seconds_ago=now_s - event.detection.start_s
+            )
+
+    def clip_for(self, detection: Detection) -> str | None:
+        """Return the media-source id of the evidence clip being recorded, if clips are on."""
+        return None
+
+    @callback
+    def async_notify(self) -> None:
+        """Tell the satellite's entities that its state changed."""
+        for listener in list(self._listeners):
+            listener()

@@ -1,0 +1,125 @@
+"""Sensors: each satellite's sound level; the hub's last detection and inference backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .engine.labels import Sound
+from .entity import GuardHubEntity, SatelliteEntity, async_add_satellite_entities
+from .models import GuardModeConfigEntry
+
+PARALLEL_UPDATES = 0
+DBFS = "dBFS"
+BACKENDS = ["onnxruntime", "numpy", "remote"]
+
+SOUND_LEVEL = SensorEntityDescription(
+    key="sound_level",
+    translation_key="sound_level",
+    native_unit_of_measurement=DBFS,
+    state_class=SensorStateClass.MEASUREMENT,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    suggested_display_precision=0,
+)
+LAST_DETECTION = SensorEntityDescription(
+    key="last_detection",
+    translation_key="last_detection",
+    device_class=SensorDeviceClass.ENUM,
+    options=[str(sound) for sound in Sound],
+)
+BACKEND = SensorEntityDescription(
+    key="backend",
+    translation_key="backend",
+    device_class=SensorDeviceClass.ENUM,
+    options=BACKENDS,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+LAST_ATTRIBUTES = ("satellite", "area", "time", "confidence", "simulated")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: GuardModeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the hub's sensors and every satellite's level sensor."""
+    async_add_entities(
+        [LastDetectionSensor(entry, LAST_DETECTION), BackendSensor(entry, BACKEND)]
+    )
+    async_add_satellite_entities(
+        hass, entry, async_add_entities, lambda sat: [SatelliteLevelSensor(sat, SOUND_LEVEL)]
+    )
+
+
+class SatelliteLevelSensor(SatelliteEntity, SensorEntity):
+    """The loudest 0.96 s window of the last 5 s, in dB below full scale."""
+
+    @property
+    def available(self) -> bool:
+        """Return False while the microphone is closed: there is no level to show."""
+        return self._satellite.state.connected
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the level."""
+        return self._satellite.state.level_db
+
+
+class LastDetectionSensor(GuardHubEntity, RestoreSensor):
+    """The last sound Guard Mode alerted on, with where and when (kept across restarts)."""
+
+    def __init__(self, entry: GuardModeConfigEntry, description: SensorEntityDescription) -> None:
+        """Initialize on the hub device."""
+        super().__init__(entry.runtime_data.hub, entry.entry_id, description)
+        self._alerts = entry.runtime_data.alerts
+        self._attr_extra_state_attributes: dict[str, Any] = {}
+
+    async def async_added_to_hass(self) -> None:
+        """Restore the last detection, then follow new ones."""
+        await super().async_added_to_hass()
+        if (last := await self.async_get_last_state()) is not None and last.state in (
+            self.entity_description.options or []
+        ):
+            self._attr_native_value = last.state
+            self._attr_extra_state_attributes = {
+                key: last.attributes[key] for key in LAST_ATTRIBUTES if key in last.attributes
+            }
+        self.async_on_remove(self._alerts.async_add_listener(self._updated))
+
+    def _updated(self) -> None:
+        alert = self._alerts.last
+        if alert is None:
+            return
+        self._attr_native_value = str(alert.sound)
+        self._attr_extra_state_attributes = {
+            "satellite": alert.satellite,
+            "area": alert.area,
+            "time": alert.started.isoformat(),
+            "confidence": round(alert.confidence, 3),
+            "simulated": alert.simulated,
+        }
+        self.async_write_ha_state()
+
+
+class BackendSensor(GuardHubEntity, SensorEntity):
+    """Which tagger backend runs the model: onnxruntime, numpy or a remote engine."""
+
+    def __init__(self, entry: GuardModeConfigEntry, description: SensorEntityDescription) -> None:
+        """Initialize on the hub device."""
+        super().__init__(entry.runtime_data.hub, entry.entry_id, description)
+        self._engine = entry.runtime_data.engine
+
+    @property
+    def native_value(self) -> str:
+        """Return the backend."""
+        return self._engine.backend

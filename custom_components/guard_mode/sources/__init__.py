@@ -1,0 +1,27 @@
+"""Audio sources: Wyoming microphones, camera/stream URLs and the authenticated push agent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
+
+from ..const import CONF_PUSH_ID, CONF_SOURCE, SourceType
+from .base import AudioSource
+
+
+def create_source(data: Mapping[str, Any]) -> AudioSource:
+    """Return the source a satellite's settings describe."""
+    kind = SourceType(data[CONF_SOURCE])
+    if kind is SourceType.WYOMING:
+        from .wyoming import WyomingMicSource  # noqa: PLC0415
+
+        return WyomingMicSource(data[CONF_HOST], int(data[CONF_PORT]))
+    if kind is SourceType.STREAM:
+        from .stream import StreamSource  # noqa: PLC0415
+
+        return StreamSource(data[CONF_URL])
+    from .push import PushSource  # noqa: PLC0415
+
+    return PushSource(data[CONF_PUSH_ID])

@@ -1,0 +1,92 @@
+"""What every audio source is: connect, tell the format, deliver PCM chunks until it ends."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Called with each chunk of PCM as the source declares it: (audio, rate, width, channels).
+AudioSink = Callable[[bytes, int, int, int], None]
+
+PROBE_TIMEOUT_S = 8.0  # test-before-configure: audio must arrive within this time
+STALL_TIMEOUT_S = 10.0  # a connected source that sends nothing this long is reconnected
+
+
+class SourceError(Exception):
+    """A source failed; ``reason`` is a translation key of the config flow's errors."""
+
+    reason = "unknown"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        """Describe the failure in plain words (logged) with a reason key (shown)."""
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class CannotConnect(SourceError):
+    """The host or URL can't be reached."""
+
+    reason = "cannot_connect"
+
+
+class NotAMicrophone(SourceError):
+    """Reached something, but it doesn't stream audio (e.g. a Wyoming service of another kind)."""
+
+    reason = "not_a_microphone"
+
+
+class NoAudio(SourceError):
+    """Connected, but no audio arrived (or it stalled)."""
+
+    reason = "no_audio"
+
+
+class BadAudio(SourceError):
+    """Audio arrived in a format that can't be used."""
+
+    reason = "bad_audio"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """The PCM format a source declared."""
+
+    rate: int
+    width: int
+    channels: int
+
+    def __str__(self) -> str:
+        """Return e.g. '16000 Hz, 16-bit, mono'."""
+        layout = {1: "mono", 2: "stereo"}.get(self.channels, f"{self.channels} channels")
+        return f"{self.rate} Hz, {8 * self.width}-bit, {layout}"
+
+
+def check_format(rate: int, width: int, channels: int) -> AudioFormat:
+    """Return the format if Guard Mode can use it, else raise BadAudio."""
+    if not 4000 <= rate <= 384000:
+        raise BadAudio(f"sample rate {rate} Hz is not usable")
+    if width not in (1, 2, 3, 4):
+        raise BadAudio(f"sample width {width} bytes is not usable")
+    if not 1 <= channels <= 8:
+        raise BadAudio(f"{channels} channels is not usable")
+    return AudioFormat(rate, width, channels)
+
+
+class AudioSource(ABC):
+    """A microphone Guard Mode can listen to."""
+
+    kind: str  # "wyoming", "stream" or "push"
+
+    @abstractmethod
+    async def probe(self) -> AudioFormat:
+        """Connect, wait for audio and return its format; raise SourceError in plain words."""
+
+    @abstractmethod
+    async def run(self, sink: AudioSink) -> None:
+        """Stream audio into sink until cancelled; raise SourceError when the source fails."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Return where the audio comes from, for logs (no credentials)."""

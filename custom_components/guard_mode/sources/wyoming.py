@@ -1,0 +1,175 @@
+"""Wyoming microphone services (e.g. wyoming-mic-external): audio-start / audio-chunk over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event, async_write_event
+from wyoming.info import Describe, Info
+
+from .base import (
+    PROBE_TIMEOUT_S,
+    STALL_TIMEOUT_S,
+    AudioFormat,
+    AudioSink,
+    AudioSource,
+    BadAudio,
+    CannotConnect,
+    NoAudio,
+    NotAMicrophone,
+    SourceError,
+    check_format,
+)
+
+CONNECT_TIMEOUT_S = 5.0
+MAX_HEADER = 64 * 1024  # one JSON line
+MAX_DATA = 1024 * 1024
+MAX_PAYLOAD = 16 * 1024 * 1024  # a 10 MB chunk is fine; a 2 GB claim is not
+
+
+class ProtocolError(SourceError):
+    """The peer doesn't speak the Wyoming protocol (or lies about lengths)."""
+
+    reason = "not_a_microphone"
+
+
+async def read_event(reader: asyncio.StreamReader) -> Event | None:
+    """Read one Wyoming event with bounded sizes; None when the peer closed the connection."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as err:
+        if not err.partial:
+            return None
+        raise ProtocolError("connection closed in the middle of an event") from err
+    except asyncio.LimitOverrunError as err:
+        raise ProtocolError("event header longer than 64 KiB") from err
+    try:
+        header = json.loads(line)
+        kind = header["type"]
+        data: dict[str, Any] = header.get("data") or {}
+        data_length = int(header.get("data_length") or 0)
+        payload_length = int(header.get("payload_length") or 0)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ProtocolError("not a Wyoming event header") from err
+    if not isinstance(kind, str) or not isinstance(data, dict):
+        raise ProtocolError("not a Wyoming event header")
+    if not (0 <= data_length <= MAX_DATA and 0 <= payload_length <= MAX_PAYLOAD):
+        raise ProtocolError(f"event claims {data_length + payload_length} bytes")
+    try:
+        if data_length:
+            extra = json.loads(await reader.readexactly(data_length))
+            if not isinstance(extra, dict):
+                raise ProtocolError("event data is not an object")
+            data.update(extra)
+        payload = await reader.readexactly(payload_length) if payload_length else None
+    except asyncio.IncompleteReadError as err:
+        raise ProtocolError("connection closed in the middle of an event") from err
+    except ValueError as err:
+        raise ProtocolError("event data is not JSON") from err
+    return Event(type=kind, data=data, payload=payload)
+
+
+class WyomingMicSource(AudioSource):
+    """A Wyoming mic service streams audio to whoever connects; we connect as a client."""
+
+    kind = "wyoming"
+
+    def __init__(self, host: str, port: int) -> None:
+        """Listen to the Wyoming mic service at host:port."""
+        self.host = host
+        self.port = port
+
+    def describe(self) -> str:
+        """Return the service's address."""
+        return f"tcp://{self.host}:{self.port}"
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, limit=MAX_HEADER
+                )
+        except (OSError, TimeoutError) as err:
+            raise CannotConnect(f"cannot connect to {self.describe()}: {err}") from err
+        # Mic services ignore it; other Wyoming services answer with what they are.
+        await async_write_event(Describe().event(), writer)
+        return reader, writer
+
+    async def probe(self) -> AudioFormat:
+        """Connect and return the format of the first audio; tell what else it is otherwise."""
+        reader, writer = await self._connect()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                while True:
+                    event = await read_event(reader)
+                    if event is None:
+                        raise NotAMicrophone(f"{self.describe()} closed the connection")
+                    if AudioStart.is_type(event.type) or AudioChunk.is_type(event.type):
+                        return _format(event)
+                    if Info.is_type(event.type):
+                        info = Info.from_event(event)
+                        if not info.mic:
+                            raise NotAMicrophone(f"{self.describe()} is {_what(info)}")
+        except TimeoutError as err:
+            raise NoAudio(f"{self.describe()} sent no audio in {PROBE_TIMEOUT_S:.0f} s") from err
+        finally:
+            await _close(writer)
+
+    async def run(self, sink: AudioSink) -> None:
+        """Stream chunks into sink until cancelled; raise when the service fails or stalls."""
+        reader, writer = await self._connect()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(STALL_TIMEOUT_S):
+                        event = await read_event(reader)
+                except TimeoutError as err:
+                    raise NoAudio(f"{self.describe()} stopped sending audio") from err
+                if event is None:
+                    raise CannotConnect(f"{self.describe()} closed the connection")
+                if AudioChunk.is_type(event.type):
+                    fmt = _format(event)
+                    if event.payload:
+                        sink(event.payload, fmt.rate, fmt.width, fmt.channels)
+                elif AudioStop.is_type(event.type):
+                    raise NoAudio(f"{self.describe()} stopped its microphone")
+        finally:
+            await _close(writer)
+
+
+def _format(event: Event) -> AudioFormat:
+    try:
+        return check_format(
+            int(event.data["rate"]), int(event.data["width"]), int(event.data["channels"])
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadAudio(f"audio event without a valid format: {event.data!r:.200}") from err
+
+
+def _what(info: Info) -> str:
+    kinds = [
+        name
+        for name, programs in (
+            ("speech-to-text", info.asr),
+            ("text-to-speech", info.tts),
+            ("wake word", info.wake),
+            ("intent", info.intent),
+            ("sound output", info.snd),
+        )
+        if programs
+    ]
+    if info.satellite is not None:
+        kinds.append("voice satellite")
+    what = " and ".join(kinds)
+    return f"a Wyoming {what} service, not a microphone" if what else "not a microphone"
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(1):
+            await writer.wait_closed()

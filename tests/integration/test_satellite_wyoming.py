@@ -1,0 +1,367 @@
+"""Wyoming satellites in a real Home Assistant, against a real Wyoming mic service on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+import logging
+import time
+from typing import Any
+
+from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
+from homeassistant.util import dt as dt_util
+import numpy as np
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from custom_components.guard_mode import satellite as satellite_module
+from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.sources import base as source_base
+
+from .conftest import make_entry, setup_entry
+from .wyoming_mic import MicServer, pcm16
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+SWITCH = "switch.guard_mode_guard_mode"
+CONNECTED = "binary_sensor.kitchen_mic_connected"
+LEVEL = "sensor.kitchen_mic_sound_level"
+
+
+def tone(seconds: float = 1.0, hz: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnect and give up quickly, so tests take seconds, not minutes."""
+    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 0.05)
+    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 0.2)
+    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("custom_components.guard_mode.sources.wyoming.PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("custom_components.guard_mode.sources.wyoming.STALL_TIMEOUT_S", 1.0)
+
+
+@pytest.fixture
+async def mic() -> AsyncIterator[MicServer]:
+    server = await MicServer(audio=pcm16(tone(2.0))).start()
+    yield server
+    await server.stop()
+
+
+def satellite_entry(port: int, **options: Any) -> MockConfigEntry:
+    entry = make_entry(options)
+    entry.subentries_data = (  # type: ignore[attr-defined]
+        ConfigSubentryData(
+            data={"source": "wyoming", "host": "127.0.0.1", "port": port},
+            subentry_type="satellite",
+            title="Kitchen mic",
+            unique_id=f"wyoming:127.0.0.1:{port}",
+        ),
+    )
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Guard Mode",
+        unique_id=DOMAIN,
+        data={},
+        options=entry.options,
+        subentries_data=entry.subentries_data,  # type: ignore[attr-defined]
+    )
+
+
+async def wait_for(condition: Callable[[], bool], limit: float = 5.0) -> float:
+    """Wait until condition holds; return how long it took."""
+    started = time.monotonic()
+    while not condition():  # noqa: ASYNC110 - polling state that has no event
+        if time.monotonic() - started > limit:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def arm(hass: HomeAssistant, on: bool = True) -> None:
+    await hass.services.async_call(
+        "switch", "turn_on" if on else "turn_off", {"entity_id": SWITCH}, blocking=True
+    )
+
+
+def state(hass: HomeAssistant, entity_id: str) -> str:
+    current = hass.states.get(entity_id)
+    assert current is not None, entity_id
+    return current.state
+
+
+async def test_add_satellite_through_the_flow(hass: HomeAssistant, mic: MicServer) -> None:
+    entry = await setup_entry(hass, make_entry())
+    kitchen = ar.async_get(hass).async_create("Kitchen")
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    assert result["type"] is FlowResultType.MENU
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "wyoming"}
+    )
+    assert result["step_id"] == "wyoming"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        {"name": "Kitchen mic", "area": kitchen.id, "host": "127.0.0.1", "port": mic.port},
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert mic.connections == 1  # tested before it was saved
+    await wait_for(lambda: mic.clients == 0)  # … and the probe closed its connection
+
+    subentry = next(iter(entry.subentries.values()))
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, subentry.subentry_id), entry.entry_id
+    )
+    assert device is not None
+    assert device.name == "Kitchen mic"
+    assert device.area_id == kitchen.id
+    connected = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{subentry.subentry_id}-connected"
+    )
+    assert connected is not None
+    assert state(hass, connected) == "off"  # disarmed: the microphone stays closed
+    assert mic.clients == 0
+
+
+@pytest.mark.parametrize(
+    ("behavior", "port_open", "error"),
+    [
+        ("normal", False, "cannot_connect"),
+        ("asr", True, "not_a_microphone"),
+        ("silent", True, "no_audio"),
+        ("garbage", True, "not_a_microphone"),
+    ],
+)
+async def test_flow_says_what_is_wrong(
+    hass: HomeAssistant, behavior: str, port_open: bool, error: str
+) -> None:
+    server = await MicServer(behavior=behavior).start()  # type: ignore[arg-type]
+    port = server.port
+    if not port_open:
+        await server.stop()
+    try:
+        entry = await setup_entry(hass, make_entry())
+        result = await hass.config_entries.subentries.async_init(
+            (entry.entry_id, "satellite"), context={"source": "user"}
+        )
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"next_step_id": "wyoming"}
+        )
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"name": "Mic", "host": "127.0.0.1", "port": port}
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {"base": error}
+        assert result["description_placeholders"]["detail"]  # the plain-words reason
+        assert not entry.subentries
+    finally:
+        await server.stop()
+
+
+async def test_duplicate_satellite_is_refused(hass: HomeAssistant, mic: MicServer) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "wyoming"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"name": "Again", "host": "127.0.0.1", "port": mic.port}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_listens_only_while_armed(hass: HomeAssistant, mic: MicServer) -> None:
+    await setup_entry(hass, satellite_entry(mic.port))
+    await asyncio.sleep(0.3)
+    assert mic.connections == 0  # disarmed: never connected
+
+    await arm(hass)
+    await wait_for(lambda: state(hass, CONNECTED) == "on")
+    assert mic.clients == 1
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await wait_for(lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 2)
+    assert satellite.stream is not None
+    assert satellite.stream.stats.seconds_in > 0.9
+
+    await arm(hass, False)
+    took = await wait_for(lambda: mic.clients == 0, limit=2.0)
+    assert took < 1.0  # closed within a second of disarming
+    assert state(hass, CONNECTED) == "off"
+    connections = mic.connections
+    await asyncio.sleep(0.5)
+    assert mic.connections == connections  # and stays closed
+
+
+async def test_always_listen_for_alarms_keeps_the_mic_open_when_disarmed(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    await setup_entry(hass, satellite_entry(mic.port, always_listen_alarms=True))
+    await wait_for(lambda: state(hass, CONNECTED) == "on")
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    assert satellite.stream is not None
+    assert satellite.stream.analyzer.decider.config.enabled == {"smoke_alarm", "co_alarm"}
+    await arm(hass)
+    assert len(satellite.stream.analyzer.decider.config.enabled) == 6
+
+
+async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
+    await setup_entry(hass, satellite_entry(mic.port))
+    assert state(hass, LEVEL) == "unavailable"
+    await arm(hass)
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await wait_for(lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 1)
+    satellite._sample_level(None)
+    await hass.async_block_till_done()
+    level = float(state(hass, LEVEL))
+    assert -16 < level < -8  # a 0.3 amplitude tone: -13.5 dBFS
+    assert er.async_get(hass).async_get(LEVEL).entity_category == "diagnostic"
+
+
+@pytest.mark.parametrize(
+    "behavior", ["garbage", "stall", "close_mid_chunk", "odd_chunks", "huge_chunk", "bad_rate"]
+)
+async def test_bad_input_never_breaks_anything(
+    hass: HomeAssistant, behavior: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await MicServer(audio=pcm16(tone(2.0)), behavior=behavior).start()  # type: ignore[arg-type]
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        await arm(hass)
+        entry = hass.config_entries.async_entries(DOMAIN)[0]
+        satellite = next(iter(entry.runtime_data.satellites.values()))
+        if behavior in ("odd_chunks", "huge_chunk"):
+            # Usable audio: it is processed (a 10 MB chunk too), bounded by the queue.
+            await wait_for(
+                lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 3
+            )
+            assert state(hass, CONNECTED) == "on"
+        elif behavior == "bad_rate":  # refused before it reaches the engine; retried later
+            await wait_for(lambda: server.connections >= 3, limit=8.0)
+            assert "sample rate 0 Hz" in (satellite.state.last_error or "")
+            assert satellite.stream is not None
+            assert satellite.stream.analyzer.windows == 0
+        else:  # the satellite notices, reconnects, and keeps trying
+            await wait_for(lambda: server.connections >= 3, limit=8.0)
+            assert satellite.state.last_error
+        assert entry.runtime_data.engine.worker.stats.errors == 0
+        await arm(hass, False)
+        await wait_for(lambda: server.clients == 0)
+    finally:
+        await server.stop()
+    assert not [
+        r for r in caplog.records if r.name.startswith("custom_components") and r.exc_info
+    ], "a source error escaped as an exception"
+
+
+async def test_outage_logged_once_repair_raised_and_cleared(
+    hass: HomeAssistant, mic: MicServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = mic.port
+    await setup_entry(hass, satellite_entry(port, unreachable_minutes=1))
+    await arm(hass)
+    await wait_for(lambda: state(hass, CONNECTED) == "on")
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+
+    await mic.stop()  # the service goes away; it refuses connections while down
+    await wait_for(lambda: state(hass, CONNECTED) == "off")
+    await wait_for(lambda: satellite.state.reconnects >= 4)
+    assert caplog.text.count("Kitchen mic is unreachable") == 1
+
+    issue_id = satellite_module.issue_unreachable(satellite.id)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=1, seconds=5))
+    await hass.async_block_till_done()
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders["name"] == "Kitchen mic"
+
+    back = await MicServer(audio=pcm16(tone(2.0)), port=port).start()
+    try:
+        await wait_for(lambda: state(hass, CONNECTED) == "on", limit=5.0)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+        assert "Kitchen mic is back" in caplog.text
+    finally:
+        await arm(hass, False)
+        await back.stop()
+
+
+async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: MicServer) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    subentry = next(iter(entry.subentries.values()))
+    registry = er.async_get(hass)
+    before = registry.async_get(CONNECTED)
+    assert before is not None
+    other = await MicServer(audio=pcm16(tone(1.0))).start()
+    try:
+        result = await entry.start_subentry_reconfigure_flow(hass, subentry.subentry_id)
+        assert result["step_id"] == "reconfigure"
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"name": "Kitchen mic", "host": "127.0.0.1", "port": other.port}
+        )
+        await hass.async_block_till_done()
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reconfigure_successful"
+        assert entry.subentries[subentry.subentry_id].data["port"] == other.port
+        after = registry.async_get(CONNECTED)
+        assert after is not None
+        assert after.id == before.id
+        await arm(hass)
+        await wait_for(lambda: other.clients == 1)
+        assert mic.clients == 0
+        await arm(hass, False)
+    finally:
+        await other.stop()
+
+
+async def test_removing_a_satellite_removes_its_device(hass: HomeAssistant, mic: MicServer) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    subentry = next(iter(entry.subentries.values()))
+    await arm(hass)
+    await wait_for(lambda: mic.clients == 1)
+    assert hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
+    await hass.async_block_till_done()
+    await wait_for(lambda: mic.clients == 0)
+    assert not entry.runtime_data.satellites
+    assert (
+        dr.async_get(hass).async_get_device_by_identifier(
+            (DOMAIN, subentry.subentry_id), entry.entry_id
+        )
+        is None
+    )
+    assert er.async_get(hass).async_get(CONNECTED) is None
+
+
+def test_backoff_grows_with_jitter_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random  # noqa: PLC0415
+
+    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 1.0)
+    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 60.0)
+    rng = random.Random(1)
+    delays = [satellite_module.backoff_delay(n, rng) for n in range(1, 12)]
+    assert 0.75 <= delays[0] <= 1.25
+    assert all(
+        later > earlier * 1.2 for earlier, later in zip(delays[:5], delays[1:6], strict=True)
+    )
+    assert max(delays) <= 60 * 1.25
+    assert len({round(d, 3) for d in delays[-4:]}) == 4  # jittered, not a fixed cap
