@@ -11,8 +11,15 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN, NAME, SIGNAL_NEW_SATELLITE, SUBENTRY_SATELLITE
 from .alerts import AlertManager
+from .clips import ClipJanitor
+from .const import (
+    CONF_CLIP_RETENTION_DAYS,
+    DOMAIN,
+    NAME,
+    SIGNAL_NEW_SATELLITE,
+    SUBENTRY_SATELLITE,
+)
 from .hub import GuardHub, state_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import Notifier
@@ -45,7 +52,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     notifier = Notifier(hass, lambda: hub.options)
     entry.async_on_unload(notifier.async_stop)
     alerts = AlertManager(hass, notifier.async_alert)
-    entry.runtime_data = GuardModeData(hub=hub, engine=engine, alerts=alerts, notifier=notifier)
+    janitor = ClipJanitor(hass, hub.options[CONF_CLIP_RETENTION_DAYS])
+    entry.runtime_data = GuardModeData(
+        hub=hub, engine=engine, alerts=alerts, notifier=notifier, janitor=janitor
+    )
+    janitor.async_start()
+    entry.async_on_unload(janitor.async_stop)
     async_register_push_view(hass, _push_resolver(hass))
     _sync_satellites(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -81,6 +93,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
         elif current.title != satellite.subentry.title:
             satellite.subentry = current
     _sync_satellites(hass, entry)
+    entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
     entry.runtime_data.hub.async_options_updated()
 
 

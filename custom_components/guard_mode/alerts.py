@@ -40,9 +40,7 @@ SOUND_PHRASES: dict[Sound, str] = {
     Sound.BABY_CRY: "a baby crying",
     Sound.GUNSHOT: "a gunshot",
 }
-CRITICAL_SOUNDS = frozenset(
-    {Sound.SMOKE_ALARM, Sound.CO_ALARM, Sound.GLASS_BREAK, Sound.GUNSHOT}
-)
+CRITICAL_SOUNDS = frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM, Sound.GLASS_BREAK, Sound.GUNSHOT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +142,7 @@ class AlertManager:
         )
         area_id = (device.area_id if device else None) or satellite.area_id
         area = ar.async_get(self._hass).async_get_area(area_id) if area_id else None
+        started = dt_util.utcnow() - timedelta(seconds=max(seconds_ago, 0.0))
         return Alert(
             detection_id=detection.id,
             satellite_id=satellite.id,
@@ -154,9 +153,9 @@ class AlertManager:
             sound=detection.sound,
             confidence=detection.confidence,
             label=detection.label,
-            started=dt_util.utcnow() - timedelta(seconds=max(seconds_ago, 0.0)),
+            started=started,
             peak_db=detection.peak_db,
-            clip=satellite.clip_for(detection) if not simulated else None,
+            clip=None if simulated else satellite.clip_for(detection, started),
             simulated=simulated,
             reason=None if detection.reason is None else str(detection.reason),
         )
@@ -173,4 +172,3 @@ def simulated_detection(sound: Sound, confidence: float) -> Detection:
         label="simulated",
         peak_db=-20.0,
     )
-

@@ -39,6 +39,8 @@ from .const import (
     CONF_ALWAYS_LISTEN_ALARMS,
     CONF_AREA,
     CONF_ARMING_MODE,
+    CONF_CLIP_RETENTION_DAYS,
+    CONF_EVIDENCE_CLIPS,
     CONF_MEDIA_PLAYERS,
     CONF_NOTIFY_TARGETS,
     CONF_PRESENCE_ENTITIES,
@@ -124,6 +126,18 @@ class GuardModeOptionsFlow(OptionsFlow):
                         max=1440,
                         step=1,
                         unit_of_measurement="min",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(CONF_EVIDENCE_CLIPS): BooleanSelector(),
+                vol.Optional(
+                    CONF_CLIP_RETENTION_DAYS, default=DEFAULT_OPTIONS[CONF_CLIP_RETENTION_DAYS]
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=1,
+                        max=365,
+                        step=1,
+                        unit_of_measurement="d",
                         mode=NumberSelectorMode.BOX,
                     )
                 ),

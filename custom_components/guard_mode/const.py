@@ -23,6 +23,9 @@ CONF_ALWAYS_LISTEN_ALARMS: Final = "always_listen_alarms"
 CONF_NOTIFY_TARGETS: Final = "notify_targets"
 CONF_UNREACHABLE_MINUTES: Final = "unreachable_minutes"
 DEFAULT_UNREACHABLE_MINUTES: Final = 10
+CONF_EVIDENCE_CLIPS: Final = "evidence_clips"
+CONF_CLIP_RETENTION_DAYS: Final = "clip_retention_days"
+DEFAULT_CLIP_RETENTION_DAYS: Final = 7
 
 # alarm_control_panel states that may arm guard mode; armed_away always does.
 ALARM_STATE_AWAY: Final = "armed_away"
@@ -35,6 +38,8 @@ DEFAULT_OPTIONS: Final = {
     CONF_ALWAYS_LISTEN_ALARMS: False,
     CONF_NOTIFY_TARGETS: [],
     CONF_UNREACHABLE_MINUTES: DEFAULT_UNREACHABLE_MINUTES,
+    CONF_EVIDENCE_CLIPS: False,
+    CONF_CLIP_RETENTION_DAYS: DEFAULT_CLIP_RETENTION_DAYS,
 }
 
 SUBENTRY_SATELLITE: Final = "satellite"

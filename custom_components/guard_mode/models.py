@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from homeassistant.config_entries import ConfigEntry
 
 from .alerts import AlertManager
+from .clips import ClipJanitor
 from .hub import GuardHub
 from .notifications import Notifier
 from .runtime import EngineRuntime
@@ -21,6 +22,7 @@ class GuardModeData:
     engine: EngineRuntime
     alerts: AlertManager
     notifier: Notifier
+    janitor: ClipJanitor
     satellites: dict[str, Satellite] = field(default_factory=dict)  # by subentry id
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 import logging
 import random
 import time
@@ -21,14 +22,17 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
+from .alerts import AlertManager, SatelliteDetections
+from .clips import clip_name, clips_root, media_source_id, write_clip
 from .const import (
     CONF_AREA,
+    CONF_EVIDENCE_CLIPS,
     CONF_SOURCE,
     CONF_UNREACHABLE_MINUTES,
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
 )
-from .alerts import AlertManager, SatelliteDetections
+from .engine.clips import ClipRecorder, Pcm16
 from .engine.decider import DeciderEvent, Detection
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.worker import EngineStream
@@ -154,6 +158,7 @@ class Satellite:
             self.hass.async_create_task(self._async_close(), eager_start=True)
         if self.stream is not None:
             self._set_enabled_sounds(listen.alarms_only)
+            self._apply_clips()
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
         assert self.stream is not None
@@ -166,6 +171,7 @@ class Satellite:
     def _open(self) -> None:
         self.stream = self.engine.worker.open_stream(self.name, self._engine_events)
         self._set_enabled_sounds(self.hub.listen_state.alarms_only)
+        self._apply_clips()
         self.state.listening = True
         self._task = self.hass.async_create_background_task(
             self._run(), f"{DOMAIN} satellite {self.name}", eager_start=True
@@ -299,13 +305,32 @@ class Satellite:
         now_s = stream.analyzer.time_s
         for event in events:
             _LOGGER.debug("Satellite %s: %s %s", self.name, event.kind, event.detection)
-            self.alerts.async_handle(
-                self, event, seconds_ago=now_s - event.detection.start_s
-            )
+            self.alerts.async_handle(self, event, seconds_ago=now_s - event.detection.start_s)
 
-    def clip_for(self, detection: Detection) -> str | None:
-        """Return the media-source id of the evidence clip being recorded, if clips are on."""
-        return None
+    def clip_for(self, detection: Detection, started: datetime) -> str | None:
+        """Start an evidence clip of detection if clips are on; return its media-source id."""
+        recorder = self.stream.recorder if self.stream is not None else None
+        if recorder is None:
+            return None
+        name = clip_name(self.name, str(detection.sound), started, detection.id)
+        return media_source_id(name) if recorder.start(name) else None
+
+    def _apply_clips(self) -> None:
+        """Record clips while the user wants them; otherwise keep no audio at all."""
+        if self.stream is None:
+            return
+        wanted = bool(self.hub.options.get(CONF_EVIDENCE_CLIPS))
+        if wanted and self.stream.recorder is None:
+            self.stream.record_clips(ClipRecorder(), self._clip_done)
+        elif not wanted and self.stream.recorder is not None:
+            self.stream.record_clips(None, None)
+
+    def _clip_done(self, name: str, pcm: Pcm16) -> None:
+        """Write a finished clip (called on the engine thread)."""
+        path = clips_root(self.hass) / name
+        self.hass.loop.call_soon_threadsafe(
+            partial(self.hass.async_add_executor_job, write_clip, path, pcm)
+        )
 
     @callback
     def async_notify(self) -> None:

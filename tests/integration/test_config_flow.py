@@ -50,6 +50,7 @@ async def test_options_manual(hass: HomeAssistant, entry: MockConfigEntry) -> No
         {
             "arming_mode": "manual",
             "always_listen_alarms": True,
+            "evidence_clips": False,
             "notify_targets": ["notify.mobile_app_phone"],
         },
     )
@@ -62,7 +63,8 @@ async def test_options_alarm_panel(hass: HomeAssistant, entry: MockConfigEntry) 
     await setup_entry(hass, entry)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"arming_mode": "alarm_panel", "always_listen_alarms": False}
+        result["flow_id"],
+        {"arming_mode": "alarm_panel", "always_listen_alarms": False, "evidence_clips": False},
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "alarm_panel"
@@ -80,7 +82,8 @@ async def test_options_presence(hass: HomeAssistant, entry: MockConfigEntry) -> 
     await setup_entry(hass, entry)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"arming_mode": "presence", "always_listen_alarms": False}
+        result["flow_id"],
+        {"arming_mode": "presence", "always_listen_alarms": False, "evidence_clips": False},
     )
     assert result["step_id"] == "presence"
     result = await hass.config_entries.options.async_configure(

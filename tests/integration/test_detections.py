@@ -1,4 +1,4 @@
-"""The Home Assistant surface: detection entities, events, notifications, media awareness, actions."""
+"""What users automate on: detection entities, events, notifications, media awareness, actions."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import wave
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
+from homeassistant.util import dt as dt_util
 import numpy as np
 import pytest
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
@@ -106,10 +106,10 @@ async def test_a_smoke_alarm_goes_all_the_way(hass: HomeAssistant, alarm_mic: Mi
 async def test_always_listening_hears_alarms_while_disarmed(
     hass: HomeAssistant, alarm_mic: MicServer
 ) -> None:
-    await setup_entry(hass, satellite_entry(alarm_mic.port, always_listen_alarms=True))
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, always_listen_alarms=True))
     satellite = the_satellite(hass)
     smoke = entity_id(hass, "binary_sensor", f"{satellite.id}-smoke_alarm")
-    microphones = entity_id(hass, "binary_sensor", f"{hass.config_entries.async_entries(DOMAIN)[0].entry_id}-microphones")
+    microphones = entity_id(hass, "binary_sensor", f"{entry.entry_id}-microphones")
     assert hass.states.get(microphones).state == "on"
     assert hass.states.get(microphones).attributes["alarms_only"] is True
     await wait_for(lambda: hass.states.get(smoke).state == "on", limit=15)

@@ -1,5 +1,4 @@
-"""Analyze audio files with the streaming engine (the CLI's ``analyze`` and Home Assistant's
-``guard_mode.analyze_file``)."""
+"""Analyze audio files with the streaming engine (CLI ``analyze``, action ``analyze_file``)."""
 
 from __future__ import annotations
 
@@ -94,7 +93,4 @@ def analyze_file(
 ) -> FileResult:
     """Read and analyze one audio file; raises pcm.AudioFormatError if it can't be read."""
     audio = read_audio(path)
-    return analyze_samples(
-        audio.samples, tagger, decider_config=decider_config, name=str(path)
-    )
-
+    return analyze_samples(audio.samples, tagger, decider_config=decider_config, name=str(path))

@@ -178,7 +178,12 @@ class Decider:
             track.open.confidence = max(track.open.confidence, hit.confidence)
             return events
         detection = self._new(
-            sound, hit.start_s, hit.end_s, hit.confidence, f"{hit.pattern} pattern", 0.0
+            sound,
+            hit.start_s,
+            hit.end_s,
+            confidence=hit.confidence,
+            label=f"{hit.pattern} pattern",
+            peak=0.0,
         )
         events.extend(self._open(sound, track, detection))
         return events
@@ -211,9 +216,9 @@ class Decider:
             sound,
             first.onset_s,
             window.end_s,
-            max(w.confidence.get(source, 0.0) for w in hits),
-            window.labels.get(source, ""),
-            max(w.peak_db for w in hits),
+            confidence=max(w.confidence.get(source, 0.0) for w in hits),
+            label=window.labels.get(source, ""),
+            peak=max(w.peak_db for w in hits),
         )
         return self._open(sound, track, detection)
 
@@ -261,15 +266,23 @@ class Decider:
     def _expire(self, now_s: float) -> list[DeciderEvent]:
         events = []
         for sound, track in self._tracks.items():
-            if track.open is not None and now_s - track.last_hit_end_s > self.config.rules[
-                sound
-            ].hold_s:
+            if (
+                track.open is not None
+                and now_s - track.last_hit_end_s > self.config.rules[sound].hold_s
+            ):
                 events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
                 track.open = None
         return events
 
     def _new(
-        self, sound: Sound, start_s: float, end_s: float, confidence: float, label: str, peak: float
+        self,
+        sound: Sound,
+        start_s: float,
+        end_s: float,
+        *,
+        confidence: float,
+        label: str,
+        peak: float,
     ) -> Detection:
         return Detection(
             id=f"{self._prefix}-{next(self._ids)}",

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
+from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
 from .frontend import SAMPLE_RATE
 from .pcm import AudioFormatError, PcmConverter, sanitize
@@ -29,6 +30,7 @@ from .yamnet_numpy import blas_threads
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 EventCallback = Callable[["EngineStream", list[DeciderEvent]], None]
+ClipCallback = Callable[[str, Pcm16], None]  # (clip id, 16 kHz PCM), on the worker thread
 DEFAULT_QUEUE_S = 10.0  # audio a stream may have waiting before the oldest is dropped
 
 
@@ -88,8 +90,17 @@ class EngineStream:
         self._lock = threading.Lock()
         self._gap_s = 0.0  # audio dropped since the worker last took audio
         self._converter: PcmConverter | None = None
+        self.recorder: ClipRecorder | None = None  # only while evidence clips are on
+        self._on_clip: ClipCallback | None = None
         self.last_error: str | None = None
         self.closed = False
+
+    def record_clips(self, recorder: ClipRecorder | None, on_clip: ClipCallback | None) -> None:
+        """Keep pre-roll audio and deliver clips (None: keep nothing, the default)."""
+        previous, self.recorder, self._on_clip = self.recorder, recorder, on_clip
+        if previous is not None and on_clip is not None:
+            for clip_id, pcm in previous.flush():
+                on_clip(clip_id, pcm)
 
     def push(self, samples: Floats) -> None:
         """Queue 16 kHz mono float samples; never blocks on inference."""
@@ -127,9 +138,21 @@ class EngineStream:
         self.analyzer.decider.media_player_playing = playing
 
     def close(self) -> None:
-        """Stop processing this stream; queued audio is discarded."""
+        """Stop processing this stream; queued audio is discarded, open clips end here."""
         self.closed = True
         self._worker.remove(self)
+        recorder, on_clip = self.recorder, self._on_clip
+        self.recorder = None
+        if recorder is not None and on_clip is not None:
+            for clip_id, pcm in recorder.flush():
+                on_clip(clip_id, pcm)
+
+    def _record(self, samples: Floats) -> None:
+        recorder, on_clip = self.recorder, self._on_clip
+        if recorder is None or on_clip is None:
+            return
+        for clip_id, pcm in recorder.push(samples):
+            on_clip(clip_id, pcm)
 
     def _take(self) -> tuple[Floats | None, float]:
         """Return the queued audio as 16 kHz floats and the seconds dropped before it."""
@@ -252,11 +275,12 @@ class EngineWorker:
         started = time.perf_counter()
         work: list[_Work] = []
         for stream in self.streams:
-            samples, gap = stream._take()  # noqa: SLF001
+            samples, gap = stream._take()
             if gap:
                 stream.analyzer.skip(round(gap * SAMPLE_RATE))  # frames must not span a gap
             if samples is None:
                 continue
+            stream._record(samples)
             work.append(_Work(stream, stream.analyzer.feed(samples)))
         tagged = self._tag(work)
         for item in work:
@@ -266,7 +290,7 @@ class EngineWorker:
                 self.stats.errors += 1
                 _LOGGER.exception("Engine failed on stream %s", item.stream.name)
                 continue
-            item.stream._deliver(events)  # noqa: SLF001
+            item.stream._deliver(events)
         if work:
             self.stats.busy_seconds += time.perf_counter() - started
         return tagged

@@ -1,0 +1,104 @@
+"""Evidence clips on disk (opt-in): WAV files under the media folder, removed after retention.
+
+Clips live in ``<media>/guard_mode/<satellite>/``, so the Media Browser shows them under
+"My media"; events and notifications link them by media-source id. With clips off nothing is
+kept in memory beyond processing and nothing is ever written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+import logging
+from pathlib import Path
+import time
+import wave
+
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.util import dt as dt_util, slugify
+
+from .const import DOMAIN
+from .engine.clips import Pcm16
+from .engine.frontend import SAMPLE_RATE
+
+_LOGGER = logging.getLogger(__name__)
+MEDIA_SOURCE_PREFIX = "media-source://media_source/local"
+CLEANUP_INTERVAL = timedelta(hours=6)
+
+
+def clips_root(hass: HomeAssistant) -> Path:
+    """Return the folder that holds Guard Mode's clips."""
+    media = hass.config.media_dirs.get("local") or hass.config.path("media")
+    return Path(media) / DOMAIN
+
+
+def clip_name(satellite: str, sound: str, started: datetime, detection_id: str) -> str:
+    """Return a clip's path relative to the clips folder."""
+    stamp = dt_util.as_local(started).strftime("%Y%m%d-%H%M%S")
+    return f"{slugify(satellite)}/{stamp}_{sound}_{slugify(detection_id)}.wav"
+
+
+def media_source_id(relative: str) -> str:
+    """Return the media-source id of a clip (what the Media Browser and events use)."""
+    return f"{MEDIA_SOURCE_PREFIX}/{DOMAIN}/{relative}"
+
+
+def write_clip(path: Path, pcm: Pcm16) -> None:
+    """Write 16 kHz mono 16-bit PCM as a WAV file (blocking: run in an executor)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    with wave.open(str(partial), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.astype("<i2").tobytes())
+    partial.replace(path)
+
+
+def remove_old_clips(root: Path, days: float) -> int:
+    """Delete clips older than days (blocking); return how many went."""
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - days * 86400
+    removed = 0
+    for path in root.rglob("*"):
+        if path.suffix in (".wav", ".part") and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+class ClipJanitor:
+    """Removes clips past the retention period, at start-up and every few hours."""
+
+    def __init__(self, hass: HomeAssistant, days: float) -> None:
+        """Keep clips for days."""
+        self._hass = hass
+        self.days = days
+        self._unsub: CALLBACK_TYPE | None = None
+
+    async def async_run(self, _now: object = None) -> None:
+        """Remove old clips now."""
+        removed = await self._hass.async_add_executor_job(
+            remove_old_clips, clips_root(self._hass), self.days
+        )
+        if removed:
+            _LOGGER.debug("Removed %s evidence clips older than %s days", removed, self.days)
+
+    @callback
+    def async_start(self) -> None:
+        """Clean up now and every few hours."""
+        self._hass.async_create_task(self.async_run(), eager_start=True)
+        self._unsub = async_track_time_interval(
+            self._hass, self.async_run, CLEANUP_INTERVAL, cancel_on_shutdown=True
+        )
+
+    @callback
+    def async_stop(self) -> None:
+        """Stop cleaning up."""
+        if self._unsub is not None:
+            self._unsub()
+            self._unsub = None

@@ -1,0 +1,109 @@
+"""Evidence clips: off by default and then nothing touches the disk; on, clips land in media."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import os
+from pathlib import Path
+import time
+import wave
+
+from homeassistant.components import media_source
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+import numpy as np
+import pytest
+from pytest_homeassistant_custom_component.common import async_capture_events
+
+from custom_components.guard_mode.alerts import EVENT_DETECTION
+from custom_components.guard_mode.clips import remove_old_clips
+from custom_components.guard_mode.const import DOMAIN
+
+from .conftest import setup_entry
+from .test_detections import smoke_alarm_audio, the_satellite
+from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from .wyoming_mic import MicServer, pcm16
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+@pytest.fixture
+async def alarm_mic() -> AsyncIterator[MicServer]:
+    server = await MicServer(audio=pcm16(smoke_alarm_audio()), speed=3.0).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def media(hass: HomeAssistant, tmp_path: Path) -> Path:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    hass.config.media_dirs = {"local": str(folder)}
+    hass.config.allowlist_external_dirs = {str(folder)}
+    return folder
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+async def test_no_audio_is_written_when_clips_are_off(
+    hass: HomeAssistant, alarm_mic: MicServer, media: Path, tmp_path: Path
+) -> None:
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await setup_entry(hass, satellite_entry(alarm_mic.port))
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=15)
+    satellite = the_satellite(hass)
+    assert satellite.stream is not None
+    assert satellite.stream.recorder is None  # no pre-roll kept in memory either
+    assert detections[0].data["clip"] is None
+    await wait_for(lambda: alarm_mic.connections and satellite.stream.analyzer.time_s > 20, 15)
+    await arm(hass, False)
+    await hass.async_block_till_done()
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".wav", ".part")]
+    assert not files_under(media)
+
+
+async def test_clips_when_on_are_in_the_media_browser(
+    hass: HomeAssistant, alarm_mic: MicServer, media: Path
+) -> None:
+    assert await async_setup_component(hass, "media_source", {})
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await setup_entry(hass, satellite_entry(alarm_mic.port, evidence_clips=True))
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=15)
+    clip_id = detections[0].data["clip"]
+    assert clip_id.startswith("media-source://media_source/local/guard_mode/kitchen_mic/")
+    clip = media / "guard_mode" / clip_id.split("/guard_mode/", 1)[1]
+    await wait_for(clip.exists, limit=15)  # pre-roll + 5 s after the onset
+    with wave.open(str(clip)) as wav:
+        assert wav.getframerate() == 16000
+        assert wav.getnchannels() == 1
+        # Up to 5 s of pre-roll (here: what was heard since the microphone opened) + 5 s after.
+        assert 5.5 <= wav.getnframes() / 16000 <= 10.01
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
+    assert np.abs(audio).max() > 0.1 * 32767  # the alarm itself is in the clip
+
+    folder = await media_source.async_browse_media(
+        hass, "media-source://media_source/local/guard_mode/kitchen_mic"
+    )
+    assert [child.title for child in folder.children] == [clip.name]
+    await arm(hass, False)
+
+
+def test_retention_removes_only_old_clips(tmp_path: Path) -> None:
+    root = tmp_path / DOMAIN
+    (root / "kitchen_mic").mkdir(parents=True)
+    old = root / "kitchen_mic" / "old.wav"
+    new = root / "kitchen_mic" / "new.wav"
+    (root / "hall").mkdir()
+    older = root / "hall" / "older.wav"
+    for path in (old, new, older):
+        path.write_bytes(b"RIFF")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(old, (ten_days_ago, ten_days_ago))
+    os.utime(older, (ten_days_ago, ten_days_ago))
+    assert remove_old_clips(root, days=7) == 2
+    assert files_under(root) == [new]
+    assert not (root / "hall").exists()  # emptied folders go too
