@@ -47,18 +47,7 @@ def _satellite(satellite: Satellite) -> dict[str, Any]:
         "level_db": state.level_db,
     }
     if stream is not None:
-        analyzer = stream.analyzer
-        info["stream"] = {
-            "seconds_in": round(stream.stats.seconds_in, 1),
-            "seconds_dropped": round(stream.stats.seconds_dropped, 2),
-            "chunks_dropped": stream.stats.chunks_dropped,
-            "bad_chunks": stream.stats.bad_chunks,
-            "windows": analyzer.windows,
-            "windows_below_gate": analyzer.gated_windows,
-            "media_s": round(analyzer.decider.media_s, 1),
-            "media_player_playing": analyzer.decider.media_player_playing,
-            "enabled_sounds": sorted(analyzer.decider.config.enabled),
-        }
+        info["stream"] = stream.status()
     return info
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 import logging
@@ -162,10 +162,7 @@ class Satellite:
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
         assert self.stream is not None
-        decider = self.stream.analyzer.decider
-        enabled = ALARM_SOUNDS if alarms_only else frozenset(Sound)
-        if decider.config.enabled != enabled:
-            decider.config = replace(decider.config, enabled=enabled)
+        self.stream.set_enabled_sounds(ALARM_SOUNDS if alarms_only else frozenset(Sound))
 
     @callback
     def _open(self) -> None:
@@ -289,20 +286,23 @@ class Satellite:
         """Show the loudest window of the last interval (not every window: that's 2 a second)."""
         if self.stream is None:
             return
-        level = self.stream.analyzer.take_peak_level()
+        level = self.stream.take_peak_level()
         if level is not None and round(level, 1) != self.state.level_db:
             self.state.level_db = round(level, 1)
             self.async_notify()
 
-    def _engine_events(self, stream: EngineStream, events: list[DeciderEvent]) -> None:
+    def _engine_events(
+        self, stream: EngineStream, events: list[DeciderEvent], now_s: float
+    ) -> None:
         """Hop from the engine thread to the event loop."""
-        self.hass.loop.call_soon_threadsafe(self._handle_events, stream, events)
+        self.hass.loop.call_soon_threadsafe(self._handle_events, stream, events, now_s)
 
     @callback
-    def _handle_events(self, stream: EngineStream, events: list[DeciderEvent]) -> None:
+    def _handle_events(
+        self, stream: EngineStream, events: list[DeciderEvent], now_s: float
+    ) -> None:
         if stream is not self.stream:
             return  # a stream closed meanwhile
-        now_s = stream.analyzer.time_s
         for event in events:
             _LOGGER.debug("Satellite %s: %s %s", self.name, event.kind, event.detection)
             self.alerts.async_handle(self, event, seconds_ago=now_s - event.detection.start_s)

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
+from .labels import Sound
 from .frontend import SAMPLE_RATE
 from .pcm import AudioFormatError, PcmConverter, sanitize
 from .stream import PendingWindows, StreamAnalyzer
@@ -29,7 +31,8 @@ from .yamnet_numpy import blas_threads
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
-EventCallback = Callable[["EngineStream", list[DeciderEvent]], None]
+# (stream, events, stream time when they were produced), called on the worker thread.
+EventCallback = Callable[["EngineStream", list[DeciderEvent], float], None]
 ClipCallback = Callable[[str, Pcm16], None]  # (clip id, 16 kHz PCM), on the worker thread
 DEFAULT_QUEUE_S = 10.0  # audio a stream may have waiting before the oldest is dropped
 
@@ -137,6 +140,36 @@ class EngineStream:
         """Tell the decider whether a media player near this microphone is playing."""
         self.analyzer.decider.media_player_playing = playing
 
+    def set_enabled_sounds(self, sounds: frozenset[Sound]) -> None:
+        """Detect only these sounds (e.g. only alarms while disarmed)."""
+        decider = self.analyzer.decider
+        if decider.config.enabled != sounds:
+            decider.config = replace(decider.config, enabled=sounds)
+
+    def take_peak_level(self) -> float | None:
+        """Return the loudest window level (dBFS) since the last call."""
+        return self.analyzer.take_peak_level()
+
+    @property
+    def time_s(self) -> float:
+        """Return the stream time of the audio processed so far."""
+        return self.analyzer.time_s
+
+    def status(self) -> dict[str, Any]:
+        """Return counters for diagnostics."""
+        analyzer = self.analyzer
+        return {
+            "seconds_in": round(self.stats.seconds_in, 1),
+            "seconds_dropped": round(self.stats.seconds_dropped, 2),
+            "chunks_dropped": self.stats.chunks_dropped,
+            "bad_chunks": self.stats.bad_chunks,
+            "windows": analyzer.windows,
+            "windows_below_gate": analyzer.gated_windows,
+            "media_s": round(analyzer.decider.media_s, 1),
+            "media_player_playing": analyzer.decider.media_player_playing,
+            "enabled_sounds": sorted(analyzer.decider.config.enabled),
+        }
+
     def close(self) -> None:
         """Stop processing this stream; queued audio is discarded, open clips end here."""
         self.closed = True
@@ -191,7 +224,7 @@ class EngineStream:
 
     def _deliver(self, events: list[DeciderEvent]) -> None:
         if events and not self.closed:
-            self._callback(self, events)
+            self._callback(self, events, self.analyzer.time_s)
 
 
 _EMPTY = np.zeros(0, np.float32)
