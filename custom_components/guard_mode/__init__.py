@@ -26,7 +26,7 @@ from .notifications import Notifier
 from .runtime import async_start_engine
 from .satellite import Satellite
 from .services import async_setup_services
-from .sources.push import PushSource, async_register_push_view
+from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
 
 _LOGGER = logging.getLogger(__name__)
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -74,6 +74,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
         await satellite.async_stop()
     entry.runtime_data.satellites.clear()
     await entry.runtime_data.engine.async_stop(hass)
+    async_unregister_push_view(hass)
     return unloaded
 
 

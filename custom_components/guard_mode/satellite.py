@@ -228,7 +228,7 @@ class Satellite:
             self._disconnected(error)
             attempt = 1 if delivered else attempt + 1
             started = time.monotonic()
-            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            await self.source.wait_before_retry(backoff_delay(attempt, self._rng))
             if self.stream is not None:  # time went on while we were not listening
                 self.stream.mark_gap(time.monotonic() - started)
 

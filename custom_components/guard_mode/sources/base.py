@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,3 +91,7 @@ class AudioSource(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Return where the audio comes from, for logs (no credentials)."""
+
+    async def wait_before_retry(self, delay_s: float) -> None:
+        """Wait delay_s before reconnecting; a source may end the wait early when it can tell."""
+        await asyncio.sleep(delay_s)

@@ -1,0 +1,605 @@
+"""Push sources: a small agent on another device streams its microphone to Home Assistant.
+
+The agent (``agent/guard_mode_agent.py``) connects to a websocket on Home Assistant's own HTTP
+server and authenticates the way every Home Assistant API client does, with
+``Authorization: Bearer <long-lived access token>``; unauthenticated requests are refused with
+401 before any websocket exists. The microphone is opened only while guard mode listens.
+
+Protocol (``GET /api/guard_mode/push/{push_id}``, websocket; text messages are JSON objects)::
+
+    agent → HA  {"type": "hello", "agent": "guard-mode-agent/1",
+                 "rate": 16000, "width": 2, "channels": 1}      first message, within 10 s
+    HA → agent  {"type": "start"} | {"type": "stop"}             answer to hello, then on change
+    agent → HA  binary messages: raw PCM in the declared format  only between start and stop
+    agent → HA  {"type": "format", "rate": …, "width": …, "channels": …}   change the format
+    HA → agent  {"type": "error", "code": "…", "message": "…"}  then HA closes the websocket
+
+The agent opens its microphone on "start" and closes it (ends the capture process) on "stop";
+"stop" is sent the moment guard mode disarms. Limits: one message is at most 1 MiB (close code
+1009 otherwise); a bad format (``check_format``) closes with 4415 ``bad_format``; malformed
+JSON, a missing hello or hello timeout close with 4400 ``bad_message``; an unknown push id
+closes with 4404 ``unknown_push_id``; a second agent for the same push id replaces the first,
+which is closed with 4409 ``replaced``; a removed satellite closes with 4404, a reloaded one
+with 1012 ``restart`` (reconnect), Home Assistant stopping with 1001 ``stopping``. Audio that
+arrives before the hello or while stopped is ignored and counted; messages of an unknown type
+are ignored (and counted) so that later agents may add some. Websocket pings are sent every 30 s.
+
+No audio is buffered here beyond the one message being handed to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+import contextlib
+from dataclasses import dataclass
+import json
+import logging
+import re
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
+from homeassistant.util.hass_dict import HassKey
+
+from ..const import DOMAIN
+from .base import (
+    PROBE_TIMEOUT_S,
+    STALL_TIMEOUT_S,
+    AudioFormat,
+    AudioSink,
+    AudioSource,
+    BadAudio,
+    CannotConnect,
+    NoAudio,
+    SourceError,
+    check_format,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+PUSH_URL: Final = "/api/guard_mode/push/{push_id}"
+MAX_MESSAGE: Final = 1024 * 1024  # one websocket message (100 ms of audio is ~3 KiB)
+HEARTBEAT_S: Final = 30.0
+HELLO_TIMEOUT_S: Final = 10.0
+CLOSE_TIMEOUT_S: Final = 2.0
+RESOLVE_INTERVAL_S: Final = 1.0  # how often a connection checks its push id is still served
+RESOLVE_GRACE_S: Final = 5.0  # a push id unserved this long is gone (not just reloading)
+AGENT_NAME_MAX: Final = 64
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_RESTART: Final = 1012
+CLOSE_BAD_MESSAGE: Final = 4400
+CLOSE_UNKNOWN_PUSH_ID: Final = 4404
+CLOSE_REPLACED: Final = 4409
+CLOSE_BAD_FORMAT: Final = 4415
+
+_PUSH_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+type PushResolver = Callable[[str], "PushSource | None"]
+
+DATA_PUSH_VIEW: HassKey[PushView] = HassKey(f"{DOMAIN}_push_view")
+
+
+@callback
+def async_register_push_view(hass: HomeAssistant, resolve: PushResolver) -> None:
+    """Serve the push endpoint (once per hass); later calls only replace the resolver.
+
+    ``resolve`` maps a push id to the satellite's PushSource, or None when there is none.
+    Connected agents re-resolve their push id every second, so a reloaded satellite (a new
+    PushSource) gets its agent back and a removed one (unknown for 5 s) has its agent closed.
+    """
+    if (view := hass.data.get(DATA_PUSH_VIEW)) is not None:
+        view.resolve = resolve
+        return
+    view = PushView(resolve)
+    hass.data[DATA_PUSH_VIEW] = view
+    hass.http.register_view(view)
+
+
+@callback
+def async_unregister_push_view(hass: HomeAssistant) -> None:
+    """Serve no push id any more (views can't be removed); connected agents are closed."""
+    if (view := hass.data.get(DATA_PUSH_VIEW)) is not None:
+        view.resolve = _resolve_nothing
+
+
+def _resolve_nothing(_push_id: str) -> PushSource | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Why and how a connection is closed."""
+
+    code: int
+    error: str  # the "code" of the error message sent before closing
+    message: str
+
+
+class _ProtocolError(Exception):
+    """The agent broke the protocol: tell it why and close."""
+
+    def __init__(self, close: _Close) -> None:
+        super().__init__(close.message)
+        self.close = close
+
+
+class AgentConnection:
+    """One connected agent: its websocket, what it declared and what it was last told."""
+
+    def __init__(self, ws: web.WebSocketResponse, push_id: str, user: str | None) -> None:
+        """Wrap the prepared websocket of an agent for push_id, authenticated as user."""
+        self.ws = ws
+        self.push_id = push_id
+        self.user = user
+        self.agent: str | None = None
+        self.format: AudioFormat | None = None
+        self.source: PushSource | None = None
+        self.told_start: bool | None = None  # the last start (True) / stop (False) sent
+        self.unserved_since: float | None = None  # when the resolver stopped knowing push_id
+        self._close: _Close | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def close_request(self) -> _Close | None:
+        """Return why the connection is to be closed, if it is."""
+        return self._close
+
+    async def wait(self, limit_s: float) -> None:
+        """Wait until update() or request_close() is called, at most limit_s seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit_s):
+                await self._wake.wait()
+        self._wake.clear()
+
+    @callback
+    def update(self) -> None:
+        """Wake the control task: start/stop may have to be sent."""
+        self._wake.set()
+
+    @callback
+    def request_close(self, code: int, error: str, message: str) -> None:
+        """Close the connection soon, telling the agent why."""
+        if self._close is None:
+            self._close = _Close(code, error, message)
+        self._wake.set()
+
+
+class PushSource(AudioSource):
+    """A microphone on another device, streamed by guard_mode_agent over a websocket."""
+
+    kind = "push"
+
+    def __init__(self, push_id: str) -> None:
+        """Receive audio from the agent that connects with push_id."""
+        self.push_id = push_id
+        self.messages = 0  # audio messages received (delivered or used by a probe)
+        self.bytes = 0
+        self.ignored = 0  # messages ignored (audio before hello or while stopped, unknown types)
+        self.connections = 0
+        self._conn: AgentConnection | None = None
+        self._sink: AudioSink | None = None
+        self._probes: list[asyncio.Future[AudioFormat]] = []
+        self._failure: Exception | None = None
+        self._changed = asyncio.Event()
+        self._since = 0.0  # loop time of the last start, agent arrival or audio while running
+
+    @property
+    def connected(self) -> bool:
+        """Return whether an agent is connected."""
+        return self._conn is not None
+
+    @property
+    def agent(self) -> str | None:
+        """Return what the connected agent calls itself (from its hello)."""
+        return self._conn.agent if self._conn is not None else None
+
+    @property
+    def format(self) -> AudioFormat | None:
+        """Return the format the connected agent declared."""
+        return self._conn.format if self._conn is not None else None
+
+    @property
+    def wants_audio(self) -> bool:
+        """Return whether the agent should have its microphone open."""
+        return self._sink is not None or bool(self._probes)
+
+    def describe(self) -> str:
+        """Return the push id (and the agent, when one is connected)."""
+        agent = f" ({self.agent})" if self.agent else ""
+        return f"push agent {self.push_id}{agent}"
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return the source's state and counters (no hosts, no tokens)."""
+        fmt = self.format
+        return {
+            "connected": self.connected,
+            "agent": self.agent,
+            "format": None if fmt is None else str(fmt),
+            "streaming": self._conn is not None and bool(self._conn.told_start),
+            "connections": self.connections,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "ignored": self.ignored,
+        }
+
+    async def probe(self) -> AudioFormat:
+        """Ask the connected agent for audio (a temporary start) and return its format."""
+        conn = self._conn
+        if conn is None:
+            raise NoAudio(
+                f"no agent connected: run guard_mode_agent.py on the device with --satellite "
+                f"{self.push_id}"
+            )
+        future: asyncio.Future[AudioFormat] = asyncio.get_running_loop().create_future()
+        self._probes.append(future)
+        conn.update()
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                return await future
+        except TimeoutError as err:
+            raise NoAudio(
+                f"the agent is connected but sent no audio in {PROBE_TIMEOUT_S:.0f} s: "
+                "check its microphone and its log"
+            ) from err
+        finally:
+            self._probes.remove(future)
+            self._notify_agent()
+
+    async def run(self, sink: AudioSink) -> None:
+        """Tell the agent to start and deliver its audio to sink; tell it to stop when cancelled."""
+        if self._sink is not None:
+            raise RuntimeError(f"{self.describe()} is already running")
+        loop = asyncio.get_running_loop()
+        self._sink = sink
+        self._failure = None
+        self._since = loop.time()
+        self._notify_agent()
+        try:
+            while True:
+                if self._failure is not None:
+                    raise self._failure
+                remaining = self._since + STALL_TIMEOUT_S - loop.time()
+                if remaining <= 0:
+                    raise self._stalled()
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass  # audio may have arrived meanwhile: look again
+        finally:
+            self._sink = None
+            self._failure = None
+            self._notify_agent()  # "stop" right away: disarmed means the microphone is closed
+
+    async def wait_before_retry(self, delay_s: float) -> None:
+        """Wait for the backoff, but no longer than until an agent connects."""
+        if self._conn is not None:
+            await asyncio.sleep(delay_s)
+            return
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._changed.wait()
+
+    def _stalled(self) -> SourceError:
+        if self._conn is None:
+            return CannotConnect(
+                f"no agent connected for {STALL_TIMEOUT_S:.0f} s: run guard_mode_agent.py on the "
+                f"device with --satellite {self.push_id}"
+            )
+        return NoAudio(f"{self.describe()} sent no audio for {STALL_TIMEOUT_S:.0f} s")
+
+    def _notify_agent(self) -> None:
+        if self._conn is not None:
+            self._conn.update()
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    @callback
+    def async_disconnect(self, message: str = "Guard Mode is restarting this satellite") -> None:
+        """Close the agent's connection (it reconnects): e.g. when the satellite is reloaded."""
+        if self._conn is not None:
+            self._conn.request_close(CLOSE_RESTART, "restart", message)
+
+    # -- called by the view ------------------------------------------------------------------
+
+    @callback
+    def attach(self, conn: AgentConnection) -> None:
+        """Make conn this source's agent; an agent already connected is closed (replaced)."""
+        old, self._conn = self._conn, conn
+        conn.source = self
+        conn.told_start = None  # tell this connection where we are, whatever it heard before
+        self.connections += 1
+        if old is not None and old is not conn:
+            _LOGGER.warning(
+                "Guard Mode push %s: a new agent connected (user %s), closing the previous one",
+                self.push_id,
+                conn.user,
+            )
+            old.source = None
+            old.request_close(
+                CLOSE_REPLACED, "replaced", "another agent connected with the same push id"
+            )
+        self._since = asyncio.get_running_loop().time()
+        conn.update()
+        self._wake()
+
+    @callback
+    def detach(self, conn: AgentConnection, error: SourceError | None = None) -> None:
+        """Forget conn (it closed or moved elsewhere); a running stream fails with error."""
+        if conn.source is self:
+            conn.source = None
+        if self._conn is not conn:
+            return
+        self._conn = None
+        failure = error or CannotConnect(f"the agent on push id {self.push_id} disconnected")
+        for future in self._probes:
+            if not future.done():
+                future.set_exception(failure)
+        if self._sink is not None:
+            self._failure = failure
+            self._wake()
+
+    @callback
+    def deliver(self, conn: AgentConnection, data: bytes) -> None:
+        """Hand one binary message of conn to the sink (or a waiting probe), else ignore it."""
+        if conn is not self._conn or conn.format is None or not self.wants_audio:
+            self.ignored += 1
+            return
+        self.messages += 1
+        self.bytes += len(data)
+        fmt = conn.format
+        for future in self._probes:
+            if not future.done():
+                future.set_result(fmt)
+        if (sink := self._sink) is None or not data:
+            return
+        self._since = asyncio.get_running_loop().time()
+        try:
+            sink(data, fmt.rate, fmt.width, fmt.channels)
+        except Exception as err:  # surfaces in run(), where the satellite logs it
+            self._failure = err
+            self._wake()
+
+
+class PushView(HomeAssistantView):
+    """The websocket agents push audio to; Home Assistant authentication required."""
+
+    url = PUSH_URL
+    name = "api:guard_mode:push"
+    requires_auth = True
+
+    def __init__(self, resolve: PushResolver) -> None:
+        """Serve the push ids resolve knows."""
+        self.resolve = resolve
+        self._warned: set[str] = set()  # problems logged once: agents retry forever
+
+    async def get(self, request: web.Request, push_id: str) -> web.WebSocketResponse:
+        """Accept an agent, answer its hello, relay start/stop and its audio."""
+        hass = request.app[KEY_HASS]
+        user = request.get("hass_user")
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_S,
+            max_msg_size=MAX_MESSAGE + 1,  # aiohttp refuses a message of max_msg_size bytes
+            compress=False,
+        )
+        await ws.prepare(request)
+        conn = AgentConnection(ws, push_id, user.name if user is not None else None)
+        label = _printable(push_id, AGENT_NAME_MAX)
+        source = self.resolve(push_id) if _PUSH_ID.fullmatch(push_id) else None
+        if source is None:
+            self._warn_once(f"Guard Mode push: an agent asked for unknown push id {label!r}")
+            await _close(
+                ws,
+                _Close(
+                    CLOSE_UNKNOWN_PUSH_ID,
+                    "unknown_push_id",
+                    f"no Guard Mode satellite has push id {label!r}: check --satellite",
+                ),
+            )
+            return ws
+        control: asyncio.Task[None] | None = None
+        close: _Close | None = None
+        try:
+            await _hello(ws, conn, source)
+            source.attach(conn)
+            control = hass.async_create_background_task(
+                self._control(hass, conn), f"{DOMAIN} push {label} control", eager_start=False
+            )
+            _LOGGER.debug("Guard Mode push %s: %s connected", label, conn.agent)
+            await self._receive(conn)
+        except _ProtocolError as err:
+            close = err.close
+            if ws.closed:  # gone before its hello: nothing to tell, nothing to warn about
+                _LOGGER.debug("Guard Mode push %s: %s", label, close.message)
+            else:
+                self._warn_once(f"Guard Mode push {label}: {close.message}")
+        finally:
+            # First what can't be interrupted: the handler is cancelled when the peer is gone.
+            if conn.source is not None:
+                error = BadAudio(close.message) if close and close.error == "bad_format" else None
+                conn.source.detach(conn, error)
+            if control is not None:
+                try:
+                    if conn.close_request is not None and not control.done():
+                        # The control task is closing the websocket: let it finish that.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(control), CLOSE_TIMEOUT_S)
+                finally:
+                    control.cancel()
+        if close is not None:
+            await _close(ws, close)
+        elif not ws.closed:
+            await ws.close()
+        _LOGGER.debug("Guard Mode push %s: %s disconnected", label, conn.agent)
+        return ws
+
+    def _warn_once(self, message: str) -> None:
+        """Log a warning the first time (later at debug level: a broken agent retries)."""
+        if message in self._warned:
+            _LOGGER.debug("%s", message)
+            return
+        if len(self._warned) >= 100:
+            self._warned.clear()
+        self._warned.add(message)
+        _LOGGER.warning("%s", message)
+
+    async def _receive(self, conn: AgentConnection) -> None:
+        """Handle the agent's messages until the websocket closes."""
+        while True:
+            msg = await conn.ws.receive()
+            if msg.type is WSMsgType.BINARY:
+                source = conn.source
+                if source is not None:
+                    source.deliver(conn, msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                message = _parse(msg.data)
+                kind = message.get("type")
+                if kind == "format":
+                    conn.format = _format(message)
+                elif conn.source is not None:
+                    conn.source.ignored += 1
+                    _LOGGER.debug("Guard Mode push: ignoring a %r message", kind)
+            else:  # close, closing, closed, error (too big, broken connection)
+                if msg.type is WSMsgType.ERROR:
+                    _LOGGER.warning(
+                        "Guard Mode push %s: connection error: %s",
+                        _printable(conn.push_id, AGENT_NAME_MAX),
+                        msg.data,
+                    )
+                return
+
+    async def _control(self, hass: HomeAssistant, conn: AgentConnection) -> None:
+        """Tell the agent start/stop as it changes; follow the resolver; close on request."""
+        ws = conn.ws
+        try:
+            while not ws.closed:
+                await conn.wait(RESOLVE_INTERVAL_S)
+                if conn.close_request is None:
+                    self._follow(hass, conn)
+                if (close := conn.close_request) is not None:
+                    await _close(ws, close)
+                    return
+                source = conn.source
+                want = source is not None and source.wants_audio
+                if want != conn.told_start:
+                    await ws.send_json({"type": "start" if want else "stop"})
+                    conn.told_start = want
+        except ConnectionError:
+            pass  # the receive loop sees the connection end
+        except Exception:
+            # Without this task the agent would not hear "stop": close, so that it stops.
+            _LOGGER.exception("Guard Mode push %s: unexpected error", conn.push_id)
+            await ws.close(code=1011, message=b"internal error")
+
+    def _follow(self, hass: HomeAssistant, conn: AgentConnection) -> None:
+        """Move conn to the source now serving its push id (a reloaded satellite), if any."""
+        if hass.is_stopping:
+            conn.request_close(CLOSE_GOING_AWAY, "stopping", "Home Assistant is stopping")
+            return
+        source = self.resolve(conn.push_id)
+        if source is None:  # removed, or being reloaded: give it a moment to come back
+            now = hass.loop.time()
+            if conn.unserved_since is None:
+                conn.unserved_since = now
+            if now - conn.unserved_since < RESOLVE_GRACE_S:
+                return
+            if conn.source is not None:
+                conn.source.detach(conn)
+            conn.request_close(
+                CLOSE_UNKNOWN_PUSH_ID,
+                "unknown_push_id",
+                f"the Guard Mode satellite with push id {conn.push_id} was removed",
+            )
+            return
+        conn.unserved_since = None
+        if source is conn.source:
+            return
+        if conn.source is not None:
+            conn.source.detach(conn)
+        source.attach(conn)
+
+
+async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushSource) -> None:
+    """Read the agent's hello (audio before it is ignored); raise _ProtocolError otherwise."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            while True:
+                msg = await ws.receive()
+                if msg.type is not WSMsgType.BINARY:
+                    break
+                source.ignored += 1  # audio before hello
+    except TimeoutError as err:
+        raise _ProtocolError(
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", f"no hello within {HELLO_TIMEOUT_S:.0f} s")
+        ) from err
+    if msg.type is not WSMsgType.TEXT:
+        raise _ProtocolError(_Close(CLOSE_BAD_MESSAGE, "bad_message", "closed before hello"))
+    message = _parse(msg.data)
+    if message.get("type") != "hello":
+        raise _ProtocolError(
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", "the first message must be a hello")
+        )
+    conn.format = _format(message)
+    agent = message.get("agent")
+    conn.agent = _printable(agent, AGENT_NAME_MAX) if isinstance(agent, str) else "unknown"
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except ValueError as err:
+        raise _ProtocolError(
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", "text messages must be JSON objects")
+        ) from err
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise _ProtocolError(
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", "text messages must be objects with a type")
+        )
+    return message
+
+
+def _format(message: dict[str, Any]) -> AudioFormat:
+    rate, width, channels = (message.get(key) for key in ("rate", "width", "channels"))
+    if not (type(rate) is int and type(width) is int and type(channels) is int):
+        raise _ProtocolError(
+            _Close(CLOSE_BAD_FORMAT, "bad_format", "rate, width and channels must be integers")
+        )
+    try:
+        return check_format(rate, width, channels)
+    except BadAudio as err:
+        raise _ProtocolError(_Close(CLOSE_BAD_FORMAT, "bad_format", str(err))) from err
+
+
+async def _close(ws: web.WebSocketResponse, close: _Close) -> None:
+    """Send the error message (when the socket is still open) and close with close.code."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_json({"type": "error", "code": close.error, "message": close.message})
+        await ws.close(code=close.code, message=close.error.encode()[:120])
+    except ConnectionError:
+        pass
+    _disarm_heartbeat(ws)
+
+
+def _disarm_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Cancel the heartbeat timer aiohttp re-arms when the close reply arrives after close().
+
+    aiohttp 3.14 resets the heartbeat on any data received, even the peer's answer to our close
+    frame (aio-libs/aiohttp#12030), leaving a timer that pings a closed socket 30 s later.
+    """
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()
+
+
+def _printable(text: str, limit: int) -> str:
+    """Return text safe for logs: printable ASCII, at most limit characters."""
+    return _UNPRINTABLE.sub("?", text)[:limit]
