@@ -112,6 +112,7 @@ def _sync_satellites(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
         _update_device(hass, entry, satellite)
         satellite.async_start()
         async_dispatcher_send(hass, SIGNAL_NEW_SATELLITE, satellite)
+    data.engine.check_load(hass, len(data.satellites))
 
 
 @callback

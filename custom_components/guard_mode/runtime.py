@@ -16,6 +16,8 @@ from .engine.worker import EngineWorker
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
+ISSUE_NUMPY_BUSY = "numpy_backend_busy"
+NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable share of a core
 
 
 @dataclass
@@ -33,6 +35,21 @@ class EngineRuntime:
     def model_path(self) -> Path:
         """Return the model file in use."""
         return self.worker.tagger.model_path
+
+    def check_load(self, hass: HomeAssistant, satellites: int) -> None:
+        """Raise (or clear) the repair that suggests the fast backend for many satellites."""
+        if self.backend == "numpy" and satellites >= NUMPY_SATELLITE_LIMIT:
+            ir.async_create_issue(
+                hass,
+                DOMAIN,
+                ISSUE_NUMPY_BUSY,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_NUMPY_BUSY,
+                translation_placeholders={"count": str(satellites)},
+            )
+        else:
+            ir.async_delete_issue(hass, DOMAIN, ISSUE_NUMPY_BUSY)
 
     async def async_stop(self, hass: HomeAssistant) -> None:
         """Stop the worker thread (joined in an executor)."""

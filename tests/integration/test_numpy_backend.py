@@ -1,0 +1,81 @@
+"""Without onnxruntime (as on Home Assistant OS) Guard Mode still detects, on the numpy backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import sys
+
+from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.guard_mode.alerts import EVENT_DETECTION
+from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
+from custom_components.guard_mode.engine import tagger
+from custom_components.guard_mode.runtime import ISSUE_NUMPY_BUSY
+
+from .conftest import setup_entry
+from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
+from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from .wyoming_mic import MicServer
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+@pytest.fixture
+def no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make `import onnxruntime` fail, as on musl where it has no wheels."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    tagger._onnxruntime.cache_clear()
+    assert not tagger.onnxruntime_available()
+    yield
+    tagger._onnxruntime.cache_clear()
+
+
+@pytest.mark.usefixtures("no_onnxruntime")
+async def test_detections_without_onnxruntime(hass: HomeAssistant, alarm_mic: MicServer) -> None:  # noqa: F811
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+    backend = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}-backend")
+    assert hass.states.get(backend).state == "numpy"
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    assert detections[0].data["sound"] == "smoke_alarm"
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert diagnostics["engine"]["backend"] == "numpy"
+    await arm(hass, False)
+
+
+def many_satellites(count: int) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Guard Mode",
+        unique_id=DOMAIN,
+        data={},
+        options=dict(DEFAULT_OPTIONS),
+        subentries_data=tuple(
+            ConfigSubentryData(
+                data={"source": "wyoming", "host": "127.0.0.1", "port": 1 + n},
+                subentry_type="satellite",
+                title=f"Mic {n}",
+                unique_id=f"wyoming:127.0.0.1:{1 + n}",
+            )
+            for n in range(count)
+        ),
+    )
+
+
+@pytest.mark.usefixtures("no_onnxruntime")
+async def test_many_satellites_on_numpy_raise_a_repair(hass: HomeAssistant) -> None:
+    await setup_entry(hass, many_satellites(4))
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_NUMPY_BUSY)
+    assert issue is not None
+    assert issue.translation_placeholders == {"count": "4"}
+
+
+async def test_few_satellites_or_onnxruntime_raise_no_repair(hass: HomeAssistant) -> None:
+    await setup_entry(hass, many_satellites(4))  # onnxruntime is available here
+    assert ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_NUMPY_BUSY) is None
