@@ -18,7 +18,9 @@ ensure_python() {
     if _py_ok "$c"; then PYTHON="$c"; return 0; fi
   done
   if [ -z "${GUARD_MODE_IN_PY314:-}" ] && [ -x "$ROOT/../shared/bin/py314" ]; then
-    exec env GUARD_MODE_IN_PY314=1 "$ROOT/../shared/bin/py314" "$@"
+    # Debian packages the tests and the demo use there: ffmpeg (real streams on loopback).
+    exec env GUARD_MODE_IN_PY314=1 PY314_PACKAGES="${PY314_PACKAGES:-ffmpeg}" \
+      "$ROOT/../shared/bin/py314" "$@"
   fi
   echo "Guard Mode needs Python >= 3.14.2 (what Home Assistant 2026.x needs)." >&2
   echo "Install it (e.g. 'uv python install 3.14' or your distribution's python3.14) and retry." >&2
