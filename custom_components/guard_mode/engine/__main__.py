@@ -1,4 +1,7 @@
-"""Command line: ``python -m custom_components.guard_mode.engine analyze FILE... [--json]``."""
+"""Command line: ``python -m custom_components.guard_mode.engine analyze FILE... [--json]``.
+
+``... engine serve [--uri tcp://0.0.0.0:10800]`` runs the engine as a Wyoming service.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +51,13 @@ def _print_human(result: dict[str, object]) -> None:
         )
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server import run  # noqa: PLC0415 - analyze needs neither wyoming nor asyncio
+
+    level = "debug" if args.debug else args.log_level
+    return run(args.uri, backend=args.backend, max_streams=args.max_streams, log_level=level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
     parser = argparse.ArgumentParser(prog="python -m custom_components.guard_mode.engine")
@@ -58,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument(
         "--backend", choices=["auto", "onnxruntime", "numpy"], default="auto", help="tagger"
     )
+    serve = commands.add_parser("serve", help="run the engine as a Wyoming service")
+    serve.add_argument("--uri", default="tcp://0.0.0.0:10800", help="tcp://HOST:PORT to listen on")
+    serve.add_argument(
+        "--backend", choices=["auto", "onnxruntime", "numpy"], default="auto", help="tagger"
+    )
+    serve.add_argument("--max-streams", type=int, default=32, help="most clients at once")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    serve.add_argument("--debug", action="store_true", help="same as --log-level debug")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     return _analyze(args)
 
 

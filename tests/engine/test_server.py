@@ -1,0 +1,610 @@
+"""The engine as a Wyoming service: the real server, the real model, real sockets on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+import contextlib
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
+
+from custom_components.guard_mode.engine.decider import Detection, EventKind, Reason
+from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.engine.protocol import (
+    DETECTION_TYPE,
+    ENGINE_VERSION,
+    ERROR_BAD_AUDIO,
+    ERROR_BAD_EVENT,
+    ERROR_PROTOCOL,
+    ERROR_TOO_MANY,
+    MAX_HEADER,
+    STATUS_TYPE,
+    GuardModeDetection,
+    GuardModeInfo,
+    GuardModeStatus,
+    GuardModeStream,
+    ProtocolError,
+    read_event,
+)
+from custom_components.guard_mode.engine.server import (
+    EngineServer,
+    Outbox,
+    parse_uri,
+    start_server,
+)
+from custom_components.guard_mode.engine.tagger import Tagger, load_tagger, onnxruntime_available
+
+from .. import synth
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+REPO = Path(__file__).resolve().parents[2]
+BACKENDS = [
+    "numpy",
+    pytest.param(
+        "onnxruntime",
+        marks=pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime missing"),
+    ),
+]
+DEFAULT_BACKEND = "onnxruntime" if onnxruntime_available() else "numpy"
+RECV_TIMEOUT_S = 10.0
+
+
+# --- audio ---------------------------------------------------------------------------------
+
+
+def to_pcm(audio: npt.NDArray[np.float32], rate: int = 48000, channels: int = 2) -> bytes:
+    """16 kHz float audio as 16-bit PCM at rate with channels (linear interpolation)."""
+    n = round(len(audio) * rate / synth.SAMPLE_RATE)
+    resampled = np.interp(np.arange(n) * synth.SAMPLE_RATE / rate, np.arange(len(audio)), audio)
+    frames = np.repeat(resampled[:, None], channels, axis=1)
+    return (np.clip(frames, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def smoke_alarm() -> bytes:
+    return to_pcm(synth.alarm("T3", "piezo", cycles=3, peak_db=-12.0).audio)
+
+
+def co_alarm() -> bytes:
+    return to_pcm(synth.alarm("T4", "piezo", cycles=3, peak_db=-12.0).audio)
+
+
+# --- a client ------------------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """A Wyoming client of the engine that keeps every event it receives."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    async def connect(cls, port: int) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEADER)
+        return cls(reader, writer)
+
+    async def send(self, event: Event) -> None:
+        await async_write_event(event, self.writer)
+
+    async def stream(
+        self,
+        pcm: bytes,
+        *,
+        rate: int = 48000,
+        width: int = 2,
+        channels: int = 2,
+        chunk_s: float = 0.1,
+        speed: float = 20.0,
+        stop: bool = True,
+    ) -> None:
+        """Send audio-start, the audio in chunks at speed × real time, audio-stop."""
+        await self.send(AudioStart(rate=rate, width=width, channels=channels).event())
+        step = round(chunk_s * rate) * width * channels
+        for start in range(0, len(pcm), step):
+            chunk = AudioChunk(rate=rate, width=width, channels=channels, audio=pcm[start:][:step])
+            await self.send(chunk.event())
+            await asyncio.sleep(chunk_s / speed)
+        if stop:
+            await self.send(AudioStop().event())
+
+    async def recv(self, seconds: float = RECV_TIMEOUT_S) -> Event | None:
+        async with asyncio.timeout(seconds):
+            event = await read_event(self.reader)
+        if event is not None:
+            self.events.append(event)
+        return event
+
+    async def until(self, what: str, **data: object) -> Event:
+        """Read until an event of type what whose data has the given values."""
+        async with asyncio.timeout(RECV_TIMEOUT_S):
+            while True:
+                event = await self.recv()
+                assert event is not None, f"connection closed before {what} {data}"
+                if event.type == what and all(event.data.get(k) == v for k, v in data.items()):
+                    return event
+
+    async def closed(self) -> bool:
+        """Read until the server closes the connection."""
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(RECV_TIMEOUT_S):
+                while await self.recv() is not None:
+                    pass
+        return True
+
+    def detections(self) -> list[GuardModeDetection]:
+        return [GuardModeDetection.from_event(e) for e in self.events if e.type == DETECTION_TYPE]
+
+    def statuses(self) -> list[GuardModeStatus]:
+        return [GuardModeStatus.from_event(e) for e in self.events if e.type == STATUS_TYPE]
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(1):
+                await self.writer.wait_closed()
+
+
+async def wait_for(condition: Callable[[], object], seconds: float = 5.0) -> None:
+    """Poll condition until it holds (or fail after seconds)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the state lives in another thread
+            await asyncio.sleep(0.001)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+_TAGGERS: dict[str, Tagger] = {}
+
+
+def tagger_for(backend: str) -> Tagger:
+    if backend not in _TAGGERS:
+        _TAGGERS[backend] = load_tagger(backend="numpy" if backend == "numpy" else "onnxruntime")
+    return _TAGGERS[backend]
+
+
+@contextlib.asynccontextmanager
+async def running(backend: str = DEFAULT_BACKEND, **options: object) -> AsyncIterator[EngineServer]:
+    """A started server (a large engine queue: tests stream much faster than real time)."""
+    options.setdefault("queue_s", 120.0)
+    server = EngineServer(tagger_for(backend), **options)  # type: ignore[arg-type]
+    await start_server(server, "127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EngineServer]:
+    async with running() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(server: EngineServer) -> AsyncIterator[Client]:
+    client = await Client.connect(server.port)
+    yield client
+    await client.close()
+
+
+# --- protocol ------------------------------------------------------------------------------
+
+
+def test_events_round_trip() -> None:
+    detection = Detection(
+        "ab-1", Sound.GLASS_BREAK, 1.0, 2.5, 0.71, "Shatter", -9.5, True, Reason.MEDIA
+    )
+    message = GuardModeDetection(EventKind.ONSET, detection, 3.25)
+    assert GuardModeDetection.from_event(message.event()) == message
+    assert message.event().data == {
+        "kind": "onset",
+        "id": "ab-1",
+        "sound": "glass_break",
+        "start_s": 1.0,
+        "end_s": 2.5,
+        "confidence": 0.71,
+        "label": "Shatter",
+        "peak_db": -9.5,
+        "suppressed": True,
+        "reason": "media",
+        "time_s": 3.25,
+    }
+    status = GuardModeStatus(5.0, None, 9, 2, 0.0, 0.5, 1)
+    assert GuardModeStatus.from_event(status.event()) == status
+    settings = GuardModeStream("Kitchen", frozenset({Sound.DOG_BARK}), True)
+    assert settings.event().data == {
+        "name": "Kitchen",
+        "enabled": ["dog_bark"],
+        "media_player_playing": True,
+    }
+    assert GuardModeStream.from_event(settings.event()) == settings
+    assert GuardModeStream.from_event(Event(type="guard-mode-stream")) == GuardModeStream()
+    info = GuardModeInfo("1.2.3", "numpy", "yamnet.onnx")
+    assert GuardModeInfo.from_event(info.event()) == info
+    assert Info.from_event(info.event()) == Info()  # a plain Wyoming client sees no services
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("guard-mode-stream", {"enabled": ["dog_bark", "unicorn"]}),
+        ("guard-mode-stream", {"enabled": "dog_bark"}),
+        ("guard-mode-stream", {"media_player_playing": "yes"}),
+        ("guard-mode-stream", {"name": 5}),
+        ("guard-mode-detection", {"kind": "onset"}),
+        ("guard-mode-status", {"time_s": float("nan")}),
+    ],
+)
+def test_bad_event_data(kind: str, data: dict[str, object]) -> None:
+    parse = {
+        "guard-mode-stream": GuardModeStream.from_event,
+        "guard-mode-detection": GuardModeDetection.from_event,
+        "guard-mode-status": GuardModeStatus.from_event,
+    }[kind]
+    with pytest.raises(ProtocolError):
+        parse(Event(type=kind, data=data))
+
+
+def test_info_of_another_service() -> None:
+    with pytest.raises(ProtocolError, match="not a Guard Mode engine"):
+        GuardModeInfo.from_event(Info().event())
+
+
+def test_parse_uri() -> None:
+    assert parse_uri("tcp://0.0.0.0:10800") == ("0.0.0.0", 10800)
+    assert parse_uri("tcp://[::]:1234") == ("::", 1234)
+    assert parse_uri("tcp://example") == ("example", 10800)
+    for bad in ("unix:///tmp/x", "10800", "tcp://:5", "tcp://host:99999"):
+        with pytest.raises(ValueError):  # noqa: PT011
+            parse_uri(bad)
+
+
+async def test_outbox_drops_status_first() -> None:
+    outbox = Outbox(max_droppable=2, max_events=3)
+    status = [Event("guard-mode-status", {"n": i}) for i in range(5)]
+    detections = [Event("guard-mode-detection", {"n": i}) for i in range(4)]
+    assert outbox.put(status[0], True)
+    assert outbox.put(detections[0], False)
+    for event in status[1:]:
+        assert outbox.put(event, True)
+    assert len(outbox) == 3
+    assert outbox.dropped == 3
+    assert outbox.put(detections[1], False)
+    assert outbox.put(detections[2], False)
+    assert not outbox.put(detections[3], False)  # too far behind: the caller disconnects
+    got = [await outbox.get() for _ in range(len(outbox))]
+    assert got == [detections[0], status[3], status[4], detections[1], detections[2]]
+    outbox.close()
+    assert await outbox.get() is None
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+async def test_describe(client: Client) -> None:
+    await client.send(Describe().event())
+    event = await client.until("info")
+    info = GuardModeInfo.from_event(event)
+    assert info.version == ENGINE_VERSION
+    assert info.backend == DEFAULT_BACKEND
+    assert info.model == "yamnet.onnx"
+    assert info.sounds == tuple(Sound)
+    assert event.data["guard_mode"]["sounds"] == [
+        "glass_break",
+        "smoke_alarm",
+        "co_alarm",
+        "dog_bark",
+        "baby_cry",
+        "gunshot",
+    ]
+    for key in ("asr", "tts", "handle", "intent", "wake", "mic", "snd"):
+        assert event.data[key] == []
+    await client.send(Ping(text="hi").event())
+    assert Pong.from_event(await client.until("pong")).text == "hi"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_smoke_alarm(backend: str) -> None:
+    async with running(backend) as server:
+        client = await Client.connect(server.port)
+        await client.send(GuardModeStream(name="Hall").event())
+        await client.stream(smoke_alarm())
+        onset = await client.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
+        offset = await client.until(DETECTION_TYPE, kind="offset", id=onset.data["id"])
+        final = await client.until(STATUS_TYPE)
+        while final.data["time_s"] < 14.5:  # the status that follows audio-stop
+            final = await client.until(STATUS_TYPE)
+        await client.close()
+    first = GuardModeDetection.from_event(onset)
+    assert first.kind is EventKind.ONSET
+    assert first.detection.sound is Sound.SMOKE_ALARM
+    assert not first.detection.suppressed
+    assert 0.5 <= first.detection.start_s <= 2.0  # the alarm starts at 1 s
+    assert first.detection.start_s <= first.time_s <= 15.0
+    last = GuardModeDetection.from_event(offset)
+    assert last.detection.end_s >= 9.0
+    assert {d.detection.sound for d in client.detections()} == {Sound.SMOKE_ALARM}
+    statuses = client.statuses()
+    assert len(statuses) >= 3  # at 5 s, 10 s and the last one
+    assert [s.time_s for s in statuses] == sorted(s.time_s for s in statuses)
+    status = GuardModeStatus.from_event(final)
+    assert status.time_s == pytest.approx(15.0, abs=0.2)  # the resampler keeps ~0.1 s
+    assert status.windows >= 28
+    assert status.bad_chunks == 0
+    assert status.seconds_dropped == 0.0
+    assert any(s.level_db is not None and s.level_db > -40 for s in statuses)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_enabled_sounds(backend: str) -> None:
+    async with running(backend) as server:
+        client = await Client.connect(server.port)
+        await client.send(GuardModeStream(enabled=frozenset({Sound.DOG_BARK})).event())
+        await client.stream(smoke_alarm())
+        while (await client.until(STATUS_TYPE)).data["time_s"] < 14.5:
+            pass
+        await client.close()
+    assert client.detections() == []
+
+
+async def test_enabled_changes_mid_stream(server: EngineServer, client: Client) -> None:
+    await client.send(GuardModeStream(enabled=frozenset({Sound.DOG_BARK})).event())
+    await client.stream(to_pcm(synth.silence(1.0)), stop=False)
+    await client.send(GuardModeStream(enabled=frozenset({Sound.SMOKE_ALARM})).event())
+    await client.stream(smoke_alarm())
+    await client.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
+
+
+async def test_two_streams_at_once(server: EngineServer) -> None:
+    smoke, co = await Client.connect(server.port), await Client.connect(server.port)
+    await asyncio.gather(smoke.stream(smoke_alarm()), co.stream(co_alarm()))
+    await asyncio.gather(
+        smoke.until(DETECTION_TYPE, kind="offset", sound="smoke_alarm"),
+        co.until(DETECTION_TYPE, kind="offset", sound="co_alarm"),
+    )
+    await asyncio.gather(smoke.close(), co.close())
+    assert {d.detection.sound for d in smoke.detections()} == {Sound.SMOKE_ALARM}
+    assert {d.detection.sound for d in co.detections()} == {Sound.CO_ALARM}
+
+
+async def test_stop_then_start_again(client: Client) -> None:
+    """A new audio-start is a new stream; the old stream's offsets come first."""
+    pcm = smoke_alarm()
+    await client.stream(pcm)
+    await client.stream(pcm)
+    await client.until(DETECTION_TYPE, kind="offset")
+    await client.until(DETECTION_TYPE, kind="offset")
+    kinds = [(d.kind, d.detection.id) for d in client.detections()]
+    assert [k for k, _ in kinds] == [EventKind.ONSET, EventKind.OFFSET] * 2
+    assert kinds[0][1] == kinds[1][1] != kinds[2][1] == kinds[3][1]
+
+
+async def test_stream_settings_before_audio_and_media_player(client: Client) -> None:
+    await client.send(GuardModeStream(name="Nursery", media_player_playing=True).event())
+    await client.stream(smoke_alarm())
+    onset = await client.until(DETECTION_TYPE, kind="onset")
+    assert onset.data["suppressed"] is False  # alarms are never taken for media
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00\xff this is not json\n",
+        b'{"type": "audio-chunk", "payload_length": 1000000000}\n',
+        b'{"data": {}}\n',
+        b"x" * (MAX_HEADER + 100),
+    ],
+    ids=["not-json", "huge-payload", "no-type", "endless-header"],
+)
+async def test_garbage_closes_the_connection(server: EngineServer, garbage: bytes) -> None:
+    client = await Client.connect(server.port)
+    client.writer.write(garbage)
+    await client.writer.drain()
+    assert await client.closed()
+    errors = [Error.from_event(e) for e in client.events if Error.is_type(e.type)]
+    assert [e.code for e in errors] == [ERROR_PROTOCOL]
+    # the server goes on serving
+    other = await Client.connect(server.port)
+    await other.send(Describe().event())
+    await other.until("info")
+    await other.close()
+    await client.close()
+
+
+async def test_bad_chunk_is_skipped(client: Client) -> None:
+    await client.send(AudioChunk(rate=0, width=2, channels=1, audio=b"\0\0" * 100).event())
+    error = Error.from_event(await client.until("error"))
+    assert error.code == ERROR_BAD_AUDIO
+    assert "rate=0" in error.text
+    await client.send(Event("audio-chunk", {"rate": "fast", "width": 2}, b"\0\0"))
+    assert Error.from_event(await client.until("error")).code == ERROR_BAD_AUDIO
+    await client.send(Event("guard-mode-stream", {"enabled": ["unicorn"]}))
+    assert Error.from_event(await client.until("error")).code == ERROR_BAD_EVENT
+    # still usable
+    await client.send(Describe().event())
+    await client.until("info")
+    await client.stream(smoke_alarm())
+    await client.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
+
+
+async def test_too_many_streams() -> None:
+    async with running(max_streams=1) as server:
+        first = await Client.connect(server.port)
+        await first.send(Describe().event())
+        await first.until("info")
+        second = await Client.connect(server.port)
+        error = Error.from_event(await second.until("error"))
+        assert error.code == ERROR_TOO_MANY
+        assert await second.closed()
+        await first.close()
+        await wait_for(lambda: not server.connections)
+        third = await Client.connect(server.port)
+        await third.send(Describe().event())
+        await third.until("info")
+        await asyncio.gather(second.close(), third.close())
+
+
+def frame(event: Event) -> bytes:
+    """Return an event as Wyoming puts it on the wire."""
+    header: dict[str, object] = {"type": event.type}
+    data = json.dumps(event.data).encode() if event.data else b""
+    if data:
+        header["data_length"] = len(data)
+    if event.payload:
+        header["payload_length"] = len(event.payload)
+    return json.dumps(header).encode() + b"\n" + data + (event.payload or b"")
+
+
+async def test_client_that_never_reads() -> None:
+    """Status events pile up for a client that doesn't read: the oldest are dropped."""
+    loop = asyncio.get_running_loop()
+    async with running(status_interval_s=0.05, send_buffer=4096, max_queued_status=8) as server:
+        lazy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # never read from
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.setblocking(False)
+        await loop.sock_connect(lazy, ("127.0.0.1", server.port))
+        silence = to_pcm(synth.silence(0.05), 16000, 1)
+        chunk = frame(AudioChunk(rate=16000, width=2, channels=1, audio=silence).event())
+        await loop.sock_sendall(lazy, frame(AudioStart(rate=16000, width=2, channels=1).event()))
+        await loop.sock_sendall(lazy, chunk)
+        await wait_for(lambda: bool(server.connections) and server.connections[0]._segment)
+        connection = server.connections[0]
+        assert connection._segment is not None
+        stream = connection._segment.stream
+        for n in range(2, 200):  # one worker run, and one status, per chunk
+            await loop.sock_sendall(lazy, chunk)
+            fed = n * 0.05 - 1e-6
+            await wait_for(lambda: stream.analyzer.time_s >= fed)  # noqa: B023 - awaited here
+            assert len(connection.outbox) <= 8
+        await asyncio.sleep(0.05)
+        assert connection.outbox.dropped > 50
+        assert connection.outbox.max_length <= 8  # only status events were waiting
+        # the server doesn't wait on the lazy client
+        busy = await Client.connect(server.port)
+        await busy.stream(smoke_alarm())
+        await busy.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
+        assert len(connection.outbox) <= 8
+        await busy.close()
+        lazy.close()
+
+
+async def test_client_far_behind_is_disconnected(caplog: pytest.LogCaptureFixture) -> None:
+    """Events that are never dropped (errors, detections) pile up: the client is let go."""
+    loop = asyncio.get_running_loop()
+    async with running(send_buffer=4096, max_queued_events=4) as server:
+        lazy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # never read from
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.setblocking(False)
+        await loop.sock_connect(lazy, ("127.0.0.1", server.port))
+        bad = frame(AudioChunk(rate=0, width=2, channels=1, audio=b"\0\0").event())
+        with contextlib.suppress(ConnectionError):
+            for _ in range(50):
+                await loop.sock_sendall(lazy, bad * 20)  # an error event for each
+                await asyncio.sleep(0.001)
+        await wait_for(lambda: not server.connections)
+        lazy.close()
+    assert "disconnected: not reading (4 events waiting)" in caplog.text
+
+
+async def test_disconnect_mid_stream_closes_the_engine_stream(server: EngineServer) -> None:
+    client = await Client.connect(server.port)
+    await client.stream(smoke_alarm()[: 48000 * 4 * 3], stop=False)
+    await wait_for(lambda: server.worker.streams)
+    assert len(server.worker.streams) == 1
+    await client.close()
+    await wait_for(lambda: not server.worker.streams and not server.connections)
+    assert server.worker.streams == []
+    assert server.connections == []
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def engine_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
+    """``python -m custom_components.guard_mode.engine serve`` on a free loopback port."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "custom_components.guard_mode.engine",
+                "serve",
+                "--uri",
+                "tcp://127.0.0.1:0",
+                "--max-streams",
+                "4",
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(rb"listening on tcp://127\.0\.0\.1:(\d+)", log.read_bytes())):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield process, log, int(found.group(1))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_serve_command(engine_process: tuple[subprocess.Popen[bytes], Path, int]) -> None:
+    process, log, port = engine_process
+    client = await Client.connect(port)
+    await client.send(Describe().event())
+    info = GuardModeInfo.from_event(await client.until("info"))
+    assert info.version == ENGINE_VERSION
+    await client.send(GuardModeStream(name="Hall").event())
+    await client.stream(smoke_alarm())
+    await client.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
+    await client.until(DETECTION_TYPE, kind="offset", sound="smoke_alarm")
+    process.send_signal(signal.SIGTERM)  # a clean shutdown with a client still connected
+    assert await client.closed()
+    await client.close()
+    assert await asyncio.to_thread(process.wait, 10) == 0
+    text = log.read_text()
+    assert re.search(r"Client 127\.0\.0\.1:\d+ connected", text), text
+    assert "(Hall) closed: server stopping" in text, text
+    assert "Traceback" not in text, text
+
+
+def test_serve_command_bad_uri() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "custom_components.guard_mode.engine", "serve", "--uri", "x:1"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"expected tcp://HOST:PORT" in result.stderr
+
+
+def test_info_is_json_serialisable() -> None:
+    info = GuardModeInfo("0", "numpy", "yamnet.onnx").event()
+    assert json.loads(json.dumps(info.data))["guard_mode"]["protocol"] == 1
