@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from typing import Any
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
+from ..engine import protocol
 from .base import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -26,9 +25,6 @@ from .base import (
 )
 
 CONNECT_TIMEOUT_S = 5.0
-MAX_HEADER = 64 * 1024  # one JSON line
-MAX_DATA = 1024 * 1024
-MAX_PAYLOAD = 16 * 1024 * 1024  # a 10 MB chunk is fine; a 2 GB claim is not
 
 
 class ProtocolError(SourceError):
@@ -40,37 +36,9 @@ class ProtocolError(SourceError):
 async def read_event(reader: asyncio.StreamReader) -> Event | None:
     """Read one Wyoming event with bounded sizes; None when the peer closed the connection."""
     try:
-        line = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as err:
-        if not err.partial:
-            return None
-        raise ProtocolError("connection closed in the middle of an event") from err
-    except asyncio.LimitOverrunError as err:
-        raise ProtocolError("event header longer than 64 KiB") from err
-    try:
-        header = json.loads(line)
-        kind = header["type"]
-        data: dict[str, Any] = header.get("data") or {}
-        data_length = int(header.get("data_length") or 0)
-        payload_length = int(header.get("payload_length") or 0)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ProtocolError("not a Wyoming event header") from err
-    if not isinstance(kind, str) or not isinstance(data, dict):
-        raise ProtocolError("not a Wyoming event header")
-    if not (0 <= data_length <= MAX_DATA and 0 <= payload_length <= MAX_PAYLOAD):
-        raise ProtocolError(f"event claims {data_length + payload_length} bytes")
-    try:
-        if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
-            if not isinstance(extra, dict):
-                raise ProtocolError("event data is not an object")
-            data.update(extra)
-        payload = await reader.readexactly(payload_length) if payload_length else None
-    except asyncio.IncompleteReadError as err:
-        raise ProtocolError("connection closed in the middle of an event") from err
-    except ValueError as err:
-        raise ProtocolError("event data is not JSON") from err
-    return Event(type=kind, data=data, payload=payload)
+        return await protocol.read_event(reader)
+    except protocol.ProtocolError as err:
+        raise ProtocolError(str(err)) from err
 
 
 class WyomingMicSource(AudioSource):
@@ -91,7 +59,7 @@ class WyomingMicSource(AudioSource):
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(
-                    self.host, self.port, limit=MAX_HEADER
+                    self.host, self.port, limit=protocol.MAX_HEADER
                 )
         except (OSError, TimeoutError) as err:
             raise CannotConnect(f"cannot connect to {self.describe()}: {err}") from err
