@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import logging
+from typing import Any
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
@@ -15,6 +16,10 @@ from .alerts import AlertManager
 from .clips import ClipJanitor
 from .const import (
     CONF_CLIP_RETENTION_DAYS,
+    CONF_ENGINE,
+    CONF_ENGINE_HOST,
+    CONF_ENGINE_PORT,
+    DEFAULT_OPTIONS,
     DOMAIN,
     NAME,
     SIGNAL_NEW_SATELLITE,
@@ -46,7 +51,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
     """Set up Guard Mode from a config entry."""
-    engine = await async_start_engine(hass)
+    engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
     hub = GuardHub(hass, entry)
     await hub.async_load()
     notifier = Notifier(hass, lambda: hub.options)
@@ -54,7 +59,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     alerts = AlertManager(hass, notifier.async_alert)
     janitor = ClipJanitor(hass, hub.options[CONF_CLIP_RETENTION_DAYS])
     entry.runtime_data = GuardModeData(
-        hub=hub, engine=engine, alerts=alerts, notifier=notifier, janitor=janitor
+        hub=hub,
+        engine=engine,
+        engine_settings=_engine_settings(hub.options),
+        alerts=alerts,
+        notifier=notifier,
+        janitor=janitor,
     )
     janitor.async_start()
     entry.async_on_unload(janitor.async_stop)
@@ -84,7 +94,14 @@ async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Apply changed options and added, changed or removed satellites without a reload."""
+    """Apply changed options and added, changed or removed satellites without a reload.
+
+    Switching between the in-process and the remote engine reloads the entry.
+    """
+    options = {**DEFAULT_OPTIONS, **entry.options}
+    if _engine_settings(options) != entry.runtime_data.engine_settings:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
     for subentry_id in list(entry.runtime_data.satellites):
         satellite = entry.runtime_data.satellites[subentry_id]
         current = entry.subentries.get(subentry_id)
@@ -96,6 +113,11 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
     _sync_satellites(hass, entry)
     entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
     entry.runtime_data.hub.async_options_updated()
+
+
+def _engine_settings(options: dict[str, Any]) -> tuple[Any, ...]:
+    """Return the options that choose the engine (a change needs a reload)."""
+    return tuple(options.get(key) for key in (CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT))
 
 
 @callback

@@ -63,6 +63,11 @@ class SatelliteConnectedSensor(SatelliteEntity, BinarySensorEntity):
     """On while the satellite's audio arrives; off while it is unreachable or not listening."""
 
     @property
+    def available(self) -> bool:
+        """Return True: the microphone's connection is known even without an engine."""
+        return True
+
+    @property
     def is_on(self) -> bool:
         """Return True while audio arrives."""
         return self._satellite.state.connected

@@ -40,6 +40,9 @@ from .const import (
     CONF_AREA,
     CONF_ARMING_MODE,
     CONF_CLIP_RETENTION_DAYS,
+    CONF_ENGINE,
+    CONF_ENGINE_HOST,
+    CONF_ENGINE_PORT,
     CONF_EVIDENCE_CLIPS,
     CONF_MEDIA_PLAYERS,
     CONF_NOTIFY_TARGETS,
@@ -47,13 +50,18 @@ from .const import (
     CONF_PUSH_ID,
     CONF_SOURCE,
     CONF_UNREACHABLE_MINUTES,
+    DEFAULT_ENGINE_PORT,
     DEFAULT_OPTIONS,
     DOMAIN,
+    ENGINE_LOCAL,
+    ENGINE_REMOTE,
+    LOGGER,
     NAME,
     SUBENTRY_SATELLITE,
     ArmingMode,
     SourceType,
 )
+from .remote import RemoteEngineError, async_describe
 from .sources import create_source
 from .sources.base import SourceError
 
@@ -89,11 +97,12 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class GuardModeOptionsFlow(OptionsFlow):
-    """Arming mode, always-on alarm listening and notification targets."""
+    """Arming, alarm listening, clips, notifications and the engine; then the details asked."""
 
     def __init__(self) -> None:
         """Start with no answers."""
         self._options: dict[str, Any] = {}
+        self._next_steps: list[str] = []
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose how guard mode is armed and who is notified."""
@@ -101,11 +110,11 @@ class GuardModeOptionsFlow(OptionsFlow):
         if user_input is not None:
             self._options = {**current, **user_input}
             mode = user_input[CONF_ARMING_MODE]
-            if mode == ArmingMode.ALARM_PANEL:
-                return await self.async_step_alarm_panel()
-            if mode == ArmingMode.PRESENCE:
-                return await self.async_step_presence()
-            return self.async_create_entry(data=self._options)
+            if mode in (ArmingMode.ALARM_PANEL, ArmingMode.PRESENCE):
+                self._next_steps.append(str(mode))
+            if user_input.get(CONF_ENGINE) == ENGINE_REMOTE:
+                self._next_steps.append("remote_engine")
+            return await self._async_next()
 
         notify_services = sorted(self.hass.services.async_services_for_domain("notify"))
         schema = vol.Schema(
@@ -149,6 +158,13 @@ class GuardModeOptionsFlow(OptionsFlow):
                         mode=SelectSelectorMode.DROPDOWN,
                     )
                 ),
+                vol.Optional(CONF_ENGINE, default=ENGINE_LOCAL): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[ENGINE_LOCAL, ENGINE_REMOTE],
+                        translation_key=CONF_ENGINE,
+                        mode=SelectSelectorMode.LIST,
+                    )
+                ),
             }
         )
         return self.async_show_form(
@@ -160,14 +176,11 @@ class GuardModeOptionsFlow(OptionsFlow):
     ) -> ConfigFlowResult:
         """Choose the alarm panel to follow and which armed states arm guard mode."""
         if user_input is not None:
-            states = [s for s in user_input.get(CONF_ALARM_STATES, []) if s]
-            return self.async_create_entry(
-                data={
-                    **self._options,
-                    CONF_ALARM_PANEL: user_input[CONF_ALARM_PANEL],
-                    CONF_ALARM_STATES: states,
-                }
-            )
+            self._options[CONF_ALARM_PANEL] = user_input[CONF_ALARM_PANEL]
+            self._options[CONF_ALARM_STATES] = [
+                s for s in user_input.get(CONF_ALARM_STATES, []) if s
+            ]
+            return await self._async_next()
         schema = vol.Schema(
             {
                 vol.Required(CONF_ALARM_PANEL): EntitySelector(
@@ -193,9 +206,8 @@ class GuardModeOptionsFlow(OptionsFlow):
     ) -> ConfigFlowResult:
         """Choose whose presence is followed (none chosen: the home zone's count)."""
         if user_input is not None:
-            return self.async_create_entry(
-                data={**self._options, CONF_PRESENCE_ENTITIES: user_input[CONF_PRESENCE_ENTITIES]}
-            )
+            self._options[CONF_PRESENCE_ENTITIES] = user_input[CONF_PRESENCE_ENTITIES]
+            return await self._async_next()
         schema = vol.Schema(
             {
                 vol.Optional(CONF_PRESENCE_ENTITIES, default=[]): EntitySelector(
@@ -209,6 +221,46 @@ class GuardModeOptionsFlow(OptionsFlow):
             step_id="presence",
             data_schema=self.add_suggested_values_to_schema(schema, self._options),
         )
+
+    async def async_step_remote_engine(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Point Guard Mode at a remote engine (the add-on); tested before it is saved."""
+        errors: dict[str, str] = {}
+        placeholders = {"detail": ""}
+        if user_input is not None:
+            host, port = user_input[CONF_ENGINE_HOST].strip(), int(user_input[CONF_ENGINE_PORT])
+            try:
+                info = await async_describe(host, port)
+            except RemoteEngineError as err:
+                errors["base"] = err.reason
+                placeholders["detail"] = f"\n\n**{err}**"
+            else:
+                self._options.update({CONF_ENGINE_HOST: host, CONF_ENGINE_PORT: port})
+                LOGGER.debug("Remote engine %s:%s runs %s", host, port, info.backend)
+                return await self._async_next()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_ENGINE_HOST): TextSelector(),
+                vol.Required(CONF_ENGINE_PORT, default=DEFAULT_ENGINE_PORT): NumberSelector(
+                    NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX)
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="remote_engine",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or self._options),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _async_next(self) -> ConfigFlowResult:
+        """Go to the next detail step the choices in init asked for, or save."""
+        if self._next_steps:
+            step = self._next_steps.pop(0)
+            result: ConfigFlowResult = await getattr(self, f"async_step_{step}")()
+            return result
+        return self.async_create_entry(data=self._options)
 
 
 def _name_and_area(defaults: dict[str, Any]) -> dict[Any, Any]:

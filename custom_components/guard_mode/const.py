@@ -1,9 +1,11 @@
 """Constants for Guard Mode."""
 
 from enum import StrEnum
+import logging
 from typing import Final
 
 DOMAIN: Final = "guard_mode"
+LOGGER = logging.getLogger(__package__)
 NAME: Final = "Guard Mode"
 
 
@@ -23,6 +25,12 @@ CONF_ALWAYS_LISTEN_ALARMS: Final = "always_listen_alarms"
 CONF_NOTIFY_TARGETS: Final = "notify_targets"
 CONF_UNREACHABLE_MINUTES: Final = "unreachable_minutes"
 DEFAULT_UNREACHABLE_MINUTES: Final = 10
+CONF_ENGINE: Final = "engine"
+ENGINE_LOCAL: Final = "local"
+ENGINE_REMOTE: Final = "remote"
+CONF_ENGINE_HOST: Final = "engine_host"
+CONF_ENGINE_PORT: Final = "engine_port"
+DEFAULT_ENGINE_PORT: Final = 10800
 CONF_EVIDENCE_CLIPS: Final = "evidence_clips"
 CONF_CLIP_RETENTION_DAYS: Final = "clip_retention_days"
 DEFAULT_CLIP_RETENTION_DAYS: Final = 7
@@ -38,6 +46,7 @@ DEFAULT_OPTIONS: Final = {
     CONF_ALWAYS_LISTEN_ALARMS: False,
     CONF_NOTIFY_TARGETS: [],
     CONF_UNREACHABLE_MINUTES: DEFAULT_UNREACHABLE_MINUTES,
+    CONF_ENGINE: ENGINE_LOCAL,
     CONF_EVIDENCE_CLIPS: False,
     CONF_CLIP_RETENTION_DAYS: DEFAULT_CLIP_RETENTION_DAYS,
 }

@@ -56,22 +56,10 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics for the Guard Mode hub."""
     data = entry.runtime_data
-    worker = data.engine.worker
-    stats = worker.stats
     return {
         "options": async_redact_data(dict(entry.options), TO_REDACT),
         "armed": data.hub.armed,
         "changed_by": data.hub.source,
-        "engine": {
-            "backend": data.engine.backend,
-            "model": data.engine.model_path.name,
-            "streams": len(worker.streams),
-            "windows_tagged": stats.windows_tagged,
-            "batches": stats.batches,
-            "tagger_ms_per_window": round(1000 * stats.tagger_seconds / stats.windows_tagged, 3)
-            if stats.windows_tagged
-            else None,
-            "errors": stats.errors,
-        },
+        "engine": data.engine.diagnostics(),
         "satellites": [_satellite(satellite) for satellite in data.satellites.values()],
     }

@@ -57,6 +57,11 @@ class SatelliteEntity(Entity):
         self._attr_unique_id = f"{satellite.id}-{description.key}"
         self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, satellite.id)})
 
+    @property
+    def available(self) -> bool:
+        """Return False while the engine that listens for this satellite can't be reached."""
+        return self._satellite.engine.available
+
     async def async_added_to_hass(self) -> None:
         """Follow the satellite's state."""
         await super().async_added_to_hass()

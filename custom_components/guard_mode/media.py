@@ -24,9 +24,7 @@ def media_players_near(hass: HomeAssistant, satellite: Satellite) -> list[str]:
     if chosen:
         return list(chosen)
     devices = dr.async_get(hass)
-    device = devices.async_get_device_by_identifier(
-        (DOMAIN, satellite.id), satellite.entry_id
-    )
+    device = devices.async_get_device_by_identifier((DOMAIN, satellite.id), satellite.entry_id)
     area = (device.area_id if device else None) or satellite.area_id
     if area is None:
         return []
@@ -92,8 +90,7 @@ class MediaPlayerWatch:
     @callback
     def _apply(self) -> None:
         playing = any(
-            (state := self._hass.states.get(entity_id)) is not None
-            and state.state == STATE_PLAYING
+            (state := self._hass.states.get(entity_id)) is not None and state.state == STATE_PLAYING
             for entity_id in self.entities
         )
         self.playing = playing

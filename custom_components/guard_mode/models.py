@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 
@@ -10,7 +11,7 @@ from .alerts import AlertManager
 from .clips import ClipJanitor
 from .hub import GuardHub
 from .notifications import Notifier
-from .runtime import EngineRuntime
+from .runtime import Engine
 from .satellite import Satellite
 
 
@@ -19,7 +20,8 @@ class GuardModeData:
     """What the platforms of a Guard Mode entry share."""
 
     hub: GuardHub
-    engine: EngineRuntime
+    engine: Engine
+    engine_settings: tuple[Any, ...]
     alerts: AlertManager
     notifier: Notifier
     janitor: ClipJanitor

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import logging
 from pathlib import Path
+from typing import Any
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
 
-from .const import DOMAIN
-from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, load_tagger
-from .engine.worker import EngineWorker
+from .const import CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT, DOMAIN, ENGINE_REMOTE
+from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_tagger
+from .engine.worker import EngineStream, EngineWorker, EventCallback
+from .remote import ISSUE_REMOTE, RemoteEngine, RemoteEngineError, async_describe
+
+type Engine = EngineRuntime | RemoteEngine
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
@@ -22,9 +27,34 @@ NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable s
 
 @dataclass
 class EngineRuntime:
-    """The shared engine of the hub."""
+    """The in-process engine of the hub: one model, one worker thread for all satellites."""
 
     worker: EngineWorker
+    available = True  # an in-process engine is always there
+
+    def open_stream(self, name: str, callback: EventCallback) -> EngineStream:
+        """Open a satellite's stream."""
+        return self.worker.open_stream(name, callback)
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Availability never changes: nothing to listen to."""
+        return lambda: None
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return the engine's state and counters."""
+        stats = self.worker.stats
+        return {
+            "backend": self.backend,
+            "model": self.model_path.name,
+            "streams": len(self.worker.streams),
+            "windows_tagged": stats.windows_tagged,
+            "batches": stats.batches,
+            "tagger_ms_per_window": round(1000 * stats.tagger_seconds / stats.windows_tagged, 3)
+            if stats.windows_tagged
+            else None,
+            "errors": stats.errors,
+        }
 
     @property
     def backend(self) -> str:
@@ -35,6 +65,10 @@ class EngineRuntime:
     def model_path(self) -> Path:
         """Return the model file in use."""
         return self.worker.tagger.model_path
+
+    async def async_tagger(self, hass: HomeAssistant) -> Tagger:
+        """Return the tagger (for analyzing files)."""
+        return self.worker.tagger
 
     def check_load(self, hass: HomeAssistant, satellites: int) -> None:
         """Raise (or clear) the repair that suggests the fast backend for many satellites."""
@@ -56,7 +90,38 @@ class EngineRuntime:
         await hass.async_add_executor_job(self.worker.stop)
 
 
-async def async_start_engine(
+async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) -> Engine:
+    """Start the engine the options choose: in-process, or the remote engine service.
+
+    An unreachable remote engine raises ConfigEntryNotReady (Home Assistant retries by itself)
+    with a repair issue that says what to check.
+    """
+    if options.get(CONF_ENGINE) != ENGINE_REMOTE:
+        return await async_start_local_engine(hass)
+    host, port = str(options[CONF_ENGINE_HOST]), int(options[CONF_ENGINE_PORT])
+    try:
+        info = await async_describe(host, port)
+    except RemoteEngineError as err:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            ISSUE_REMOTE,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=ISSUE_REMOTE,
+            translation_placeholders={"error": str(err)},
+        )
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key=ISSUE_REMOTE,
+            translation_placeholders={"error": str(err)},
+        ) from err
+    ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
+    _LOGGER.debug("Using the remote engine at %s:%s (%s)", host, port, info.backend)
+    return RemoteEngine(hass, host, port, info)
+
+
+async def async_start_local_engine(
     hass: HomeAssistant, model: Path = DEFAULT_MODEL, backend: Backend = "auto"
 ) -> EngineRuntime:
     """Load the model (in an executor) and start the worker.

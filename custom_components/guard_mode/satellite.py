@@ -42,7 +42,8 @@ from .sources.base import AudioSource, SourceError
 
 if TYPE_CHECKING:
     from .hub import GuardHub
-    from .runtime import EngineRuntime
+    from .remote import RemoteStream
+    from .runtime import Engine
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Satellite:
         subentry: ConfigSubentry,
         *,
         hub: GuardHub,
-        engine: EngineRuntime,
+        engine: Engine,
         alerts: AlertManager,
     ) -> None:
         """Prepare the satellite of a subentry (call async_start)."""
@@ -99,7 +100,7 @@ class Satellite:
         self.source: AudioSource = create_source(subentry.data)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
-        self.stream: EngineStream | None = None
+        self.stream: EngineStream | RemoteStream | None = None
         self._media_players = MediaPlayerWatch(hass, self)
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -139,6 +140,7 @@ class Satellite:
     def async_start(self) -> None:
         """Follow the hub: listen while it says so."""
         self._unsubs.append(self.hub.async_add_listener(self._apply_listen_state))
+        self._unsubs.append(self.engine.async_add_listener(self.async_notify))
         self._apply_listen_state()
 
     async def async_stop(self) -> None:
@@ -166,7 +168,7 @@ class Satellite:
 
     @callback
     def _open(self) -> None:
-        self.stream = self.engine.worker.open_stream(self.name, self._engine_events)
+        self.stream = self.engine.open_stream(self.name, self._engine_events)
         self._set_enabled_sounds(self.hub.listen_state.alarms_only)
         self._apply_clips()
         self.state.listening = True
@@ -292,14 +294,14 @@ class Satellite:
             self.async_notify()
 
     def _engine_events(
-        self, stream: EngineStream, events: list[DeciderEvent], now_s: float
+        self, stream: EngineStream | RemoteStream, events: list[DeciderEvent], now_s: float
     ) -> None:
         """Hop from the engine thread to the event loop."""
         self.hass.loop.call_soon_threadsafe(self._handle_events, stream, events, now_s)
 
     @callback
     def _handle_events(
-        self, stream: EngineStream, events: list[DeciderEvent], now_s: float
+        self, stream: EngineStream | RemoteStream, events: list[DeciderEvent], now_s: float
     ) -> None:
         if stream is not self.stream:
             return  # a stream closed meanwhile

@@ -53,9 +53,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the hub's sensors and every satellite's level sensor."""
-    async_add_entities(
-        [LastDetectionSensor(entry, LAST_DETECTION), BackendSensor(entry, BACKEND)]
-    )
+    async_add_entities([LastDetectionSensor(entry, LAST_DETECTION), BackendSensor(entry, BACKEND)])
     async_add_satellite_entities(
         hass, entry, async_add_entities, lambda sat: [SatelliteLevelSensor(sat, SOUND_LEVEL)]
     )
@@ -67,7 +65,7 @@ class SatelliteLevelSensor(SatelliteEntity, SensorEntity):
     @property
     def available(self) -> bool:
         """Return False while the microphone is closed: there is no level to show."""
-        return self._satellite.state.connected
+        return super().available and self._satellite.state.connected
 
     @property
     def native_value(self) -> float | None:

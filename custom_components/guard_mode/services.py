@@ -92,7 +92,7 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
             translation_key="path_not_allowed",
             translation_placeholders={"path": path},
         )
-    tagger = entry.runtime_data.engine.worker.tagger
+    tagger = await entry.runtime_data.engine.async_tagger(hass)
     try:
         result = await hass.async_add_executor_job(analyze_file, path, tagger)
     except (AudioFormatError, OSError) as err:

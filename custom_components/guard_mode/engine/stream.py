@@ -135,9 +135,7 @@ class StreamAnalyzer:
         pending.patches = chunk.patches[keep] if keep else pending.patches
         return pending
 
-    def complete(
-        self, pending: PendingWindows, scores: Floats | None = None
-    ) -> list[DeciderEvent]:
+    def complete(self, pending: PendingWindows, scores: Floats | None = None) -> list[DeciderEvent]:
         """Give the tagger's scores for pending's patches; return the decider's events."""
         if scores is None:
             scores = np.zeros((0, 521), np.float32)
@@ -221,4 +219,3 @@ class StreamAnalyzer:
                 )
             )
         return out
-

@@ -22,8 +22,8 @@ import numpy.typing as npt
 
 from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
-from .labels import Sound
 from .frontend import SAMPLE_RATE
+from .labels import Sound
 from .pcm import AudioFormatError, PcmConverter, sanitize
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger

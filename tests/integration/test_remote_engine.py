@@ -1,0 +1,128 @@
+"""The remote engine: chosen in the options (tested first), detections through it, outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.guard_mode import remote
+from custom_components.guard_mode.alerts import EVENT_DETECTION
+from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine.server import EngineServer, start_server
+from custom_components.guard_mode.engine.tagger import load_tagger
+
+from .conftest import setup_entry
+from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
+from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from .wyoming_mic import MicServer
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+@pytest.fixture
+async def engine_server() -> AsyncIterator[EngineServer]:
+    server = EngineServer(load_tagger())
+    await start_server(server)
+    yield server
+    await server.stop()
+
+
+async def _choose_remote(hass: HomeAssistant, entry: MockConfigEntry, port: int) -> dict:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "arming_mode": "manual",
+            "always_listen_alarms": False,
+            "evidence_clips": False,
+            "engine": "remote",
+        },
+    )
+    assert result["step_id"] == "remote_engine"
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"engine_host": "127.0.0.1", "engine_port": port}
+    )
+
+
+async def test_options_test_the_remote_engine_first(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,  # noqa: F811 - a Wyoming service that is not an engine
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+    result = await _choose_remote(hass, entry, alarm_mic.port)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "not_engine"}
+
+    closed = MicServer()
+    await closed.start()
+    closed_port = closed.port
+    await closed.stop()
+    result = await _choose_remote(hass, entry, closed_port)
+    assert result["errors"] == {"base": "cannot_connect"}
+
+    result = await _choose_remote(hass, entry, engine_server.port)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()  # the entry reloads with the remote engine
+    assert entry.runtime_data.engine.backend == "remote"
+
+
+async def test_detections_through_the_remote_engine_and_outages(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 0.2)
+    entry = satellite_entry(
+        alarm_mic.port, engine="remote", engine_host="127.0.0.1", engine_port=engine_server.port
+    )
+    entry = await setup_entry(hass, entry)
+    backend = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}-backend")
+    assert hass.states.get(backend).state == "remote"
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    smoke = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{satellite.id}-smoke_alarm"
+    )
+    detections = async_capture_events(hass, EVENT_DETECTION)
+
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    assert detections[0].data["sound"] == "smoke_alarm"
+    assert hass.states.get(smoke).state == "on"
+    assert engine_server.worker.stats.windows_tagged > 0  # the remote engine did the work
+
+    port = engine_server.port
+    await engine_server.stop()  # the add-on goes away
+    await wait_for(lambda: hass.states.get(smoke).state == "unavailable", limit=10)
+    await wait_for(
+        lambda: ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None,
+        limit=5,
+    )
+
+    back = EngineServer(load_tagger())
+    await start_server(back, port=port)
+    try:
+        await wait_for(lambda: hass.states.get(smoke).state != "unavailable", limit=40)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
+    finally:
+        await arm(hass, False)
+        await back.stop()
+
+
+async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -> None:
+    closed = MicServer()
+    await closed.start()
+    port = closed.port
+    await closed.stop()
+    entry = satellite_entry(port, engine="remote", engine_host="127.0.0.1", engine_port=port)
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state.name == "SETUP_RETRY"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
