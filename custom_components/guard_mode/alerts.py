@@ -40,6 +40,13 @@ SOUND_PHRASES: dict[Sound, str] = {
     Sound.BABY_CRY: "a baby crying",
     Sound.GUNSHOT: "a gunshot",
 }
+
+
+def sound_phrase(alert: Alert) -> str:
+    """Return how the alert's sound reads in a sentence (a custom sound: its name)."""
+    return SOUND_PHRASES.get(alert.sound) or alert.label  # type: ignore[call-overload]
+
+
 CRITICAL_SOUNDS = frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM, Sound.GLASS_BREAK, Sound.GUNSHOT})
 
 
@@ -53,7 +60,7 @@ class Alert:
     device_id: str | None
     area_id: str | None
     area: str | None
-    sound: Sound
+    sound: str  # a Sound, or a custom sound's key
     confidence: float
     label: str
     started: datetime
@@ -78,8 +85,8 @@ class Alert:
 class SatelliteDetections:
     """A satellite's detections: open ones (binary sensors on) and the last of each sound."""
 
-    active: dict[Sound, Alert] = field(default_factory=dict)
-    last: dict[Sound, Alert] = field(default_factory=dict)
+    active: dict[str, Alert] = field(default_factory=dict)  # by sound key
+    last: dict[str, Alert] = field(default_factory=dict)
 
 
 class AlertManager:

@@ -17,21 +17,22 @@ from homeassistant.components import persistent_notification
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
 
-from .alerts import CRITICAL_SOUNDS, SOUND_PHRASES, Alert
+from .alerts import CRITICAL_SOUNDS, Alert, sound_phrase
 from .const import CONF_NOTIFY_TARGETS, DOMAIN
-from .engine.labels import ALARM_SOUNDS, Sound
+from .engine.labels import ALARM_SOUNDS
 
 _LOGGER = logging.getLogger(__name__)
 
 GATHER_S = 2.0  # alerts of one sound this close together are one notification
-RATE_LIMIT_S = {sound: 60.0 if sound in ALARM_SOUNDS else 120.0 for sound in Sound}
+RATE_LIMIT_S = 120.0  # per sound; alarms: ALARM_RATE_LIMIT_S
+ALARM_RATE_LIMIT_S = 60.0
 
 
 def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     """Return (title, message) for the alerts of one sound, naming the loudest place first."""
     loudest = max(alerts, key=lambda alert: alert.peak_db)
     where = loudest.area or loudest.satellite
-    phrase = SOUND_PHRASES[loudest.sound]
+    phrase = sound_phrase(loudest)
     test = "Test: " if loudest.simulated else ""
     title = f"{test}Guard Mode heard {phrase}"
     message = (
@@ -65,9 +66,9 @@ class Notifier:
         """Notify with the targets in the hub's current options."""
         self._hass = hass
         self._options = options
-        self._pending: dict[Sound, list[Alert]] = {}
-        self._timers: dict[Sound, CALLBACK_TYPE] = {}
-        self._last_sent: dict[tuple[Sound, bool], float] = {}
+        self._pending: dict[str, list[Alert]] = {}  # by sound key
+        self._timers: dict[str, CALLBACK_TYPE] = {}
+        self._last_sent: dict[tuple[str, bool], float] = {}
         self.sent = 0
 
     @callback
@@ -89,7 +90,7 @@ class Notifier:
         self._pending.clear()
 
     @callback
-    def _flush(self, sound: Sound, _now: Any = None) -> None:
+    def _flush(self, sound: str, _now: Any = None) -> None:
         self._timers.pop(sound, None)
         alerts = self._pending.pop(sound, [])
         if not alerts:
@@ -97,7 +98,8 @@ class Notifier:
         simulated = alerts[0].simulated
         now = time.monotonic()
         last = self._last_sent.get((sound, simulated))
-        if last is not None and now - last < RATE_LIMIT_S[sound]:
+        limit = ALARM_RATE_LIMIT_S if sound in ALARM_SOUNDS else RATE_LIMIT_S
+        if last is not None and now - last < limit:
             _LOGGER.debug("Not notifying %s again so soon", sound)
             return
         self._last_sent[(sound, simulated)] = now

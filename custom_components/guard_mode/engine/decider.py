@@ -10,7 +10,7 @@ unless they stand out of the media's level. Smoke and CO alarms are never suppre
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -18,9 +18,15 @@ import itertools
 import secrets
 import statistics
 
+import numpy as np
+import numpy.typing as npt
+
 from .alarm_pattern import AlarmHit
 from .frontend import WINDOW_HOP_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
+from .learning import LEARNED_SIMILARITY, CustomSound, best_similarity
+
+Floats = npt.NDArray[np.float32]
 
 
 class Reason(StrEnum):
@@ -29,6 +35,7 @@ class Reason(StrEnum):
     MEDIA = "media"  # acoustic: the microphone hears a TV, radio or music
     MEDIA_PLAYER = "media_player"  # a media player near the microphone is playing
     COOLDOWN = "cooldown"  # the same sound was alerted on a moment ago
+    LEARNED = "learned"  # the household marked this sound "not a threat" before
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class SoundRule:
 class DeciderConfig:
     """Tunable behaviour of the decider (defaults chosen on the dev corpus, see THRESHOLDS.md)."""
 
-    rules: Mapping[Sound, SoundRule] = field(
+    rules: Mapping[str, SoundRule] = field(
         default_factory=lambda: {
             Sound.GLASS_BREAK: SoundRule(2, 3, 1.6, 4.0, 30.0),
             Sound.GUNSHOT: SoundRule(2, 3, 1.8, 4.0, 30.0),
@@ -62,7 +69,17 @@ class DeciderConfig:
     media_hold_s: float = 6.0  # media context lasts this long after the media stops
     media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
     pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
-    enabled: frozenset[Sound] = frozenset(Sound)
+    enabled: frozenset[str] = frozenset(Sound)
+    sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
+    noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
+    learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
+    learned_similarity: float = LEARNED_SIMILARITY
+    custom: tuple[CustomSound, ...] = ()
+
+    @property
+    def wants_embeddings(self) -> bool:
+        """Return True when learning needs the tagger's embeddings."""
+        return bool(self.learned) or bool(self.custom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +90,12 @@ class WindowEvidence:
     end_s: float
     level_db: float  # RMS level of the window, dBFS
     peak_db: float  # loudest 10 ms frame in the window, dBFS
-    scores: Mapping[Sound, float]  # normalized group scores: 1.0 = at threshold; empty if gated
-    confidence: Mapping[Sound, float]  # raw score of each group's best class
-    labels: Mapping[Sound, str]  # which AudioSet class that was
+    scores: Mapping[str, float]  # normalized group scores: 1.0 = at threshold; empty if gated
+    confidence: Mapping[str, float]  # raw score of each group's best class
+    labels: Mapping[str, str]  # which AudioSet class that was
     media: float  # media evidence 0..1
     onset_s: float  # where the energy rises most inside the window
+    embedding: Floats | None = None  # unit vector, when learning asked for it
 
 
 @dataclass(slots=True)
@@ -85,7 +103,7 @@ class Detection:
     """A sound heard over a stretch of the stream."""
 
     id: str
-    sound: Sound
+    sound: str  # a Sound, or the key of a custom sound
     start_s: float
     end_s: float
     confidence: float
@@ -120,6 +138,13 @@ class _Track:
     last_alert_s: float | None = None
 
 
+# Custom sounds: 2 matching windows of 4, or one clearly above the threshold.
+CUSTOM_RULE = SoundRule(hits=2, of=4, strong=0.08, hold_s=6.0, cooldown_s=30.0)
+NOISE_WINDOWS = 120  # the noise floor is the quiet end of the last minute of window levels
+MAX_REMEMBERED = 64  # detections whose embeddings are kept (for "not a threat")
+MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds)
+
+
 class Decider:
     """Turns window evidence and alarm-pattern hits of one stream into detections."""
 
@@ -127,41 +152,82 @@ class Decider:
         """Start with no evidence."""
         self.config = config or DeciderConfig()
         self.media_player_playing = False
-        self._tracks = {
-            sound: _Track(deque(maxlen=rule.of)) for sound, rule in self.config.rules.items()
-        }
+        self._tracks: dict[str, _Track] = {}
         self._media: deque[tuple[bool, float]] = deque(maxlen=self.config.media_window)
         self._media_until_s = -1.0
         self._now = 0.0
         self._last_t4_s: float | None = None
+        self._levels: deque[float] = deque(maxlen=NOISE_WINDOWS)
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self.media_s = 0.0  # stream seconds spent in acoustic media context
+        self.detection_embeddings: OrderedDict[str, Floats] = OrderedDict()
+        self.background: deque[Floats] = deque(maxlen=MAX_BACKGROUND)
+        self._background_tick = 0
 
     @property
     def media_active(self) -> bool:
         """Return True while the microphone hears media (acoustic evidence)."""
         return self._now <= self._media_until_s
 
+    @property
+    def noise_floor_db(self) -> float | None:
+        """Return the room's noise floor (quiet end of the last minute), None until known."""
+        if len(self._levels) < 10:
+            return None
+        return float(np.percentile(np.fromiter(self._levels, np.float32), 10))
+
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""
         self._now = window.end_s
         self._update_media(window)
         events = self._expire(window.end_s)
+        config = self.config
         alarm_as_co = (
             self._last_t4_s is not None
-            and window.end_s - self._last_t4_s <= self.config.pattern_memory_s
+            and window.end_s - self._last_t4_s <= config.pattern_memory_s
         )
-        for sound, track in self._tracks.items():
+        floor = self.noise_floor_db
+        stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
+        any_hit = False
+        for sound in config.rules:
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
             source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
-            hit = window.scores.get(source, 0.0) >= 1.0
+            score = window.scores.get(source, 0.0) * config.sensitivity
+            hit = score >= 1.0 and (stands_out or sound in ALARM_SOUNDS)
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
                 hit = False
-            track.recent.append(window if hit else None)
-            if hit:
-                events.extend(self._hit(sound, track, window, source))
+            any_hit |= hit
+            events += self._evidence(
+                sound,
+                window,
+                hit=hit,
+                strong=score >= config.rules[sound].strong,
+                confidence=window.confidence.get(source, 0.0),
+                label=window.labels.get(source, ""),
+            )
+        for custom in config.custom:
+            similarity = (
+                float(custom.similarity(window.embedding[np.newaxis])[0])
+                if window.embedding is not None
+                else -1.0
+            )
+            hit = similarity >= custom.threshold and stands_out
+            any_hit |= hit
+            events += self._evidence(
+                custom.key,
+                window,
+                hit=hit,
+                strong=similarity >= custom.threshold + CUSTOM_RULE.strong,
+                confidence=max(similarity, 0.0),
+                label=custom.name,
+            )
+        if window.embedding is not None and not any_hit:
+            self._background_tick += 1
+            if self._background_tick % 3 == 0:
+                self.background.append(window.embedding)
+        self._levels.append(window.level_db)
         return events
 
     def push_alarm(self, hit: AlarmHit) -> list[DeciderEvent]:
@@ -171,7 +237,7 @@ class Decider:
         if sound is Sound.CO_ALARM:
             self._last_t4_s = hit.end_s
         events = self._expire(hit.end_s)
-        track = self._tracks[sound]
+        track = self._track(sound)
         track.last_hit_end_s = max(track.last_hit_end_s, hit.end_s)
         if track.open is not None:
             track.open.end_s = max(track.open.end_s, hit.end_s)
@@ -185,7 +251,7 @@ class Decider:
             label=f"{hit.pattern} pattern",
             peak=0.0,
         )
-        events.extend(self._open(sound, track, detection))
+        events.extend(self._open(sound, track, detection, []))
         return events
 
     def finish(self) -> list[DeciderEvent]:
@@ -197,39 +263,59 @@ class Decider:
                 track.open = None
         return events
 
-    def _hit(
-        self, sound: Sound, track: _Track, window: WindowEvidence, source: Sound
+    def _rule(self, sound: str) -> SoundRule:
+        return self.config.rules.get(sound, CUSTOM_RULE)
+
+    def _track(self, sound: str) -> _Track:
+        track = self._tracks.get(sound)
+        if track is None:
+            track = self._tracks[sound] = _Track(deque(maxlen=self._rule(sound).of))
+        return track
+
+    def _evidence(
+        self,
+        sound: str,
+        window: WindowEvidence,
+        *,
+        hit: bool,
+        strong: bool,
+        confidence: float,
+        label: str,
     ) -> list[DeciderEvent]:
+        track = self._track(sound)
+        track.recent.append(window if hit else None)
+        if not hit:
+            return []
         track.last_hit_end_s = window.end_s
-        confidence = window.confidence.get(source, 0.0)
         if track.open is not None:
             track.open.end_s = window.end_s
-            track.open.confidence = max(track.open.confidence, confidence)
+            track.open.confidence = max(track.open.confidence, round(confidence, 4))
             track.open.peak_db = max(track.open.peak_db, window.peak_db)
+            self._remember(track.open.id, [window])
             return []
-        rule = self.config.rules[sound]
         hits = [w for w in track.recent if w is not None]
-        if len(hits) < rule.hits and window.scores.get(source, 0.0) < rule.strong:
+        if len(hits) < self._rule(sound).hits and not strong:
             return []
-        first = hits[0]
         detection = self._new(
             sound,
-            first.onset_s,
+            hits[0].onset_s,
             window.end_s,
-            confidence=max(w.confidence.get(source, 0.0) for w in hits),
-            label=window.labels.get(source, ""),
+            confidence=confidence,
+            label=label,
             peak=max(w.peak_db for w in hits),
         )
-        return self._open(sound, track, detection)
+        return self._open(sound, track, detection, hits)
 
-    def _open(self, sound: Sound, track: _Track, detection: Detection) -> list[DeciderEvent]:
-        if sound not in self.config.enabled:
+    def _open(
+        self, sound: str, track: _Track, detection: Detection, hits: list[WindowEvidence]
+    ) -> list[DeciderEvent]:
+        if sound not in self.config.enabled and sound in Sound:
             return []
+        self._remember(detection.id, hits)
         reason = self._suppression(sound, detection)
-        rule = self.config.rules[sound]
         if reason is None and (
             track.last_alert_s is not None
-            and detection.start_s - track.last_alert_s < rule.cooldown_s
+            and detection.start_s - track.last_alert_s < self._rule(sound).cooldown_s
         ):
             reason = Reason.COOLDOWN
         if reason is None:
@@ -239,15 +325,34 @@ class Decider:
         track.open = detection
         return [DeciderEvent(EventKind.ONSET, replace(detection))]
 
-    def _suppression(self, sound: Sound, detection: Detection) -> Reason | None:
+    def _suppression(self, sound: str, detection: Detection) -> Reason | None:
         if sound in ALARM_SOUNDS or sound not in MEDIA_PRONE:
-            return None
+            return None  # alarms (and custom sounds) are never muted
+        learned = self.config.learned.get(sound)
+        embeddings = self.detection_embeddings.get(detection.id)
+        if (
+            learned is not None
+            and embeddings is not None
+            and best_similarity(embeddings, learned) >= self.config.learned_similarity
+        ):
+            return Reason.LEARNED
         if not (self.media_player_playing or self.media_active):
             return None
         reference = self._media_level_db()
         if reference is not None and detection.peak_db - reference >= self.config.media_margin_db:
             return None  # much louder than the media: a real sound in the room
         return Reason.MEDIA_PLAYER if self.media_player_playing else Reason.MEDIA
+
+    def _remember(self, detection_id: str, windows: list[WindowEvidence]) -> None:
+        """Keep the detection's window embeddings (bounded), for "not a threat" later."""
+        new = [w.embedding for w in windows if w.embedding is not None]
+        if not new:
+            return
+        known = self.detection_embeddings.pop(detection_id, None)
+        stacked = np.stack(new) if known is None else np.concatenate([known, np.stack(new)])
+        self.detection_embeddings[detection_id] = stacked[-16:]
+        while len(self.detection_embeddings) > MAX_REMEMBERED:
+            self.detection_embeddings.popitem(last=False)
 
     def _media_level_db(self) -> float | None:
         """Return the typical peak level of the media (or of recent sound if none is media-like)."""
@@ -266,17 +371,14 @@ class Decider:
     def _expire(self, now_s: float) -> list[DeciderEvent]:
         events = []
         for sound, track in self._tracks.items():
-            if (
-                track.open is not None
-                and now_s - track.last_hit_end_s > self.config.rules[sound].hold_s
-            ):
+            if track.open is not None and now_s - track.last_hit_end_s > self._rule(sound).hold_s:
                 events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
                 track.open = None
         return events
 
     def _new(
         self,
-        sound: Sound,
+        sound: str,
         start_s: float,
         end_s: float,
         *,

@@ -22,7 +22,8 @@ from .frontend import (
     SAMPLE_RATE,
     StreamingFrontend,
 )
-from .labels import Sound, media_evidence, tagger_groups
+from .labels import media_evidence, tagger_groups
+from .learning import unit
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]
@@ -78,6 +79,7 @@ class StreamAnalyzer:
         self._energy = np.zeros(PATCH_FRAMES, np.float32)  # energies of the last 96 frames
         self._origin = 0  # stream sample index where the current frontend started
         self._fed = 0  # samples fed to the current frontend
+        self.collect_embeddings = False  # teaching: keep embeddings of every window
         self.windows = 0
         self.gated_windows = 0
         self.level_db = SILENCE_DB  # level of the latest window
@@ -135,13 +137,25 @@ class StreamAnalyzer:
         pending.patches = chunk.patches[keep] if keep else pending.patches
         return pending
 
-    def complete(self, pending: PendingWindows, scores: Floats | None = None) -> list[DeciderEvent]:
-        """Give the tagger's scores for pending's patches; return the decider's events."""
+    @property
+    def wants_embeddings(self) -> bool:
+        """Return True when the tagger should also give this stream's embeddings."""
+        return self.collect_embeddings or self.decider.config.wants_embeddings
+
+    def complete(
+        self,
+        pending: PendingWindows,
+        scores: Floats | None = None,
+        embeddings: Floats | None = None,
+    ) -> list[DeciderEvent]:
+        """Give the tagger's scores (and embeddings) for pending's patches; return events."""
         if scores is None:
             scores = np.zeros((0, 521), np.float32)
         if len(scores) != pending.needs_tagger:
             raise ValueError(f"expected {pending.needs_tagger} score rows, got {len(scores)}")
-        evidence = self._evidence(pending.windows, scores)
+        evidence = self._evidence(
+            pending.windows, scores, unit(embeddings) if embeddings is not None else None
+        )
         timeline: list[tuple[float, int, WindowEvidence | AlarmHit]] = [
             (w.end_s, 0, w) for w in evidence
         ]
@@ -157,8 +171,10 @@ class StreamAnalyzer:
     def process(self, samples: Floats, tagger: Tagger) -> list[DeciderEvent]:
         """Feed samples and run the tagger for this stream alone."""
         pending = self.feed(samples)
-        scores = tagger.infer(pending.patches).scores if pending.needs_tagger else None
-        return self.complete(pending, scores)
+        if not pending.needs_tagger:
+            return self.complete(pending)
+        output = tagger.infer(pending.patches, embeddings=self.wants_embeddings)
+        return self.complete(pending, output.scores, output.embeddings)
 
     def finish(self) -> list[DeciderEvent]:
         """End of stream: close open detections."""
@@ -181,7 +197,9 @@ class StreamAnalyzer:
             gated=peak_db < self.gate_db,
         )
 
-    def _evidence(self, windows: list[WindowInfo], scores: Floats) -> list[WindowEvidence]:
+    def _evidence(
+        self, windows: list[WindowInfo], scores: Floats, embeddings: Floats | None
+    ) -> list[WindowEvidence]:
         table = tagger_groups()
         keys = table.keys
         if len(scores):
@@ -195,15 +213,17 @@ class StreamAnalyzer:
         row = 0
         for info in windows:
             if info.gated:
-                groups: dict[Sound, float] = {}
-                confidence: dict[Sound, float] = {}
-                labels: dict[Sound, str] = {}
+                groups: dict[str, float] = {}
+                confidence: dict[str, float] = {}
+                labels: dict[str, str] = {}
                 media_score = 0.0
+                embedding = None
             else:
                 groups = {key: float(norm_best[row, k]) for k, key in enumerate(keys)}
                 confidence = {key: float(raw_best[row, k]) for k, key in enumerate(keys)}
                 labels = {key: table.label(k, int(best[row, k])) for k, key in enumerate(keys)}
                 media_score = float(media[row])
+                embedding = embeddings[row] if embeddings is not None else None
                 row += 1
             out.append(
                 WindowEvidence(
@@ -216,6 +236,7 @@ class StreamAnalyzer:
                     labels=labels,
                     media=media_score,
                     onset_s=info.onset_s,
+                    embedding=embedding,
                 )
             )
         return out

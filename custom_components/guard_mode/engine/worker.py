@@ -235,6 +235,7 @@ class _Work:
     stream: EngineStream
     pending: PendingWindows
     scores: Floats | None = None
+    embeddings: Floats | None = None
 
 
 class EngineWorker:
@@ -318,7 +319,7 @@ class EngineWorker:
         tagged = self._tag(work)
         for item in work:
             try:
-                events = item.stream.analyzer.complete(item.pending, item.scores)
+                events = item.stream.analyzer.complete(item.pending, item.scores, item.embeddings)
             except Exception:
                 self.stats.errors += 1
                 _LOGGER.exception("Engine failed on stream %s", item.stream.name)
@@ -334,12 +335,19 @@ class EngineWorker:
         if not needed:
             return 0
         patches = np.concatenate([item.pending.patches for item in needed])
+        # Embeddings cost nothing extra in the network but are only copied out when learning
+        # (a "not a threat" list, custom sounds, or teaching) needs them for some stream.
+        want = any(item.stream.analyzer.wants_embeddings for item in needed)
         started = time.perf_counter()
-        scores = np.concatenate(
-            [
-                self.tagger.infer(patches[i : i + self.max_batch]).scores
-                for i in range(0, len(patches), self.max_batch)
-            ]
+        outputs = [
+            self.tagger.infer(patches[i : i + self.max_batch], embeddings=want)
+            for i in range(0, len(patches), self.max_batch)
+        ]
+        scores = np.concatenate([out.scores for out in outputs])
+        embeddings = (
+            np.concatenate([out.embeddings for out in outputs if out.embeddings is not None])
+            if want
+            else None
         )
         self.stats.tagger_seconds += time.perf_counter() - started
         self.stats.batches += 1
@@ -348,6 +356,8 @@ class EngineWorker:
         for item in needed:
             count = item.pending.needs_tagger
             item.scores = scores[row : row + count]
+            if embeddings is not None and item.stream.analyzer.wants_embeddings:
+                item.embeddings = embeddings[row : row + count]
             row += count
         return len(patches)
 
