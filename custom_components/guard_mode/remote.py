@@ -104,6 +104,7 @@ class RemoteEngine:
         self._listeners: list[Callable[[], None]] = []
         self._repair_timer: asyncio.TimerHandle | None = None
         self._tagger: Tagger | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # streams' connections, closed or not
 
     def open_stream(self, name: str, callback: RemoteCallback) -> RemoteStream:
         """Open a satellite's stream to the engine (connects in the background)."""
@@ -138,11 +139,14 @@ class RemoteEngine:
         }
 
     async def async_stop(self, hass: HomeAssistant) -> None:
-        """Close every stream."""
+        """Close every stream and wait until their connections are gone."""
         for stream in list(self._streams):
             stream.close()
+        tasks, self._tasks = self._tasks, set()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._repair_timer is not None:
             self._repair_timer.cancel()
+            self._repair_timer = None
         ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
 
     def _forget(self, stream: RemoteStream) -> None:
@@ -151,6 +155,8 @@ class RemoteEngine:
 
     @callback
     def _reachable(self, reachable: bool, error: str | None = None) -> None:
+        if not self._streams and not reachable:
+            return  # stopping: the last streams' failures mean nothing
         if reachable and not self.available:
             _LOGGER.info("Remote engine %s:%s is back", self.host, self.port)
         if not reachable and self.available:
@@ -216,6 +222,8 @@ class RemoteStream:
         self._task = self._engine.hass.async_create_background_task(
             self._run(), f"{DOMAIN} remote stream {self.name}", eager_start=True
         )
+        self._engine._tasks.add(self._task)  # noqa: SLF001
+        self._task.add_done_callback(self._engine._tasks.discard)  # noqa: SLF001
 
     def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
         """Queue PCM to send; the oldest is dropped (and counted) if the engine falls behind."""
