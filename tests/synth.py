@@ -566,3 +566,40 @@ def music_like(
         add(hat, pos, 0.05)
         pos += beat
     return set_rms(out, level_db)
+
+
+# --- household sounds for learning tests -----------------------------------------------------
+
+
+def _decay(n: int, attack_s: float, decay_s: float) -> _F64:
+    t = _t(n)
+    return np.minimum(t / attack_s, 1.0) * np.exp(-t / decay_s)
+
+
+def shattering(seed: int, duration_s: float = 2.5, peak_db: float = -6.0) -> Audio:
+    """Return a crash with a rain of short high tinkles (falling shards, cutlery, chimes).
+
+    The tagger hears glass at the onset (a strong window or two); at high sensitivity that is
+    an alert, which makes it a handy recurring non-threat for the learning tests.
+    """
+    gen = rng(seed)
+    n = samples(duration_s)
+    out = 0.6 * np.diff(gen.standard_normal(n + 1)) * _decay(n, 0.001, 0.15)
+    length = samples(0.3)
+    for _ in range(80):
+        start = int(gen.uniform(0, duration_s - 0.3) * SAMPLE_RATE)
+        freq, decay = gen.uniform(3500, 7500), gen.uniform(0.005, 0.04)
+        ring = np.sin(2 * np.pi * freq * _t(length)) * np.exp(-_t(length) / decay)
+        out[start : start + length] += ring * gen.uniform(0.1, 0.5)
+    return (out / np.abs(out).max() * db_to_amp(peak_db)).astype(np.float32)
+
+
+def chime(low_hz: float = 550.0, high_hz: float = 660.0, peak_db: float = -10.0) -> Audio:
+    """Return a two-note doorbell ("ding-dong") with harmonics and a bell-like decay."""
+    notes = []
+    for freq in (high_hz, low_hz):
+        n = samples(0.6)
+        partials = sum(np.sin(2 * np.pi * freq * k * _t(n)) / k**1.2 for k in (1, 2, 3, 4.2))
+        notes.append(partials * _decay(n, 0.003, 0.35))
+    out = np.concatenate(notes)
+    return (out / np.abs(out).max() * db_to_amp(peak_db)).astype(np.float32)

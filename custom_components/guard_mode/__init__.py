@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 import logging
 from typing import Any
 
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.typing import ConfigType
@@ -26,18 +28,21 @@ from .const import (
     SUBENTRY_SATELLITE,
 )
 from .hub import GuardHub, state_store
+from .learning import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
-from .notifications import Notifier
+from .notifications import NOT_A_THREAT, Notifier
 from .runtime import async_start_engine
 from .satellite import Satellite
-from .services import async_setup_services
+from .services import async_setup_services, mark_false_alarm
 from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
 
 _LOGGER = logging.getLogger(__name__)
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+EVENT_NOTIFICATION_ACTION = "mobile_app_notification_action"
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
     Platform.EVENT,
+    Platform.SELECT,
     Platform.SENSOR,
     Platform.SWITCH,
 ]
@@ -58,6 +63,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     entry.async_on_unload(notifier.async_stop)
     alerts = AlertManager(hass, notifier.async_alert)
     janitor = ClipJanitor(hass, hub.options[CONF_CLIP_RETENTION_DAYS])
+    learning = Learning(hass)
+    await learning.async_load()
     entry.runtime_data = GuardModeData(
         hub=hub,
         engine=engine,
@@ -65,6 +72,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
         alerts=alerts,
         notifier=notifier,
         janitor=janitor,
+        learning=learning,
     )
     janitor.async_start()
     entry.async_on_unload(janitor.async_stop)
@@ -74,7 +82,22 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     hub.async_start()
     entry.async_on_unload(hub.async_stop)
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    entry.async_on_unload(
+        hass.bus.async_listen(EVENT_NOTIFICATION_ACTION, partial(_notification_action, hass))
+    )
     return True
+
+
+@callback
+def _notification_action(hass: HomeAssistant, event: Event[dict[str, Any]]) -> None:
+    """Handle the companion app's "Not a threat" button: remember that detection."""
+    action = str(event.data.get("action", ""))
+    if not action.startswith(NOT_A_THREAT):
+        return
+    try:
+        mark_false_alarm(hass, action.removeprefix(NOT_A_THREAT))
+    except HomeAssistantError as err:
+        _LOGGER.warning("Could not mark the detection as not a threat: %s", err)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
@@ -89,8 +112,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Forget the saved armed state when the integration is removed."""
+    """Forget the saved armed state and what was learned when the integration is removed."""
     await state_store(hass).async_remove()
+    await learning_store(hass).async_remove()
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
@@ -128,7 +152,13 @@ def _sync_satellites(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
         if subentry.subentry_type != SUBENTRY_SATELLITE or subentry.subentry_id in data.satellites:
             continue
         satellite = Satellite(
-            hass, entry.entry_id, subentry, hub=data.hub, engine=data.engine, alerts=data.alerts
+            hass,
+            entry.entry_id,
+            subentry,
+            hub=data.hub,
+            engine=data.engine,
+            alerts=data.alerts,
+            learning=data.learning,
         )
         data.satellites[subentry.subentry_id] = satellite
         _update_device(hass, entry, satellite)

@@ -124,7 +124,7 @@ class AlertManager:
                 satellite.async_notify()
             return None
         alert = self._alert(satellite, detection, seconds_ago, simulated)
-        if detection.reason in (Reason.MEDIA, Reason.MEDIA_PLAYER):
+        if detection.suppressed and detection.reason is not Reason.COOLDOWN:
             _LOGGER.debug("%s: %s suppressed (%s)", satellite.name, detection.sound, alert.reason)
             self._hass.bus.async_fire(EVENT_SUPPRESSED, alert.event_data())
             return None

@@ -10,7 +10,8 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .engine.labels import Sound
@@ -46,7 +47,28 @@ SOUND_SENSORS = tuple(
 def _satellite_sensors(satellite: Satellite) -> list[BinarySensorEntity]:
     sensors: list[BinarySensorEntity] = [SatelliteConnectedSensor(satellite, CONNECTED)]
     sensors += [SoundSensor(satellite, description) for description in SOUND_SENSORS]
+    for custom in satellite.learning.custom_for(satellite.id):
+        description = BinarySensorEntityDescription(
+            key=custom.key, device_class=BinarySensorDeviceClass.SOUND, name=custom.name
+        )
+        sensors.append(SoundSensor(satellite, description))
     return sensors
+
+
+@callback
+def _remove_forgotten_custom_sensors(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
+    """Remove the entities of custom sounds that were forgotten (or moved to other satellites)."""
+    registry = er.async_get(hass)
+    learning = entry.runtime_data.learning
+    wanted = {
+        f"{satellite.id}-{custom.key}"
+        for satellite in entry.runtime_data.satellites.values()
+        for custom in learning.custom_for(satellite.id)
+    }
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        custom = entity.domain == "binary_sensor" and "-custom_" in entity.unique_id
+        if custom and entity.unique_id not in wanted:
+            registry.async_remove(entity.entity_id)
 
 
 async def async_setup_entry(
@@ -57,6 +79,7 @@ async def async_setup_entry(
     """Add the hub's microphones sensor and every satellite's sensors."""
     async_add_entities([MicrophonesSensor(entry, MICROPHONES)])
     async_add_satellite_entities(hass, entry, async_add_entities, _satellite_sensors)
+    _remove_forgotten_custom_sensors(hass, entry)
 
 
 class SatelliteConnectedSensor(SatelliteEntity, BinarySensorEntity):
@@ -83,8 +106,8 @@ class SoundSensor(SatelliteEntity, BinarySensorEntity):
     """On while the satellite hears one sound (plus its hold time)."""
 
     @property
-    def _sound(self) -> Sound:
-        return Sound(self.entity_description.key)
+    def _sound(self) -> str:
+        return self.entity_description.key
 
     @property
     def is_on(self) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from homeassistant.config_entries import (
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryFlow,
@@ -23,6 +24,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -66,6 +68,7 @@ from .sources import create_source
 from .sources.base import SourceError
 
 DEFAULT_WYOMING_PORT = 10600
+CONF_FORGET_LEARNED = "forget_learned"
 
 
 class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -108,6 +111,7 @@ class GuardModeOptionsFlow(OptionsFlow):
         """Choose how guard mode is armed and who is notified."""
         current = {**DEFAULT_OPTIONS, **self.config_entry.options}
         if user_input is not None:
+            await self._async_forget(user_input.pop(CONF_FORGET_LEARNED, []))
             self._options = {**current, **user_input}
             mode = user_input[CONF_ARMING_MODE]
             if mode in (ArmingMode.ALARM_PANEL, ArmingMode.PRESENCE):
@@ -167,9 +171,57 @@ class GuardModeOptionsFlow(OptionsFlow):
                 ),
             }
         )
+        if choices := self._learned_choices():
+            schema = schema.extend(
+                {
+                    vol.Optional(CONF_FORGET_LEARNED): SelectSelector(
+                        SelectSelectorConfig(
+                            options=choices, multiple=True, mode=SelectSelectorMode.LIST
+                        )
+                    )
+                }
+            )
         return self.async_show_form(
             step_id="init", data_schema=self.add_suggested_values_to_schema(schema, current)
         )
+
+    def _learned_choices(self) -> list[SelectOptionDict]:
+        """Return what was learned, as choices to forget (empty when not loaded)."""
+        entry = self.config_entry
+        if entry.state is not ConfigEntryState.LOADED:
+            return []
+        data = entry.runtime_data
+        names = {sat.id: sat.name for sat in data.satellites.values()}
+        summary = data.learning.summary()
+        choices = [
+            SelectOptionDict(
+                value=f"mark|{satellite}|{sound}",
+                label=f"{names.get(satellite, satellite)}: {sound} ({count} not a threat)",
+            )
+            for satellite, sounds in summary["false_alarms"].items()
+            for sound, count in sounds.items()
+        ]
+        choices += [
+            SelectOptionDict(value=f"custom|{key}", label=f"Custom sound: {item['name']}")
+            for key, item in summary["custom_sounds"].items()
+        ]
+        return choices
+
+    async def _async_forget(self, choices: list[str]) -> None:
+        """Forget the learned items chosen in the form (custom sounds: their entities go too)."""
+        if not choices:
+            return
+        learning = self.config_entry.runtime_data.learning
+        for choice in choices:
+            kind, _, rest = choice.partition("|")
+            if kind == "custom":
+                learning.async_forget(custom=rest)
+            else:
+                satellite, _, sound = rest.partition("|")
+                learning.async_forget(satellite_id=satellite, sound=sound)
+        await learning.async_save()
+        if any(choice.startswith("custom|") for choice in choices):
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
 
     async def async_step_alarm_panel(
         self, user_input: dict[str, Any] | None = None

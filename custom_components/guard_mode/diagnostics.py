@@ -62,4 +62,7 @@ async def async_get_config_entry_diagnostics(
         "changed_by": data.hub.source,
         "engine": data.engine.diagnostics(),
         "satellites": [_satellite(satellite) for satellite in data.satellites.values()],
+        "learning": data.learning.summary(
+            {satellite.id: satellite.name for satellite in data.satellites.values()}
+        ),
     }

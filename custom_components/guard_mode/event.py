@@ -11,6 +11,7 @@ from .alerts import SIGNAL_ALERT, Alert
 from .engine.labels import Sound
 from .entity import SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
+from .satellite import Satellite
 
 PARALLEL_UPDATES = 0
 
@@ -32,6 +33,12 @@ async def async_setup_entry(
 
 class DetectionEvent(SatelliteEntity, EventEntity):
     """Fires the sound heard, with confidence, detection id and clip."""
+
+    def __init__(self, satellite: Satellite, description: EventEntityDescription) -> None:
+        """Event types: the six sounds and the custom sounds this satellite listens for."""
+        super().__init__(satellite, description)
+        custom = [sound.key for sound in satellite.learning.custom_for(satellite.id)]
+        self._attr_event_types = [*(description.event_types or []), *custom]
 
     async def async_added_to_hass(self) -> None:
         """Listen for the satellite's alerts."""

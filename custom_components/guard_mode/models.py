@@ -10,6 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from .alerts import AlertManager
 from .clips import ClipJanitor
 from .hub import GuardHub
+from .learning import Learning
 from .notifications import Notifier
 from .runtime import Engine
 from .satellite import Satellite
@@ -25,6 +26,7 @@ class GuardModeData:
     alerts: AlertManager
     notifier: Notifier
     janitor: ClipJanitor
+    learning: Learning
     satellites: dict[str, Satellite] = field(default_factory=dict)  # by subentry id
 
 

@@ -48,9 +48,20 @@ def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     return title, message
 
 
+NOT_A_THREAT = "GUARD_MODE_NOT_A_THREAT::"  # + detection id: the companion-app action
+
+
 def push_data(alert: Alert) -> dict[str, Any]:
-    """Return the companion-app data: critical alerts for the dangerous sounds."""
+    """Return the companion-app data for an alert.
+
+    Critical alerts for the dangerous sounds, and a "Not a threat" button for the sounds Guard
+    Mode can learn to ignore (not the alarms).
+    """
     data: dict[str, Any] = {"tag": f"{DOMAIN}_{alert.sound}", "group": DOMAIN}
+    if alert.sound not in ALARM_SOUNDS and not alert.simulated:
+        data["actions"] = [
+            {"action": f"{NOT_A_THREAT}{alert.detection_id}", "title": "Not a threat"}
+        ]
     if alert.sound in CRITICAL_SOUNDS:
         data["push"] = {"sound": {"name": "default", "critical": 1, "volume": 1.0}}
         data["ttl"] = 0

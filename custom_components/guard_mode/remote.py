@@ -222,8 +222,8 @@ class RemoteStream:
         self._task = self._engine.hass.async_create_background_task(
             self._run(), f"{DOMAIN} remote stream {self.name}", eager_start=True
         )
-        self._engine._tasks.add(self._task)  # noqa: SLF001
-        self._task.add_done_callback(self._engine._tasks.discard)  # noqa: SLF001
+        self._engine._tasks.add(self._task)
+        self._task.add_done_callback(self._engine._tasks.discard)
 
     def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
         """Queue PCM to send; the oldest is dropped (and counted) if the engine falls behind."""
@@ -249,9 +249,20 @@ class RemoteStream:
         """Tell the engine whether a media player near this microphone plays."""
         self._send_settings(media_player_playing=playing)
 
-    def set_enabled_sounds(self, sounds: frozenset[Sound]) -> None:
+    def set_enabled_sounds(self, sounds: frozenset[str]) -> None:
         """Detect only these sounds."""
         self._send_settings(enabled=sounds)
+
+    def configure(self, **changes: Any) -> None:
+        """Apply what the engine protocol carries (enabled sounds); learning stays in-process."""
+        if "enabled" in changes:
+            self._send_settings(enabled=frozenset(s for s in changes["enabled"] if s in Sound))
+
+    def detection_embeddings(self, detection_id: str) -> None:
+        """Return None: the remote engine keeps embeddings to itself."""
+
+    def background_embeddings(self) -> None:
+        """Return None: the remote engine keeps embeddings to itself."""
 
     def take_peak_level(self) -> float | None:
         """Return the loudest window level reported since the last call."""

@@ -42,6 +42,7 @@ from .sources.base import AudioSource, SourceError
 
 if TYPE_CHECKING:
     from .hub import GuardHub
+    from .learning import Learning
     from .remote import RemoteStream
     from .runtime import Engine
 
@@ -51,6 +52,12 @@ BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
 STOP_TIMEOUT_S = 1.0
 LEVEL_INTERVAL = timedelta(seconds=5)
+# Sensitivity: (factor on tagger scores, how far above the room's noise floor a sound must be).
+SENSITIVITY: dict[str, tuple[float, float]] = {
+    "low": (0.8, 10.0),
+    "normal": (1.0, 6.0),
+    "high": (1.25, 3.0),
+}
 
 
 def issue_unreachable(subentry_id: str) -> str:
@@ -89,6 +96,7 @@ class Satellite:
         hub: GuardHub,
         engine: Engine,
         alerts: AlertManager,
+        learning: Learning,
     ) -> None:
         """Prepare the satellite of a subentry (call async_start)."""
         self.hass = hass
@@ -97,6 +105,8 @@ class Satellite:
         self.hub = hub
         self.engine = engine
         self.alerts = alerts
+        self.learning = learning
+        self.sensitivity = "normal"
         self.source: AudioSource = create_source(subentry.data)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
@@ -141,6 +151,7 @@ class Satellite:
         """Follow the hub: listen while it says so."""
         self._unsubs.append(self.hub.async_add_listener(self._apply_listen_state))
         self._unsubs.append(self.engine.async_add_listener(self.async_notify))
+        self._unsubs.append(self.learning.async_add_listener(self._apply_learning))
         self._apply_listen_state()
 
     async def async_stop(self) -> None:
@@ -164,12 +175,36 @@ class Satellite:
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
         assert self.stream is not None
-        self.stream.set_enabled_sounds(ALARM_SOUNDS if alarms_only else frozenset(Sound))
+        custom = {sound.key for sound in self.learning.custom_for(self.id)}
+        enabled: frozenset[str] = ALARM_SOUNDS if alarms_only else frozenset({*Sound, *custom})
+        self.stream.set_enabled_sounds(enabled)
+
+    @callback
+    def _apply_learning(self) -> None:
+        """Give the engine what the household taught, and this satellite's sensitivity."""
+        if self.stream is None:
+            return
+        factor, margin_db = SENSITIVITY[self.sensitivity]
+        self.stream.configure(
+            remember=True,
+            learned=self.learning.false_alarms_for(self.id),
+            custom=self.learning.custom_for(self.id),
+            sensitivity=factor,
+            noise_margin_db=margin_db,
+        )
+        self._set_enabled_sounds(self.hub.listen_state.alarms_only)
+
+    @callback
+    def async_set_sensitivity(self, level: str) -> None:
+        """Set how easily this satellite alerts: low, normal or high."""
+        self.sensitivity = level if level in SENSITIVITY else "normal"
+        self._apply_learning()
+        self.async_notify()
 
     @callback
     def _open(self) -> None:
         self.stream = self.engine.open_stream(self.name, self._engine_events)
-        self._set_enabled_sounds(self.hub.listen_state.alarms_only)
+        self._apply_learning()
         self._apply_clips()
         self.state.listening = True
         self._task = self.hass.async_create_background_task(

@@ -15,6 +15,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .alerts import sound_phrase
 from .engine.labels import Sound
 from .entity import GuardHubEntity, SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
@@ -44,7 +45,7 @@ BACKEND = SensorEntityDescription(
     options=BACKENDS,
     entity_category=EntityCategory.DIAGNOSTIC,
 )
-LAST_ATTRIBUTES = ("satellite", "area", "time", "confidence", "simulated")
+LAST_ATTRIBUTES = ("sound_name", "satellite", "area", "time", "confidence", "simulated")
 
 
 async def async_setup_entry(
@@ -81,12 +82,14 @@ class LastDetectionSensor(GuardHubEntity, RestoreSensor):
         super().__init__(entry.runtime_data.hub, entry.entry_id, description)
         self._alerts = entry.runtime_data.alerts
         self._attr_extra_state_attributes: dict[str, Any] = {}
+        custom = entry.runtime_data.learning.custom_sounds()
+        self._attr_options = [*(description.options or []), *custom]
 
     async def async_added_to_hass(self) -> None:
         """Restore the last detection, then follow new ones."""
         await super().async_added_to_hass()
         if (last := await self.async_get_last_state()) is not None and last.state in (
-            self.entity_description.options or []
+            self.options or []
         ):
             self._attr_native_value = last.state
             self._attr_extra_state_attributes = {
@@ -100,6 +103,7 @@ class LastDetectionSensor(GuardHubEntity, RestoreSensor):
             return
         self._attr_native_value = str(alert.sound)
         self._attr_extra_state_attributes = {
+            "sound_name": sound_phrase(alert),
             "satellite": alert.satellite,
             "area": alert.area,
             "time": alert.started.isoformat(),

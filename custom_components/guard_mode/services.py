@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeassistant.const import ATTR_DEVICE_ID
@@ -15,19 +16,37 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.event import async_call_later
+from homeassistant.util import slugify
+import numpy as np
+import numpy.typing as npt
 import probatio as vol
 
 from .alerts import simulated_detection
 from .const import DOMAIN
 from .engine.analyze import analyze_file
-from .engine.decider import DeciderEvent, EventKind
-from .engine.labels import Sound
+from .engine.decider import DeciderEvent, EventKind, WindowEvidence
+from .engine.labels import ALARM_SOUNDS, Sound
+from .engine.learning import TeachError, teach
 from .engine.pcm import AudioFormatError
+from .engine.teaching import examples_from_files, split_examples
+from .engine.worker import EngineStream
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 
 SERVICE_SIMULATE = "simulate"
 SERVICE_ANALYZE_FILE = "analyze_file"
+SERVICE_MARK_FALSE_ALARM = "mark_false_alarm"
+SERVICE_FORGET_LEARNED = "forget_learned"
+SERVICE_LIST_LEARNED = "list_learned"
+SERVICE_TEACH = "teach"
+ATTR_DETECTION_ID = "detection_id"
+ATTR_ENTITY_ID = "entity_id"
+ATTR_CUSTOM_SOUND = "custom_sound"
+ATTR_NAME = "name"
+ATTR_SATELLITES = "satellites"
+ATTR_SECONDS = "seconds"
+ATTR_FILES = "files"
+Floats = npt.NDArray[np.float32]
 ATTR_SOUND = "sound"
 ATTR_CONFIDENCE = "confidence"
 ATTR_PATH = "path"
@@ -43,6 +62,30 @@ SIMULATE_SCHEMA = vol.Schema(
     }
 )
 ANALYZE_SCHEMA = vol.Schema({vol.Required(ATTR_PATH): cv.string})
+MARK_SCHEMA = vol.All(
+    vol.Schema(
+        {vol.Optional(ATTR_DETECTION_ID): cv.string, vol.Optional(ATTR_ENTITY_ID): cv.entity_id}
+    ),
+    cv.has_at_least_one_key(ATTR_DETECTION_ID, ATTR_ENTITY_ID),
+)
+FORGET_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_DEVICE_ID): cv.string,
+        vol.Optional(ATTR_SOUND): vol.In([str(sound) for sound in Sound]),
+        vol.Optional(ATTR_CUSTOM_SOUND): cv.string,
+    }
+)
+TEACH_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            vol.Required(ATTR_NAME): vol.All(cv.string, vol.Length(min=1, max=40)),
+            vol.Required(ATTR_SATELLITES): vol.All(cv.ensure_list, [cv.string], vol.Length(min=1)),
+            vol.Optional(ATTR_SECONDS): vol.All(vol.Coerce(float), vol.Range(min=5, max=300)),
+            vol.Optional(ATTR_FILES): vol.All(cv.ensure_list, [cv.string]),
+        }
+    ),
+    cv.has_at_least_one_key(ATTR_SECONDS, ATTR_FILES),
+)
 
 
 def _entry(hass: HomeAssistant) -> GuardModeConfigEntry:
@@ -104,6 +147,147 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
     return result.as_json()
 
 
+async def _mark_false_alarm(call: ServiceCall) -> ServiceResponse:
+    """Remember a detection as "not a threat": similar sounds are suppressed from now on."""
+    hass = call.hass
+    detection_id = call.data.get(ATTR_DETECTION_ID)
+    if detection_id is None:
+        state = hass.states.get(call.data[ATTR_ENTITY_ID])
+        detection_id = state.attributes.get("detection_id") if state else None
+    if not detection_id:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_detection")
+    return mark_false_alarm(hass, str(detection_id))
+
+
+def mark_false_alarm(hass: HomeAssistant, detection_id: str) -> dict[str, Any]:
+    """Store the embeddings of a recent detection as "not a threat" on its satellite."""
+    entry = _entry(hass)
+    for satellite in entry.runtime_data.satellites.values():
+        alert = next(
+            (a for a in satellite.detections.last.values() if a.detection_id == detection_id),
+            None,
+        )
+        stream = satellite.stream
+        vectors = stream.detection_embeddings(detection_id) if stream is not None else None
+        if alert is None or vectors is None:
+            continue
+        if alert.sound in ALARM_SOUNDS:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="alarms_are_never_ignored"
+            )
+        count = entry.runtime_data.learning.async_mark(
+            satellite.id, alert.sound, detection_id, vectors
+        )
+        return {"satellite": satellite.name, "sound": alert.sound, "marks": count}
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="unknown_detection",
+        translation_placeholders={"detection_id": detection_id},
+    )
+
+
+async def _forget(call: ServiceCall) -> ServiceResponse:
+    """Forget learned "not a threat" marks, or a custom sound."""
+    hass = call.hass
+    entry = _entry(hass)
+    satellite_id = None
+    if device_id := call.data.get(ATTR_DEVICE_ID):
+        satellite_id = _satellite(hass, device_id).id
+    learning = entry.runtime_data.learning
+    removed = learning.async_forget(
+        satellite_id=satellite_id,
+        sound=call.data.get(ATTR_SOUND),
+        custom=call.data.get(ATTR_CUSTOM_SOUND),
+    )
+    if removed and call.data.get(ATTR_CUSTOM_SOUND):
+        await learning.async_save()
+        hass.config_entries.async_schedule_reload(entry.entry_id)  # its entities go
+    return {"removed": removed}
+
+
+async def _list_learned(call: ServiceCall) -> ServiceResponse:
+    """Return what Guard Mode learned (counts and names, never vectors)."""
+    data = _entry(call.hass).runtime_data
+    names = {sat.id: sat.name for sat in data.satellites.values()}
+    return data.learning.summary(names)
+
+
+async def _teach(call: ServiceCall) -> ServiceResponse:
+    """Teach a custom sound from examples heard live on a satellite or taken from files."""
+    hass = call.hass
+    data = _entry(hass).runtime_data
+    satellites = [_satellite(hass, device_id) for device_id in call.data[ATTR_SATELLITES]]
+    name = call.data[ATTR_NAME]
+    key = f"custom_{slugify(name)}"
+    if key in (str(sound) for sound in Sound):
+        key = f"{key}_2"
+    tagger = await data.engine.async_tagger(hass)
+    files = call.data.get(ATTR_FILES) or []
+    for path in files:
+        if not await hass.async_add_executor_job(hass.config.is_allowed_path, path):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="path_not_allowed",
+                translation_placeholders={"path": path},
+            )
+    try:
+        if files:
+            examples = await hass.async_add_executor_job(examples_from_files, files, tagger)
+            background = _background(satellites)
+        else:
+            examples, background = await _record_examples(
+                satellites[0], float(call.data[ATTR_SECONDS])
+            )
+        sound, figures = await hass.async_add_executor_job(teach, key, name, examples, background)
+    except TeachError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key=err.reason,
+            translation_placeholders={"detail": str(err)},
+        ) from err
+    except (AudioFormatError, OSError) as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="cannot_read_file",
+            translation_placeholders={"path": ", ".join(files), "error": str(err)},
+        ) from err
+    data.learning.async_add_custom(sound, [sat.id for sat in satellites], figures)
+    await data.learning.async_save()
+    hass.config_entries.async_schedule_reload(_entry(hass).entry_id)  # new entities
+    return {"key": key, "name": name, **figures}
+
+
+def _background(satellites: list[Satellite]) -> Floats:
+    parts = [
+        bg
+        for satellite in satellites
+        if satellite.stream is not None
+        and (bg := satellite.stream.background_embeddings()) is not None
+        and len(bg)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 1024), np.float32)
+
+
+async def _record_examples(satellite: Satellite, seconds: float) -> tuple[list[Floats], Floats]:
+    """Listen for seconds; each burst of loud windows is one example, the rest background."""
+    stream = satellite.stream
+    if stream is None or not isinstance(stream, EngineStream):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="satellite_not_listening",
+            translation_placeholders={"name": satellite.name},
+        )
+    recorded: list[WindowEvidence] = []
+    stream.analyzer.collect_embeddings = True
+    unsubscribe = stream.analyzer.decider.add_window_listener(recorded.append)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        unsubscribe()
+        stream.analyzer.collect_embeddings = False
+    return split_examples(recorded)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register Guard Mode's actions."""
@@ -114,4 +298,28 @@ def async_setup_services(hass: HomeAssistant) -> None:
         _analyze,
         schema=ANALYZE_SCHEMA,
         supports_response=SupportsResponse.ONLY,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_MARK_FALSE_ALARM,
+        _mark_false_alarm,
+        schema=MARK_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_FORGET_LEARNED,
+        _forget,
+        schema=FORGET_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_LIST_LEARNED, _list_learned, supports_response=SupportsResponse.ONLY
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_TEACH,
+        _teach,
+        schema=TEACH_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )

@@ -11,7 +11,7 @@ unless they stand out of the media's level. Smoke and CO alarms are never suppre
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 import itertools
@@ -75,11 +75,12 @@ class DeciderConfig:
     learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
     learned_similarity: float = LEARNED_SIMILARITY
     custom: tuple[CustomSound, ...] = ()
+    remember: bool = False  # keep detections' embeddings, so they can be marked "not a threat"
 
     @property
     def wants_embeddings(self) -> bool:
         """Return True when learning needs the tagger's embeddings."""
-        return bool(self.learned) or bool(self.custom)
+        return self.remember or bool(self.learned) or bool(self.custom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,12 @@ class Decider:
         self.detection_embeddings: OrderedDict[str, Floats] = OrderedDict()
         self.background: deque[Floats] = deque(maxlen=MAX_BACKGROUND)
         self._background_tick = 0
+        self._window_listeners: list[Callable[[WindowEvidence], None]] = []
+
+    def add_window_listener(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
+        """Also give every window to listener (teaching records with it); returns unsubscribe."""
+        self._window_listeners.append(listener)
+        return lambda: self._window_listeners.remove(listener)
 
     @property
     def media_active(self) -> bool:
@@ -181,6 +188,8 @@ class Decider:
         """Add one window's evidence; return the detections that start or end."""
         self._now = window.end_s
         self._update_media(window)
+        for listener in list(self._window_listeners):
+            listener(window)
         events = self._expire(window.end_s)
         config = self.config
         alarm_as_co = (
@@ -309,7 +318,7 @@ class Decider:
     def _open(
         self, sound: str, track: _Track, detection: Detection, hits: list[WindowEvidence]
     ) -> list[DeciderEvent]:
-        if sound not in self.config.enabled and sound in Sound:
+        if sound not in self.config.enabled:
             return []
         self._remember(detection.id, hits)
         reason = self._suppression(sound, detection)

@@ -70,9 +70,9 @@ def teach(
 ) -> tuple[CustomSound, dict[str, float]]:
     """Build a custom sound from 3–10 examples (each: its windows' embeddings).
 
-    The threshold sits between how alike the examples are to each other (each example against
-    the others: the weakest match) and how alike the background audio of the satellite is to
-    them (the strongest match). Too few examples, or examples no more alike than background,
+    The threshold sits between how alike the examples are to each other (the least alike pair
+    of examples) and how alike the background audio of the satellite is to them (the strongest
+    match). Too few examples, or examples no more alike than background,
     raise TeachError instead of making a detector that would miss or misfire. Returns the
     sound and the figures that set its threshold.
     """
@@ -86,12 +86,12 @@ def teach(
         raise TeachError(
             "too_many_examples", f"at most {MAX_EXAMPLES} examples, got {len(examples)}"
         )
-    # Leave-one-out: how well does each example match the others?
-    matches = [
-        best_similarity(example, np.concatenate(examples[:i] + examples[i + 1 :]))
-        for i, example in enumerate(examples)
-    ]
-    weakest = min(matches)
+    # Every example must match every other one: the least alike pair sets the bar.
+    weakest = min(
+        best_similarity(examples[i], examples[j])
+        for i in range(len(examples))
+        for j in range(i + 1, len(examples))
+    )
     background = unit(background) if len(background) else np.zeros((0, EMBEDDING_SIZE), np.float32)
     prototypes = np.concatenate(examples)
     if len(prototypes) > MAX_PROTOTYPES:

@@ -23,7 +23,6 @@ import numpy.typing as npt
 from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
 from .frontend import SAMPLE_RATE
-from .labels import Sound
 from .pcm import AudioFormatError, PcmConverter, sanitize
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
@@ -140,11 +139,25 @@ class EngineStream:
         """Tell the decider whether a media player near this microphone is playing."""
         self.analyzer.decider.media_player_playing = playing
 
-    def set_enabled_sounds(self, sounds: frozenset[Sound]) -> None:
+    def set_enabled_sounds(self, sounds: frozenset[str]) -> None:
         """Detect only these sounds (e.g. only alarms while disarmed)."""
+        self.configure(enabled=sounds)
+
+    def configure(self, **changes: Any) -> None:
+        """Change the decider's settings (DeciderConfig fields) from the next window on."""
         decider = self.analyzer.decider
-        if decider.config.enabled != sounds:
-            decider.config = replace(decider.config, enabled=sounds)
+        config = replace(decider.config, **changes)
+        if config != decider.config:
+            decider.config = config
+
+    def detection_embeddings(self, detection_id: str) -> Floats | None:
+        """Return the window embeddings of a recent detection (for "not a threat")."""
+        return self.analyzer.decider.detection_embeddings.get(detection_id)
+
+    def background_embeddings(self) -> Floats:
+        """Return recent background windows' embeddings (for teaching custom sounds)."""
+        background = list(self.analyzer.decider.background)
+        return np.stack(background) if background else np.zeros((0, 1024), np.float32)
 
     def take_peak_level(self) -> float | None:
         """Return the loudest window level (dBFS) since the last call."""

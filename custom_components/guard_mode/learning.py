@@ -1,0 +1,188 @@
+"""What Guard Mode learned from the household, kept in Home Assistant's storage.
+
+"Not a threat" marks keep the embeddings of that detection's windows, per satellite and sound;
+custom sounds keep their prototypes and threshold. Embeddings are 1024 numbers per 0.96 s window
+from which the audio cannot be played back; no audio is ever stored here.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+import numpy as np
+import numpy.typing as npt
+
+from .const import DOMAIN
+from .engine.learning import CustomSound, unit
+
+STORAGE_KEY = f"{DOMAIN}.learning"
+STORAGE_VERSION = 1
+MAX_MARKS = 50  # per satellite and sound: the oldest are forgotten first
+
+Floats = npt.NDArray[np.float32]
+
+
+def encode(vectors: Floats) -> str:
+    """Return vectors [N, 1024] as base64 float16 (compact JSON)."""
+    return base64.b64encode(np.asarray(vectors, "<f2").tobytes()).decode()
+
+
+def decode(text: str) -> Floats:
+    """Return the vectors encode() wrote."""
+    flat = np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32)
+    return unit(flat.reshape(-1, 1024))
+
+
+class _Mark(TypedDict):
+    id: str
+    added: str
+    vectors: str
+
+
+class _Custom(TypedDict):
+    name: str
+    satellites: list[str]
+    prototypes: str
+    threshold: float
+    created: str
+    figures: dict[str, float]
+
+
+class _Stored(TypedDict):
+    false_alarms: dict[str, dict[str, list[_Mark]]]  # satellite → sound → marks
+    custom_sounds: dict[str, _Custom]  # key → sound
+
+
+def learning_store(hass: HomeAssistant) -> Store[_Stored]:
+    """Return the store of what was learned."""
+    return Store(hass, STORAGE_VERSION, STORAGE_KEY)
+
+
+class Learning:
+    """The learned data, with listeners told about every change."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        """Start empty (call async_load)."""
+        self.data: _Stored = {"false_alarms": {}, "custom_sounds": {}}
+        self._store = learning_store(hass)
+        self._listeners: list[Callable[[], None]] = []
+
+    async def async_load(self) -> None:
+        """Read what was learned before."""
+        if (stored := await self._store.async_load()) is not None:
+            self.data = stored
+
+    async def async_save(self) -> None:
+        """Write now (before a reload reads it back)."""
+        await self._store.async_save(self.data)
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call listener after every change."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def false_alarms_for(self, satellite_id: str) -> dict[str, Floats]:
+        """Return, per sound, the unit vectors the user marked "not a threat" on a satellite."""
+        marks = self.data["false_alarms"].get(satellite_id, {})
+        return {
+            sound: np.concatenate([decode(mark["vectors"]) for mark in items])
+            for sound, items in marks.items()
+            if items
+        }
+
+    def custom_for(self, satellite_id: str) -> tuple[CustomSound, ...]:
+        """Return the custom sounds a satellite listens for."""
+        return tuple(
+            CustomSound(key, item["name"], decode(item["prototypes"]), item["threshold"])
+            for key, item in self.data["custom_sounds"].items()
+            if satellite_id in item["satellites"]
+        )
+
+    def custom_sounds(self) -> dict[str, str]:
+        """Return every custom sound: key → name."""
+        return {key: item["name"] for key, item in self.data["custom_sounds"].items()}
+
+    @callback
+    def async_mark(self, satellite_id: str, sound: str, detection_id: str, vectors: Floats) -> int:
+        """Remember a detection as "not a threat"; return how many marks that sound has now."""
+        marks = self.data["false_alarms"].setdefault(satellite_id, {}).setdefault(sound, [])
+        marks[:] = [mark for mark in marks if mark["id"] != detection_id]
+        marks.append(
+            {"id": detection_id, "added": dt_util.utcnow().isoformat(), "vectors": encode(vectors)}
+        )
+        del marks[:-MAX_MARKS]
+        self._changed()
+        return len(marks)
+
+    @callback
+    def async_add_custom(
+        self, sound: CustomSound, satellites: list[str], figures: dict[str, float]
+    ) -> None:
+        """Keep a taught custom sound (replacing one with the same key)."""
+        self.data["custom_sounds"][sound.key] = {
+            "name": sound.name,
+            "satellites": satellites,
+            "prototypes": encode(sound.prototypes),
+            "threshold": float(sound.threshold),
+            "created": dt_util.utcnow().isoformat(),
+            "figures": figures,
+        }
+        self._changed()
+
+    @callback
+    def async_forget(
+        self,
+        *,
+        satellite_id: str | None = None,
+        sound: str | None = None,
+        custom: str | None = None,
+    ) -> int:
+        """Forget marks (of a satellite and/or sound; all if neither) or a custom sound."""
+        removed = 0
+        if custom is not None:
+            removed += self.data["custom_sounds"].pop(custom, None) is not None
+        else:
+            for satellite, sounds in self.data["false_alarms"].items():
+                if satellite_id not in (None, satellite):
+                    continue
+                for key in list(sounds):
+                    if sound in (None, key):
+                        removed += len(sounds.pop(key))
+        if removed:
+            self._changed()
+        return removed
+
+    def summary(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        """Return counts only (for diagnostics and the list action): no vectors."""
+        names = names or {}
+        return {
+            "false_alarms": {
+                names.get(satellite, satellite): {
+                    sound: len(marks) for sound, marks in sounds.items()
+                }
+                for satellite, sounds in self.data["false_alarms"].items()
+                if any(sounds.values())
+            },
+            "custom_sounds": {
+                key: {
+                    "name": item["name"],
+                    "satellites": [names.get(s, s) for s in item["satellites"]],
+                    "threshold": round(item["threshold"], 3),
+                    "created": item["created"],
+                    "figures": item["figures"],
+                }
+                for key, item in self.data["custom_sounds"].items()
+            },
+        }
+
+    @callback
+    def _changed(self) -> None:
+        self._store.async_delay_save(lambda: self.data, 1.0)
+        for listener in list(self._listeners):
+            listener()

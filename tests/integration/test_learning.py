@@ -1,0 +1,308 @@
+"""Guard Mode learns the home: "not a threat", custom sounds by example, sensitivity."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+import json
+from pathlib import Path
+from typing import Any
+import wave
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+import numpy as np
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    async_capture_events,
+    async_fire_time_changed,
+)
+
+from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
+from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
+from custom_components.guard_mode.learning import STORAGE_KEY
+from tests import synth
+
+from .conftest import setup_entry
+from .test_detections import the_satellite
+from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from .wyoming_mic import MicServer, pcm16
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+def repeating(sound: np.ndarray, quiet_s: float = 9.0, seconds: float = 60.0) -> np.ndarray:
+    """The same sound again and again, with a quiet room in between (a recurring non-threat)."""
+    gap = (synth.rng(5).standard_normal(int(quiet_s * 16000)) * 3e-4).astype(np.float32)
+    one = np.concatenate([sound, gap])
+    return np.tile(one, int(seconds / (len(one) / 16000)) + 1)
+
+
+@pytest.fixture
+async def shatter_mic() -> AsyncIterator[MicServer]:
+    server = await MicServer(audio=pcm16(repeating(synth.shattering(4))), speed=3.0).start()
+    yield server
+    await server.stop()
+
+
+async def _high_sensitivity(hass: HomeAssistant) -> None:
+    """A quiet home: the user set the satellite to high sensitivity (the tinkles then alert)."""
+    satellite = the_satellite(hass)
+    select = er.async_get(hass).async_get_entity_id("select", DOMAIN, f"{satellite.id}-sensitivity")
+    await hass.services.async_call(
+        "select", "select_option", {"entity_id": select, "option": "high"}, blocking=True
+    )
+
+
+def _flush(hass_storage: dict[str, Any]) -> dict[str, Any]:
+    return hass_storage.get(STORAGE_KEY, {}).get("data", {})
+
+
+async def test_not_a_threat_is_learned_kept_and_forgotten(
+    hass: HomeAssistant,
+    shatter_mic: MicServer,
+    hass_storage: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(shatter_mic.port))
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    suppressed = async_capture_events(hass, EVENT_SUPPRESSED)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    first = detections[0].data
+    assert first["sound"] == "glass_break"
+
+    result = await hass.services.async_call(
+        DOMAIN,
+        "mark_false_alarm",
+        {"detection_id": first["detection_id"]},
+        blocking=True,
+        return_response=True,
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+
+    # The same sound again (the loop comes round, 10 s later): heard, but ignored as learned.
+    await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), limit=20)
+    assert len(detections) == 1
+
+    # Only embeddings were stored, never audio.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
+    await hass.async_block_till_done()
+    stored = _flush(hass_storage)
+    satellite = the_satellite(hass)
+    marks = stored["false_alarms"][satellite.id]["glass_break"]
+    assert [mark["id"] for mark in marks] == [first["detection_id"]]
+    assert set(marks[0]) == {"id", "added", "vectors"}
+    vectors = np.frombuffer(__import__("base64").b64decode(marks[0]["vectors"]), "<f2")
+    assert vectors.size % 1024 == 0
+    assert 1 <= vectors.size // 1024 <= 16  # a few windows' fingerprints, nothing like audio
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".wav", ".part")]
+
+    listing = await hass.services.async_call(
+        DOMAIN, "list_learned", {}, blocking=True, return_response=True
+    )
+    assert listing["false_alarms"] == {"Kitchen mic": {"glass_break": 1}}
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert diagnostics["learning"]["false_alarms"] == {"Kitchen mic": {"glass_break": 1}}
+    assert "vectors" not in json.dumps(diagnostics)
+
+    # A restart keeps it.
+    await arm(hass, False)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    learned = entry.runtime_data.learning.false_alarms_for(the_satellite(hass).id)
+    assert learned["glass_break"].shape[1] == 1024
+
+    # Forgotten: it alerts again.
+    result = await hass.services.async_call(
+        DOMAIN, "forget_learned", {}, blocking=True, return_response=True
+    )
+    assert result == {"removed": 1}
+    detections.clear()
+    await _high_sensitivity(hass)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=25)
+    await arm(hass, False)
+
+
+async def test_alarms_can_not_be_marked(hass: HomeAssistant) -> None:
+    from .test_detections import smoke_alarm_audio  # noqa: PLC0415
+
+    server = await MicServer(audio=pcm16(smoke_alarm_audio()), speed=3.0).start()
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        detections = async_capture_events(hass, EVENT_DETECTION)
+        await arm(hass)
+        await wait_for(lambda: bool(detections), limit=20)
+        with pytest.raises(ServiceValidationError, match="can't be marked"):
+            await hass.services.async_call(
+                DOMAIN,
+                "mark_false_alarm",
+                {"detection_id": detections[0].data["detection_id"]},
+                blocking=True,
+            )
+        await arm(hass, False)
+    finally:
+        await server.stop()
+
+
+async def test_unknown_detection_is_refused(hass: HomeAssistant, shatter_mic: MicServer) -> None:
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    with pytest.raises(ServiceValidationError, match="not among the recent detections"):
+        await hass.services.async_call(
+            DOMAIN, "mark_false_alarm", {"detection_id": "nope-1"}, blocking=True
+        )
+
+
+def _wav(path: Path, audio: np.ndarray) -> str:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm16(audio))
+    return str(path)
+
+
+def doorbell_examples(folder: Path) -> list[str]:
+    """Three recordings of the same doorbell at slightly different levels and pitches."""
+    return [
+        _wav(folder / f"doorbell_{n}.wav", synth.chime(550 * s, 660 * s, peak_db=db))
+        for n, (s, db) in enumerate([(1.0, -10.0), (1.01, -14.0), (0.99, -8.0)])
+    ]
+
+
+async def test_teach_a_doorbell_from_files(hass: HomeAssistant, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    files = doorbell_examples(media)
+    ringing = np.concatenate(
+        [np.zeros(16000, np.float32), synth.chime(), np.zeros(4 * 16000, np.float32)]
+    )
+    server = await MicServer(audio=pcm16(ringing), speed=3.0).start()
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        hass.config.allowlist_external_dirs = {str(media)}
+        satellite = the_satellite(hass)
+        device = (
+            er.async_get(hass)
+            .async_get(
+                er.async_get(hass).async_get_entity_id(
+                    "binary_sensor", DOMAIN, f"{satellite.id}-connected"
+                )
+            )
+            .device_id
+        )
+        result = await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Doorbell", "satellites": [device], "files": files},
+            blocking=True,
+            return_response=True,
+        )
+        assert result["key"] == "custom_doorbell"
+        assert result["examples"] == 3
+        await hass.async_block_till_done()  # the entry reloads with the new sound's entities
+        doorbell = er.async_get(hass).async_get_entity_id(
+            "binary_sensor", DOMAIN, f"{satellite.id}-custom_doorbell"
+        )
+        assert doorbell is not None
+        event_entity = er.async_get(hass).async_get_entity_id(
+            "event", DOMAIN, f"{satellite.id}-detection"
+        )
+        assert "custom_doorbell" in hass.states.get(event_entity).attributes["event_types"]
+
+        detections = async_capture_events(hass, EVENT_DETECTION)
+        await arm(hass)
+        await wait_for(lambda: any(e.data["sound"] == "custom_doorbell" for e in detections), 20)
+        assert hass.states.get(doorbell).state == "on"
+        await arm(hass, False)
+
+        # Forgetting it removes its entities.
+        await hass.services.async_call(
+            DOMAIN, "forget_learned", {"custom_sound": "custom_doorbell"}, blocking=True
+        )
+        await hass.async_block_till_done()
+        assert (
+            er.async_get(hass).async_get_entity_id(
+                "binary_sensor", DOMAIN, f"{satellite.id}-custom_doorbell"
+            )
+            is None
+        )
+    finally:
+        await server.stop()
+
+
+async def test_teaching_says_when_examples_are_not_enough(
+    hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    hass.config.allowlist_external_dirs = {str(media)}
+    satellite = the_satellite(hass)
+    device = (
+        er.async_get(hass)
+        .async_get(
+            er.async_get(hass).async_get_entity_id(
+                "binary_sensor", DOMAIN, f"{satellite.id}-connected"
+            )
+        )
+        .device_id
+    )
+    two = doorbell_examples(media)[:2]
+    with pytest.raises(ServiceValidationError, match="at least 3"):
+        await hass.services.async_call(
+            DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": two}, blocking=True
+        )
+    mixed = [
+        two[0],
+        _wav(media / "noise.wav", synth.white_noise(1.0, -20.0, synth.rng(1))),
+        _wav(media / "beep.wav", synth.tone(3000.0, 1.0, -10.0)),
+    ]
+    with pytest.raises(ServiceValidationError, match="don't sound enough alike"):
+        await hass.services.async_call(
+            DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": mixed}, blocking=True
+        )
+
+
+async def test_sensitivity_select_tunes_the_decider(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    satellite = the_satellite(hass)
+    select = er.async_get(hass).async_get_entity_id("select", DOMAIN, f"{satellite.id}-sensitivity")
+    assert hass.states.get(select).state == "normal"
+    await arm(hass)
+    await wait_for(lambda: satellite.stream is not None)
+    await hass.services.async_call(
+        "select", "select_option", {"entity_id": select, "option": "high"}, blocking=True
+    )
+    config = satellite.stream.analyzer.decider.config
+    assert config.sensitivity > 1.0
+    assert config.noise_margin_db < 6.0
+    assert hass.states.get(select).state == "high"
+    await arm(hass, False)
+
+
+async def test_notification_button_marks_the_detection(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    detection_id = detections[0].data["detection_id"]
+    hass.bus.async_fire(
+        "mobile_app_notification_action",
+        {"action": f"GUARD_MODE_NOT_A_THREAT::{detection_id}"},
+    )
+    await hass.async_block_till_done()
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    assert "glass_break" in entry.runtime_data.learning.false_alarms_for(the_satellite(hass).id)
+    await arm(hass, False)
