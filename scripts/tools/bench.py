@@ -172,9 +172,7 @@ def main() -> None:
     parser.add_argument("--backend", nargs="*", default=None)
     parser.add_argument("--streams", type=int, default=16)
     args = parser.parse_args()
-    backends = args.backend or (
-        ["onnxruntime", "numpy"] if onnxruntime_available() else ["numpy"]
-    )
+    backends = args.backend or (["onnxruntime", "numpy"] if onnxruntime_available() else ["numpy"])
     busy = busy_audio(args.seconds)
     quiet = quiet_audio(args.seconds)
     report: dict[str, Any] = {

@@ -158,9 +158,7 @@ def evaluate(corpus: Path, tagger: Tagger, show_files: bool) -> dict[str, object
         "recognised_as_media_s": round(sum(media_seconds[f] for f in MEDIA_FOLDERS), 1),
         "detections_in_media": heard_media,
         "suppressed_in_media": sum(engine.suppressed[f] for f in MEDIA_FOLDERS),
-        "suppression_rate": round(
-            sum(engine.suppressed[f] for f in MEDIA_FOLDERS) / heard_media, 3
-        )
+        "suppression_rate": round(sum(engine.suppressed[f] for f in MEDIA_FOLDERS) / heard_media, 3)
         if heard_media
         else None,
     }
