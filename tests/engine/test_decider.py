@@ -36,7 +36,7 @@ def window(
         peak_db=peak_db,
         scores=scores,
         confidence={sound: min(1.0, 0.5 * value) for sound, value in scores.items()},
-        labels=dict.fromkeys(scores, "label"),
+        labels=dict.fromkeys(scores, "Dog"),  # the broad label: the strictest case
         media=media,
         onset_s=index * HOP + 0.1,
     )
@@ -76,13 +76,30 @@ def test_one_strong_window_is_enough() -> None:
 
 
 def test_hits_outside_the_window_of_m_do_not_add_up() -> None:
-    # baby: 3 of 6; hits every 4th window never have 3 within 6
     decider = Decider()
-    events = run(
-        decider,
-        [window(i, {Sound.BABY_CRY: 1.2} if i % 4 == 0 else {}) for i in range(30)],
-    )
-    assert onsets(events) == []
+    rule = decider.config.rules[Sound.BABY_CRY]  # N hits among the last M windows
+    spaced = [window(i, {Sound.BABY_CRY: 1.2} if i % rule.of == 0 else {}) for i in range(30)]
+    assert onsets(run(decider, spaced)) == []  # never two hits within M windows
+    close = [window(100 + i, {Sound.BABY_CRY: 1.2}) for i in range(rule.hits)]
+    assert onsets(run(decider, close)) == [(Sound.BABY_CRY, False, None)]
+
+
+def test_a_baby_crying_is_not_also_a_dog() -> None:
+    decider = Decider()
+    crying = [window(i, {Sound.BABY_CRY: 2.0}) for i in range(3)]
+    assert onsets(run(decider, crying)) == [(Sound.BABY_CRY, False, None)]
+    # The same crying also scores "Dog" (broad label) or both at once: that is not a dog.
+    both = window(3, {Sound.BABY_CRY: 1.5, Sound.DOG_BARK: 1.2})
+    only_dog_label = [window(i, {Sound.DOG_BARK: 2.0}) for i in range(4, 7)]
+    events = run(decider, [both, *only_dog_label])
+    assert Sound.DOG_BARK not in [sound for sound, _, _ in onsets(events)]
+    # A real bark ("Bark" label) during the crying still counts.
+    bark = WindowEvidence(
+        start_s=8 * HOP, end_s=8 * HOP + 0.96, level_db=-36, peak_db=-30,
+        scores={Sound.DOG_BARK: 2.0}, confidence={Sound.DOG_BARK: 0.9},
+        labels={Sound.DOG_BARK: "Bark"}, media=0.0, onset_s=8 * HOP,
+    )  # fmt: skip
+    assert onsets(decider.push_window(bark)) == [(Sound.DOG_BARK, False, None)]
 
 
 def test_hold_keeps_one_detection_open_across_short_gaps_then_ends_it() -> None:

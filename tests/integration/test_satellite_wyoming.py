@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+import itertools
 import logging
 import time
 from typing import Any

@@ -56,9 +56,9 @@ class DeciderConfig:
     rules: Mapping[str, SoundRule] = field(
         default_factory=lambda: {
             Sound.GLASS_BREAK: SoundRule(2, 3, 1.6, 4.0, 30.0),
-            Sound.GUNSHOT: SoundRule(2, 3, 1.8, 4.0, 30.0),
-            Sound.DOG_BARK: SoundRule(2, 4, 1.8, 8.0, 60.0),
-            Sound.BABY_CRY: SoundRule(3, 6, 2.0, 10.0, 60.0),
+            Sound.GUNSHOT: SoundRule(2, 3, 1.6, 4.0, 30.0),
+            Sound.DOG_BARK: SoundRule(2, 4, 1.6, 8.0, 60.0),
+            Sound.BABY_CRY: SoundRule(2, 5, 1.8, 10.0, 60.0),
             Sound.SMOKE_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
             Sound.CO_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
         }
@@ -70,6 +70,14 @@ class DeciderConfig:
     media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
     pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
     enabled: frozenset[str] = frozenset(Sound)
+    # Sounds the tagger confuses with each other (a baby's cry also scores "Dog"): in a window
+    # where both are heard, only the stronger counts.
+    rivals: tuple[frozenset[str], ...] = (frozenset({Sound.DOG_BARK, Sound.BABY_CRY}),)
+    # While a rival is being heard, these broad labels alone don't count for the sound: "Dog"
+    # during a baby's crying is the baby; a bark ("Bark", "Bow-wow", "Yip") still counts.
+    broad_labels: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: {Sound.DOG_BARK: frozenset({"Dog", "Canidae, dogs, wolves"})}
+    )
     sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
     noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
     learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
@@ -198,13 +206,14 @@ class Decider:
         )
         floor = self.noise_floor_db
         stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
+        beaten = self._beaten_rivals(window)
         any_hit = False
         for sound in config.rules:
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
             source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
             score = window.scores.get(source, 0.0) * config.sensitivity
-            hit = score >= 1.0 and (stands_out or sound in ALARM_SOUNDS)
+            hit = score >= 1.0 and (stands_out or sound in ALARM_SOUNDS) and sound not in beaten
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
                 hit = False
             any_hit |= hit
@@ -271,6 +280,29 @@ class Decider:
                 events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
                 track.open = None
         return events
+
+    def _beaten_rivals(self, window: WindowEvidence) -> set[str]:
+        """Return the sounds that don't count in this window because of a confusable rival.
+
+        In a window where rivals are both heard, the weaker is beaten; while a rival's detection
+        is open, a sound heard only through its broad labels is beaten too.
+        """
+        beaten: set[str] = set()
+        for group in self.config.rivals:
+            heard = [s for s in group if window.scores.get(s, 0.0) >= 1.0]
+            if len(heard) > 1:
+                best = max(heard, key=lambda s: window.scores[s])
+                beaten.update(s for s in heard if s != best)
+            for sound in group:
+                rival_open = any(
+                    (track := self._tracks.get(other)) is not None and track.open is not None
+                    for other in group - {sound}
+                )
+                if rival_open and window.labels.get(sound) in self.config.broad_labels.get(
+                    sound, ()
+                ):
+                    beaten.add(sound)
+        return beaten
 
     def _rule(self, sound: str) -> SoundRule:
         return self.config.rules.get(sound, CUSTOM_RULE)

@@ -63,7 +63,6 @@ TAGGER_GROUPS: dict[Sound, tuple[Member, ...]] = {
         Member("Bow-wow", 0.35),
         Member("Yip", 0.45),
         Member("Dog", 0.45),
-        Member("Howl", 0.60),
         Member("Growling", 0.60),
         Member("Canidae, dogs, wolves", 0.60),
     ),

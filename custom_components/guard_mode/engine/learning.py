@@ -16,7 +16,7 @@ Floats = npt.NDArray[np.float32]
 EMBEDDING_SIZE = 1024
 # A candidate this similar to a window the user marked "not a threat" is that sound again.
 # Chosen on the dev corpus (models/yamnet/THRESHOLDS.md, "Learning").
-LEARNED_SIMILARITY = 0.85
+LEARNED_SIMILARITY = 0.93
 MIN_EXAMPLES = 3
 MAX_EXAMPLES = 10
 MAX_PROTOTYPES = 64  # windows kept per custom sound
