@@ -15,7 +15,7 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float32]
 EMBEDDING_SIZE = 1024
 # A candidate this similar to a window the user marked "not a threat" is that sound again.
-# Chosen on the dev corpus (models/yamnet/THRESHOLDS.md, "Learning").
+# Chosen on the dev corpus: models/yamnet/THRESHOLDS.md, "Learning".
 LEARNED_SIMILARITY = 0.93
 MIN_EXAMPLES = 3
 MAX_EXAMPLES = 10
