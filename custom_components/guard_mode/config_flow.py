@@ -410,7 +410,13 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
             defaults = {**subentry.data, CONF_NAME: subentry.title}
             suggested = {key: subentry.data.get(key) for key in (CONF_AREA, CONF_MEDIA_PLAYERS)}
         errors: dict[str, str] = {}
-        placeholders = {"push_id": self._push_id, "detail": ""}
+        placeholders = {
+            "push_id": self._push_id,
+            "detail": "",
+            "push_note": f"\n\nSatellite id for the agent: `{self._push_id}`"
+            if kind is SourceType.PUSH
+            else "",
+        }
         if user_input is not None:
             data = _source_data(kind, user_input, self._push_id)
             unique_id = _unique_id(data)
