@@ -18,8 +18,11 @@ ensure_python() {
     if _py_ok "$c"; then PYTHON="$c"; return 0; fi
   done
   if [ -z "${GUARD_MODE_IN_PY314:-}" ] && [ -x "$ROOT/../shared/bin/py314" ]; then
-    # Debian packages the tests and the demo use there: ffmpeg (real streams on loopback).
-    exec env GUARD_MODE_IN_PY314=1 PY314_PACKAGES="${PY314_PACKAGES:-ffmpeg}" \
+    # Debian packages the tests and the demo use there: ffmpeg (real streams on loopback),
+    # espeak-ng (the scenario recording), chromium (the browser check), libturbojpeg0 (Home
+    # Assistant's camera component, loaded by its default integrations).
+    exec env GUARD_MODE_IN_PY314=1 \
+      PY314_PACKAGES="${PY314_PACKAGES:-ffmpeg espeak-ng chromium libturbojpeg0}" \
       "$ROOT/../shared/bin/py314" "$@"
   fi
   echo "Guard Mode needs Python >= 3.14.2 (what Home Assistant 2026.x needs)." >&2

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import area_registry as ar, device_registry as dr
+from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
@@ -58,6 +58,7 @@ class Alert:
     satellite_id: str
     satellite: str
     device_id: str | None
+    entity_id: str | None  # the satellite's Sound event entity (logbook cards filter on it)
     area_id: str | None
     area: str | None
     sound: str  # a Sound, or a custom sound's key
@@ -150,11 +151,15 @@ class AlertManager:
         area_id = (device.area_id if device else None) or satellite.area_id
         area = ar.async_get(self._hass).async_get_area(area_id) if area_id else None
         started = dt_util.utcnow() - timedelta(seconds=max(seconds_ago, 0.0))
+        entity_id = er.async_get(self._hass).async_get_entity_id(
+            "event", DOMAIN, f"{satellite.id}-detection"
+        )
         return Alert(
             detection_id=detection.id,
             satellite_id=satellite.id,
             satellite=satellite.name,
             device_id=device.id if device else None,
+            entity_id=entity_id,
             area_id=area_id,
             area=area.name if area else None,
             sound=detection.sound,
