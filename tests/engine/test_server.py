@@ -482,7 +482,7 @@ async def test_client_that_never_reads() -> None:
         lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lazy.setblocking(False)
         await loop.sock_connect(lazy, ("127.0.0.1", server.port))
-        silence = to_pcm(synth.silence(0.05), 16000, 1)
+        silence = to_pcm(synth.silence(0.5), 16000, 1)  # each chunk completes a window
         chunk = frame(AudioChunk(rate=16000, width=2, channels=1, audio=silence).event())
         await loop.sock_sendall(lazy, frame(AudioStart(rate=16000, width=2, channels=1).event()))
         await loop.sock_sendall(lazy, chunk)
@@ -490,9 +490,9 @@ async def test_client_that_never_reads() -> None:
         connection = server.connections[0]
         assert connection._segment is not None
         stream = connection._segment.stream
-        for n in range(2, 200):  # one worker run, and one status, per chunk
+        for n in range(2, 250):  # one worker run, and one status, per chunk
             await loop.sock_sendall(lazy, chunk)
-            fed = n * 0.05 - 1e-6
+            fed = n * 0.5 - 1e-6
             await wait_for(lambda: stream.analyzer.time_s >= fed)  # noqa: B023 - awaited here
             assert len(connection.outbox) <= 8
         await asyncio.sleep(0.05)

@@ -167,6 +167,8 @@ class Decider:
         self._now = 0.0
         self._last_t4_s: float | None = None
         self._levels: deque[float] = deque(maxlen=NOISE_WINDOWS)
+        self._floor_db: float | None = None
+        self._floor_tick = 0
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self.media_s = 0.0  # stream seconds spent in acoustic media context
@@ -188,9 +190,14 @@ class Decider:
     @property
     def noise_floor_db(self) -> float | None:
         """Return the room's noise floor (quiet end of the last minute), None until known."""
-        if len(self._levels) < 10:
-            return None
-        return float(np.percentile(np.fromiter(self._levels, np.float32), 10))
+        return self._floor_db
+
+    def _update_floor(self, level_db: float) -> None:
+        """Track the noise floor; the percentile is recomputed every few windows (cheap)."""
+        self._levels.append(level_db)
+        self._floor_tick += 1
+        if len(self._levels) >= 10 and (self._floor_db is None or self._floor_tick % 8 == 0):
+            self._floor_db = float(np.percentile(np.fromiter(self._levels, np.float32), 10))
 
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""
@@ -245,7 +252,7 @@ class Decider:
             self._background_tick += 1
             if self._background_tick % 3 == 0:
                 self.background.append(window.embedding)
-        self._levels.append(window.level_db)
+        self._update_floor(window.level_db)
         return events
 
     def push_alarm(self, hit: AlarmHit) -> list[DeciderEvent]:
@@ -288,6 +295,8 @@ class Decider:
         is open, a sound heard only through its broad labels is beaten too.
         """
         beaten: set[str] = set()
+        if not window.scores:
+            return beaten
         for group in self.config.rivals:
             heard = [s for s in group if window.scores.get(s, 0.0) >= 1.0]
             if len(heard) > 1:

@@ -19,6 +19,7 @@ from .frontend import (
     FRAME_HOP,
     FRAME_LENGTH,
     PATCH_FRAMES,
+    PATCH_HOP_FRAMES,
     SAMPLE_RATE,
     StreamingFrontend,
 )
@@ -94,6 +95,15 @@ class StreamAnalyzer:
         """Return the loudest window level (dBFS) since the last call, None if no window."""
         level, self._peak_level_db = self._peak_level_db, None
         return level
+
+    def seconds_to_next_window(self) -> float:
+        """Return how much more audio completes the next 0.96 s window."""
+        frames = self.frontend.frames
+        next_end = PATCH_FRAMES if frames < PATCH_FRAMES else frames + PATCH_HOP_FRAMES - (
+            (frames - PATCH_FRAMES) % PATCH_HOP_FRAMES
+        )
+        needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
+        return max(needed, 0) / SAMPLE_RATE
 
     def skip(self, samples: int) -> None:
         """Account for audio that was lost: frames start afresh after the gap, time goes on."""

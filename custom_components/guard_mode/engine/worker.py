@@ -200,6 +200,16 @@ class EngineStream:
         for clip_id, pcm in recorder.push(samples):
             on_clip(clip_id, pcm)
 
+    def _due(self) -> bool:
+        """Return True when the queued audio completes a window (or a gap must be handled).
+
+        The worker wakes on every chunk, but a stream's signal processing runs once per window:
+        working on a 64 ms chunk at a time would cost more and produce nothing sooner.
+        """
+        with self._lock:
+            queued, gap = self._queued_s, self._gap_s
+        return gap > 0 or (queued > 0 and queued + 1e-3 >= self.analyzer.seconds_to_next_window())
+
     def _take(self) -> tuple[Floats | None, float]:
         """Return the queued audio as 16 kHz floats and the seconds dropped before it."""
         with self._lock:
@@ -214,12 +224,15 @@ class EngineStream:
         parts = [part for chunk in chunks if len(part := self._convert(chunk))]
         if not parts:
             return None, gap
-        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), gap
+        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if any(fmt is None for _, fmt in chunks):
+            samples = sanitize(samples)  # floats pushed as they are: NaN/inf and range checked once
+        return samples, gap
 
     def _convert(self, chunk: _Chunk) -> Floats:
         data, fmt = chunk
         if not isinstance(data, bytes) or fmt is None:
-            return sanitize(data)
+            return np.asarray(data, np.float32)
         try:
             if self._converter is None:
                 self._converter = PcmConverter(*fmt)
@@ -322,6 +335,8 @@ class EngineWorker:
         started = time.perf_counter()
         work: list[_Work] = []
         for stream in self.streams:
+            if not stream._due():
+                continue
             samples, gap = stream._take()
             if gap:
                 stream.analyzer.skip(round(gap * SAMPLE_RATE))  # frames must not span a gap
