@@ -73,7 +73,7 @@ def test_streaming_equals_one_shot_for_any_chunking() -> None:
         size = int(rng.choice([1, 7, 159, 160, 401, 1280, 4000, 16000]))
         chunk = stream.push(audio[position : position + size])
         assert chunk.first_frame == sum(len(m) for m in magnitude)
-        got.extend(chunk.patches)
+        got.extend(stream.patches(chunk.patch_end_frames))
         ends.extend(chunk.patch_end_frames)
         magnitude.append(chunk.magnitude)
         position += size
@@ -81,6 +81,19 @@ def test_streaming_equals_one_shot_for_any_chunking() -> None:
     np.testing.assert_allclose(np.stack(got), expected, atol=1e-5)
     np.testing.assert_allclose(np.concatenate(magnitude), expected_magnitude, atol=1e-4)
     assert ends == [96 + 48 * k for k in range(len(expected))]
+
+
+def test_only_the_patches_asked_for_are_filtered() -> None:
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(3 * RATE) * 0.1).astype(np.float32)
+    expected = fe.patches(fe.log_mel(fe.stft_magnitude(audio)))
+    stream = fe.StreamingFrontend()
+    first = stream.push(audio[: 2 * RATE])
+    assert first.patch_end_frames == [96, 144, 192]
+    np.testing.assert_allclose(stream.patches([144]), expected[1:2], atol=1e-5)  # 96, 192 skipped
+    second = stream.push(audio[2 * RATE :])
+    assert second.patch_end_frames == [240, 288]
+    np.testing.assert_allclose(stream.patches([240, 288]), expected[3:5], atol=1e-5)
 
 
 def test_streaming_energy_is_the_mean_square_of_each_frame() -> None:

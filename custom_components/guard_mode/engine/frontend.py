@@ -91,57 +91,81 @@ class FrontendChunk:
     """What one call of :meth:`StreamingFrontend.push` produced.
 
     ``first_frame`` is the stream index of the first new frame; frame ``i`` covers samples
-    ``[160 i, 160 i + 400)``. Patch ``k`` of ``patches`` ends at frame ``patch_end_frames[k]``
-    (exclusive).
+    ``[160 i, 160 i + 400)``. The new frames complete the patches that end at
+    ``patch_end_frames`` (exclusive); get them with :meth:`StreamingFrontend.patches`.
     """
 
     first_frame: int
     magnitude: Floats
     energy: Floats  # mean square of each new frame's samples
-    patches: Floats
     patch_end_frames: list[int] = field(default_factory=list)
 
 
 class StreamingFrontend:
-    """Turns 16 kHz float samples of any chunk size into frames and patches, each computed once."""
+    """Turns 16 kHz float samples of any chunk size into frames and patches, each computed once.
+
+    Magnitude spectra (which the alarm-pattern detector also reads) are computed for every frame;
+    log-mel features only for the frames of the patches asked for — a quiet window that skips
+    the tagger costs no mel filtering.
+    """
 
     def __init__(self) -> None:
         """Start an empty stream."""
         self._pending = np.zeros(0, np.float32)  # samples not yet consumed by a full frame
-        self._features = np.zeros((PATCH_FRAMES, MEL_BANDS), np.float32)  # last 96 frames
+        self._fft_in = np.zeros((PATCH_HOP_FRAMES, FFT_LENGTH), np.float32)  # zero-padded frames
+        # The last 96 frames and the new ones: magnitudes, and log-mel where computed.
+        self._magnitude = np.zeros((0, SPECTRUM_BINS), np.float32)
+        self._features = np.zeros((0, MEL_BANDS), np.float32)
+        self._known = np.zeros(0, bool)
         self.frames = 0  # frames computed so far
 
     def push(self, samples: Floats) -> FrontendChunk:
-        """Add samples; return the new frames and every patch completed by them."""
+        """Add samples; return the new frames and the ends of the patches they complete."""
         audio = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         count = frame_count(len(audio))
         first = self.frames
         if count == 0:
             self._pending = np.array(audio, np.float32)
             empty = np.zeros((0, SPECTRUM_BINS), np.float32)
-            return FrontendChunk(first, empty, np.zeros(0, np.float32), _NO_PATCHES)
+            return FrontendChunk(first, empty, np.zeros(0, np.float32))
         used = (count - 1) * FRAME_HOP + FRAME_LENGTH
         frames = sliding_window_view(audio[:used], FRAME_LENGTH)[::FRAME_HOP]
-        energy = np.mean(np.square(frames, dtype=np.float32), axis=1)
-        magnitude = np.abs(np.fft.rfft(frames * _window(), FFT_LENGTH)).astype(np.float32)
-        features = log_mel(magnitude)
+        energy = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
+        if len(self._fft_in) < count:
+            self._fft_in = np.zeros((count, FFT_LENGTH), np.float32)
+        fft_in = self._fft_in[:count]  # windowed frames, written in place; the padding stays 0
+        np.multiply(frames, _window(), out=fft_in[:, :FRAME_LENGTH])
+        magnitude = np.abs(np.fft.rfft(fft_in))
         self._pending = np.array(audio[count * FRAME_HOP :], np.float32)
         self.frames += count
 
+        keep = PATCH_FRAMES - 1  # older frames can't be in a patch that ends after `first`
+        self._magnitude = np.concatenate([self._magnitude[-keep:], magnitude])
+        self._features = np.concatenate(
+            [self._features[-keep:], np.empty((count, MEL_BANDS), np.float32)]
+        )
+        self._known = np.concatenate([self._known[-keep:], np.zeros(count, bool)])
         # Patches end where the frame count reaches 96, 144, 192, ...
-        history = np.concatenate([self._features, features])
-        offset = self.frames - len(history)  # stream index of history[0]
         k_first = -(-(max(first + 1, PATCH_FRAMES) - PATCH_FRAMES) // PATCH_HOP_FRAMES)
         ends = list(
             range(PATCH_FRAMES + k_first * PATCH_HOP_FRAMES, self.frames + 1, PATCH_HOP_FRAMES)
         )
-        out = (
-            np.stack([history[end - offset - PATCH_FRAMES : end - offset] for end in ends])
-            if ends
-            else _NO_PATCHES
-        )
-        self._features = history[-PATCH_FRAMES:]
-        return FrontendChunk(first, magnitude, energy, out, ends)
+        return FrontendChunk(first, magnitude, energy, ends)
+
+    def patches(self, ends: list[int]) -> Floats:
+        """Return the [N, 96, 64] log-mel patches ending at ends (from the last push)."""
+        if not ends:
+            return _NO_PATCHES
+        offset = self.frames - len(self._magnitude)  # stream index of row 0
+        rows = [slice(end - offset - PATCH_FRAMES, end - offset) for end in ends]
+        needed = np.zeros(len(self._known), bool)
+        for row in rows:
+            needed[row] = True
+        missing = needed & ~self._known
+        if missing.any():
+            self._features[missing] = log_mel(self._magnitude[missing])
+            self._known |= missing
+        return np.stack([self._features[row] for row in rows])
 
 
 _NO_PATCHES = np.zeros((0, PATCH_FRAMES, MEL_BANDS), np.float32)

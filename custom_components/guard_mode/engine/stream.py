@@ -131,12 +131,12 @@ class StreamAnalyzer:
         self._energy = energy[-PATCH_FRAMES:]
         offset = self.frontend.frames - len(energy)  # stream frame index of energy[0]
         keep = []
-        for k, end in enumerate(chunk.patch_end_frames):
+        for end in chunk.patch_end_frames:
             frames = energy[end - offset - PATCH_FRAMES : end - offset]
             info = self._window_info(end, frames)
             pending.windows.append(info)
             if not info.gated:
-                keep.append(k)
+                keep.append(end)
         self.windows += len(pending.windows)
         self.gated_windows += len(pending.windows) - len(keep)
         if pending.windows:
@@ -144,7 +144,8 @@ class StreamAnalyzer:
             loudest = max(w.level_db for w in pending.windows)
             if self._peak_level_db is None or loudest > self._peak_level_db:
                 self._peak_level_db = loudest
-        pending.patches = chunk.patches[keep] if keep else pending.patches
+        if keep:
+            pending.patches = self.frontend.patches(keep)
         return pending
 
     @property
