@@ -71,6 +71,14 @@ DEFAULT_WYOMING_PORT = 10600
 CONF_FORGET_LEARNED = "forget_learned"
 
 
+def _whole_number(low: int, high: int, unit: str | None = None) -> NumberSelector:
+    """Return a box for a whole number from low to high."""
+    config = NumberSelectorConfig(min=low, max=high, step=1, mode=NumberSelectorMode.BOX)
+    if unit:
+        config["unit_of_measurement"] = unit
+    return NumberSelector(config)
+
+
 class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
     """Create the single Guard Mode hub."""
 
@@ -133,27 +141,11 @@ class GuardModeOptionsFlow(OptionsFlow):
                 vol.Required(CONF_ALWAYS_LISTEN_ALARMS): BooleanSelector(),
                 vol.Optional(
                     CONF_UNREACHABLE_MINUTES, default=DEFAULT_OPTIONS[CONF_UNREACHABLE_MINUTES]
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=1,
-                        max=1440,
-                        step=1,
-                        unit_of_measurement="min",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
+                ): _whole_number(1, 1440, "min"),
                 vol.Required(CONF_EVIDENCE_CLIPS): BooleanSelector(),
                 vol.Optional(
                     CONF_CLIP_RETENTION_DAYS, default=DEFAULT_OPTIONS[CONF_CLIP_RETENTION_DAYS]
-                ): NumberSelector(
-                    NumberSelectorConfig(
-                        min=1,
-                        max=365,
-                        step=1,
-                        unit_of_measurement="d",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
+                ): _whole_number(1, 365, "d"),
                 vol.Optional(CONF_NOTIFY_TARGETS): SelectSelector(
                     SelectSelectorConfig(
                         options=[f"notify.{name}" for name in notify_services],
@@ -294,8 +286,8 @@ class GuardModeOptionsFlow(OptionsFlow):
         schema = vol.Schema(
             {
                 vol.Required(CONF_ENGINE_HOST): TextSelector(),
-                vol.Required(CONF_ENGINE_PORT, default=DEFAULT_ENGINE_PORT): NumberSelector(
-                    NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX)
+                vol.Required(CONF_ENGINE_PORT, default=DEFAULT_ENGINE_PORT): _whole_number(
+                    1, 65535
                 ),
             }
         )
@@ -330,7 +322,7 @@ def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
     if kind is SourceType.WYOMING:
         fields[vol.Required(CONF_HOST, default=defaults.get(CONF_HOST, ""))] = TextSelector()
         fields[vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, DEFAULT_WYOMING_PORT))] = (
-            NumberSelector(NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX))
+            _whole_number(1, 65535)
         )
     elif kind is SourceType.STREAM:
         fields[vol.Required(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(

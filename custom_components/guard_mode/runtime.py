@@ -90,6 +90,28 @@ class EngineRuntime:
         await hass.async_add_executor_job(self.worker.stop)
 
 
+def _not_ready(
+    hass: HomeAssistant, issue: str, placeholders: dict[str, str]
+) -> ConfigEntryNotReady:
+    """Create the repair issue that tells the user what to do; return the error to raise.
+
+    ConfigEntryNotReady makes Home Assistant retry the set-up by itself; the issue is deleted
+    when a later set-up succeeds.
+    """
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue,
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=issue,
+        translation_placeholders=placeholders,
+    )
+    return ConfigEntryNotReady(
+        translation_domain=DOMAIN, translation_key=issue, translation_placeholders=placeholders
+    )
+
+
 async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) -> Engine:
     """Start the engine the options choose: in-process, or the remote engine service.
 
@@ -102,20 +124,7 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     try:
         info = await async_describe(host, port)
     except RemoteEngineError as err:
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            ISSUE_REMOTE,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_REMOTE,
-            translation_placeholders={"error": str(err)},
-        )
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key=ISSUE_REMOTE,
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _not_ready(hass, ISSUE_REMOTE, {"error": str(err)}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
     _LOGGER.debug("Using the remote engine at %s:%s (%s)", host, port, info.backend)
     return RemoteEngine(hass, host, port, info)
@@ -132,20 +141,7 @@ async def async_start_local_engine(
     try:
         tagger = await hass.async_add_executor_job(load_tagger, model, backend)
     except ModelError as err:
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            ISSUE_MODEL,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_MODEL,
-            translation_placeholders={"file": str(model), "error": str(err)},
-        )
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key=ISSUE_MODEL,
-            translation_placeholders={"file": str(model), "error": str(err)},
-        ) from err
+        raise _not_ready(hass, ISSUE_MODEL, {"file": str(model), "error": str(err)}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
     worker = EngineWorker(tagger)
     worker.start()

@@ -99,8 +99,10 @@ class StreamAnalyzer:
     def seconds_to_next_window(self) -> float:
         """Return how much more audio completes the next 0.96 s window."""
         frames = self.frontend.frames
-        next_end = PATCH_FRAMES if frames < PATCH_FRAMES else frames + PATCH_HOP_FRAMES - (
-            (frames - PATCH_FRAMES) % PATCH_HOP_FRAMES
+        next_end = (
+            PATCH_FRAMES
+            if frames < PATCH_FRAMES
+            else frames + PATCH_HOP_FRAMES - ((frames - PATCH_FRAMES) % PATCH_HOP_FRAMES)
         )
         needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
         return max(needed, 0) / SAMPLE_RATE
