@@ -7,7 +7,9 @@ Measured, start-up excluded, CPU time of the whole process (all threads) per sec
   once per window: frontend computing each frame once, alarm-pattern DSP, level gate, tagger,
   decider) on a busy stream — every window loud enough for the tagger (the worst case);
 - ``frigate_loop``: side by side on the same audio, what a Frigate-style loop does: the numpy
-  frontend over a whole 0.96 s window and one tagger call, every 0.48 s;
+  frontend over a whole 0.96 s window and one tagger call, every 0.48 s, with Guard Mode's model;
+- ``frigate_loop_float``: the same loop with YAMNet's weights in float32, as Frigate runs YAMNet
+  (our int8 model dequantized in memory; onnxruntime only, needs the ``onnx`` package);
 - ``quiet``: the engine on a quiet stream (the level gate skips the tagger);
 - ``home``: both on the project's scenario recording (build/scenario/scenario.wav), if built;
 - ``multi``: N streams through the shared worker (batched tagging), real-time factor per stream;
@@ -30,7 +32,11 @@ import numpy as np
 
 from custom_components.guard_mode.engine import frontend as fe
 from custom_components.guard_mode.engine.pcm import read_audio
-from custom_components.guard_mode.engine.tagger import load_tagger, onnxruntime_available
+from custom_components.guard_mode.engine.tagger import (
+    DEFAULT_MODEL,
+    load_tagger,
+    onnxruntime_available,
+)
 from custom_components.guard_mode.engine.worker import EngineWorker
 from custom_components.guard_mode.engine.yamnet_numpy import blas_threads
 
@@ -57,6 +63,7 @@ def busy_audio(seconds: float, seed: int = 1) -> np.ndarray:
 
 
 SCENARIO = Path("build/scenario/scenario.wav")
+FLOAT_MODEL = Path("build/bench/yamnet_float.onnx")
 
 
 def home_audio() -> np.ndarray | None:
@@ -138,6 +145,51 @@ def bench_frigate_loop(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
     }
 
 
+def float_weights_model(out: Path) -> Path | None:
+    """Write YAMNet with float32 weights and no quantization (what a plain loop runs) to out.
+
+    Our model stores int8 weights behind DequantizeLinear and quantizes activations between
+    layers; here the weights are dequantized once and every Quantize/DequantizeLinear pair on
+    activations is dropped. Returns None when the ``onnx`` package is not installed.
+    """
+    try:
+        import onnx  # noqa: PLC0415
+        from onnx import numpy_helper  # noqa: PLC0415
+    except ImportError:
+        return None
+    model = onnx.load(str(DEFAULT_MODEL))
+    graph = model.graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    alias: dict[str, str] = {}
+    weights: dict[str, np.ndarray] = {}
+    nodes = []
+    for node in graph.node:
+        source = alias.get(node.input[0], node.input[0])
+        if node.op_type == "DequantizeLinear" and source in arrays:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            values = arrays[source].astype(np.float32)
+            scale, zero = arrays[node.input[1]], arrays[node.input[2]].astype(np.float32)
+            shape = [1] * values.ndim
+            if scale.ndim:
+                shape[axis] = -1
+            weights[node.output[0]] = (values - zero.reshape(shape)) * scale.reshape(shape)
+        elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            alias[node.output[0]] = source
+        else:
+            node.input[:] = [alias.get(name, name) for name in node.input]
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    del graph.initializer[:]
+    graph.initializer.extend(
+        numpy_helper.from_array(array, name) for name, array in weights.items() if name in used
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
 def bench_quiet(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
     """Return the engine's real-time factor on a quiet stream (the level gate skips the tagger)."""
     result = bench_engine(tagger, audio)
@@ -202,6 +254,12 @@ def _main() -> None:
             "engine_vs_frigate": round(engine["rtf"] / frigate["rtf"], 3),
             "quiet": bench_quiet(tagger, quiet),
         }
+        if backend == "onnxruntime" and (path := float_weights_model(FLOAT_MODEL)):
+            plain = load_tagger(path, backend="onnxruntime")
+            float_loop = bench_frigate_loop(plain, busy)
+            result["frigate_loop_float"] = float_loop
+            result["engine_vs_frigate_float"] = round(engine["rtf"] / float_loop["rtf"], 3)
+            del plain
         if home is not None:
             home_engine = bench_engine(tagger, home)
             home_frigate = bench_frigate_loop(tagger, home)

@@ -215,9 +215,6 @@ def prepare_config(config: Path, http_port: int, recorder: bool) -> None:
         "  name: Load test",
         "  time_zone: UTC",
         "  unit_system: metric",
-        "http:",
-        "  server_host: 127.0.0.1",
-        f"  server_port: {http_port}",
         "logger:",
         "  default: warning",
         "  logs:",
@@ -228,6 +225,36 @@ def prepare_config(config: Path, http_port: int, recorder: bool) -> None:
     if recorder:
         lines += ["recorder:", "  purge_keep_days: 1"]
     (config / "configuration.yaml").write_text("\n".join(lines) + "\n")
+    write_http_settings(config, http_port)
+
+
+def write_http_settings(config: Path, http_port: int) -> None:
+    """Serve on 127.0.0.1:http_port, confirmed, as Settings → System → Network stores it.
+
+    HTTP settings live in Home Assistant's storage; an ``http:`` block in configuration.yaml
+    would be migrated as an unconfirmed trial that Home Assistant reverts, with a restart,
+    after five minutes.
+    """
+    from homeassistant.components.http import config as http_config  # noqa: PLC0415
+
+    stable = http_config.HTTP_STORAGE_SCHEMA(
+        {"server_host": ["127.0.0.1"], "server_port": http_port}
+    )
+    stable.update(created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+    stable.update(error=None, error_message=None)
+    storage = config / ".storage"
+    storage.mkdir(exist_ok=True)
+    (storage / "http").write_text(
+        json.dumps(
+            {
+                "version": http_config.STORAGE_VERSION,
+                "minor_version": http_config.STORAGE_MINOR_VERSION,
+                "key": http_config.STORAGE_KEY,
+                "data": {"stable": stable, "pending": None, "yaml_migration_done": True},
+            },
+            indent=2,
+        )
+    )
 
 
 def corrupt_model(config: Path, keep_bytes: int = 4096) -> int:
