@@ -30,10 +30,11 @@ ensure_python() {
   exit 1
 }
 
-# ensure_venv: create .venv and install requirements_dev.txt, again only when that file changed.
+# ensure_venv: create .venv and install requirements_dev.txt, again only when it (or a file it
+# includes) changed.
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256" want
-  want="$(cat requirements_dev.txt requirements_test.txt | sha256sum | cut -d' ' -f1)"
+  want="$(cat requirements_dev.txt requirements_test.txt models/requirements.txt | sha256sum | cut -d' ' -f1)"
   if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi

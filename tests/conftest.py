@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 # would otherwise shadow ours.
 if str(REPO / "custom_components") not in custom_components.__path__:
     custom_components.__path__.insert(0, str(REPO / "custom_components"))
+# The plugin logs every SQL statement of the recorder at INFO through a handler on the real
+# stderr; the logbook tests would flood the test output with it.
+logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)

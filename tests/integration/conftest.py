@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -11,14 +13,24 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 
 
-def make_entry(options: dict[str, Any] | None = None) -> MockConfigEntry:
-    """Return a Guard Mode config entry as the config flow creates it."""
+def make_entry(
+    options: dict[str, Any] | None = None, satellites: Iterable[ConfigSubentryData] = ()
+) -> MockConfigEntry:
+    """Return a Guard Mode config entry as the config flow creates it, with satellites."""
     return MockConfigEntry(
         domain=DOMAIN,
         title="Guard Mode",
         unique_id=DOMAIN,
         data={},
         options={**DEFAULT_OPTIONS, **(options or {})},
+        subentries_data=tuple(satellites),
+    )
+
+
+def satellite_subentry(title: str, unique_id: str, **data: Any) -> ConfigSubentryData:
+    """Return a satellite subentry as the satellite flow creates it."""
+    return ConfigSubentryData(
+        data=data, subentry_type="satellite", title=title, unique_id=unique_id
     )
 
 

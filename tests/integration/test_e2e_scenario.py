@@ -22,20 +22,18 @@ from pathlib import Path
 import time
 from typing import Any
 
-from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import area_registry as ar, entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
-from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.labels import Sound
 from scripts.tools.demo_mic import RoomMic
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, Segment, ensure_scenario
 
-from .conftest import setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("socket_enabled")]
 
@@ -110,26 +108,15 @@ async def _play(
     hass: HomeAssistant, scenario: Scenario, timeline: Timeline, mic: RoomMic
 ) -> dict[str, Any]:
     living_room = ar.async_get(hass).async_create("Living room")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        data={},
-        options=dict(DEFAULT_OPTIONS),
-        subentries_data=(
-            ConfigSubentryData(
-                data={
-                    "source": "wyoming",
-                    "host": "127.0.0.1",
-                    "port": mic.port,
-                    "area": living_room.id,
-                },
-                subentry_type="satellite",
-                title=SATELLITE,
-                unique_id=f"wyoming:127.0.0.1:{mic.port}",
-            ),
-        ),
+    room_mic = satellite_subentry(
+        SATELLITE,
+        f"wyoming:127.0.0.1:{mic.port}",
+        source="wyoming",
+        host="127.0.0.1",
+        port=mic.port,
+        area=living_room.id,
     )
+    entry = make_entry(satellites=[room_mic])
     await setup_entry(hass, entry)
     satellite = next(iter(entry.runtime_data.satellites.values()))
     registry = er.async_get(hass)

@@ -11,7 +11,7 @@ import wave
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import numpy as np
 import pytest
@@ -24,6 +24,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSE
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.learning import STORAGE_KEY
+from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 
 from .conftest import setup_entry
@@ -32,6 +33,15 @@ from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer, pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+def satellite_device_id(hass: HomeAssistant, satellite: Satellite) -> str:
+    """Return the device id a user picks for the satellite in an action's form."""
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, satellite.id), satellite.entry_id
+    )
+    assert device is not None
+    return device.id
 
 
 def repeating(sound: np.ndarray, quiet_s: float = 9.0, seconds: float = 60.0) -> np.ndarray:
@@ -188,15 +198,7 @@ async def test_teach_a_doorbell_from_files(hass: HomeAssistant, tmp_path: Path) 
         await setup_entry(hass, satellite_entry(server.port))
         hass.config.allowlist_external_dirs = {str(media)}
         satellite = the_satellite(hass)
-        device = (
-            er.async_get(hass)
-            .async_get(
-                er.async_get(hass).async_get_entity_id(
-                    "binary_sensor", DOMAIN, f"{satellite.id}-connected"
-                )
-            )
-            .device_id
-        )
+        device = satellite_device_id(hass, satellite)
         result = await hass.services.async_call(
             DOMAIN,
             "teach",
@@ -245,15 +247,7 @@ async def test_teaching_says_when_examples_are_not_enough(
     await setup_entry(hass, satellite_entry(shatter_mic.port))
     hass.config.allowlist_external_dirs = {str(media)}
     satellite = the_satellite(hass)
-    device = (
-        er.async_get(hass)
-        .async_get(
-            er.async_get(hass).async_get_entity_id(
-                "binary_sensor", DOMAIN, f"{satellite.id}-connected"
-            )
-        )
-        .device_id
-    )
+    device = satellite_device_id(hass, satellite)
     two = doorbell_examples(media)[:2]
     with pytest.raises(ServiceValidationError, match="at least 3"):
         await hass.services.async_call(

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 import sys
 
-from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
-from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine import tagger
 from custom_components.guard_mode.runtime import ISSUE_NUMPY_BUSY
 
-from .conftest import setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer
@@ -50,21 +49,17 @@ async def test_detections_without_onnxruntime(hass: HomeAssistant, alarm_mic: Mi
 
 
 def many_satellites(count: int) -> MockConfigEntry:
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        data={},
-        options=dict(DEFAULT_OPTIONS),
-        subentries_data=tuple(
-            ConfigSubentryData(
-                data={"source": "wyoming", "host": "127.0.0.1", "port": 1 + n},
-                subentry_type="satellite",
-                title=f"Mic {n}",
-                unique_id=f"wyoming:127.0.0.1:{1 + n}",
+    return make_entry(
+        satellites=(
+            satellite_subentry(
+                f"Mic {n}",
+                f"wyoming:127.0.0.1:{1 + n}",
+                source="wyoming",
+                host="127.0.0.1",
+                port=1 + n,
             )
             for n in range(count)
-        ),
+        )
     )
 
 

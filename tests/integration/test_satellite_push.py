@@ -7,16 +7,15 @@ import json
 from typing import Any
 
 from aiohttp import WSMsgType
-from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
-from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.const import DOMAIN
 
-from .conftest import setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import smoke_alarm_audio
 from .test_satellite_wyoming import arm, wait_for
 from .wyoming_mic import pcm16
@@ -27,20 +26,10 @@ HELLO = {"type": "hello", "agent": "test-agent/1", "rate": 16000, "width": 2, "c
 
 
 def push_entry() -> MockConfigEntry:
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        data={},
-        options=dict(DEFAULT_OPTIONS),
-        subentries_data=(
-            ConfigSubentryData(
-                data={"source": "push", "push_id": PUSH_ID},
-                subentry_type="satellite",
-                title="Garage mic",
-                unique_id=f"push:{PUSH_ID}",
-            ),
-        ),
+    return make_entry(
+        satellites=[
+            satellite_subentry("Garage mic", f"push:{PUSH_ID}", source="push", push_id=PUSH_ID)
+        ]
     )
 
 

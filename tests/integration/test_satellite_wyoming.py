@@ -10,7 +10,6 @@ import logging
 import time
 from typing import Any
 
-from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import (
@@ -28,7 +27,7 @@ from custom_components.guard_mode import satellite as satellite_module
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.sources import base as source_base
 
-from .conftest import make_entry, setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 from .wyoming_mic import MicServer, pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -61,23 +60,10 @@ async def mic() -> AsyncIterator[MicServer]:
 
 
 def satellite_entry(port: int, **options: Any) -> MockConfigEntry:
-    entry = make_entry(options)
-    entry.subentries_data = (  # type: ignore[attr-defined]
-        ConfigSubentryData(
-            data={"source": "wyoming", "host": "127.0.0.1", "port": port},
-            subentry_type="satellite",
-            title="Kitchen mic",
-            unique_id=f"wyoming:127.0.0.1:{port}",
-        ),
+    kitchen = satellite_subentry(
+        "Kitchen mic", f"wyoming:127.0.0.1:{port}", source="wyoming", host="127.0.0.1", port=port
     )
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        data={},
-        options=entry.options,
-        subentries_data=entry.subentries_data,  # type: ignore[attr-defined]
-    )
+    return make_entry(options, [kitchen])
 
 
 async def wait_for(condition: Callable[[], bool], limit: float = 5.0) -> float:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from homeassistant.config_entries import ConfigSubentryData, SubentryFlowResult
+from homeassistant.config_entries import SubentryFlowResult
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.sources import base as source_base, stream as stream_module
 from custom_components.guard_mode.sources.base import (
     AudioFormat,
@@ -33,7 +33,7 @@ from custom_components.guard_mode.sources.base import (
 )
 from custom_components.guard_mode.sources.stream import StreamSource, redact_url
 
-from .conftest import make_entry, setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 from .stream_server import (
     FFMPEG,
     HttpStreamServer,
@@ -388,20 +388,8 @@ def test_redact_url(url: str, redacted: str) -> None:
 
 
 def camera_entry(url: str) -> MockConfigEntry:
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        data={},
-        options=dict(DEFAULT_OPTIONS),
-        subentries_data=(
-            ConfigSubentryData(
-                data={"source": "stream", "url": url},
-                subentry_type="satellite",
-                title="Porch camera",
-                unique_id=f"stream:{url}",
-            ),
-        ),
+    return make_entry(
+        satellites=[satellite_subentry("Porch camera", f"stream:{url}", source="stream", url=url)]
     )
 
 
