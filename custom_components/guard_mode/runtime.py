@@ -21,6 +21,7 @@ type Engine = EngineRuntime | RemoteEngine
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
+MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx)
 ISSUE_NUMPY_BUSY = "numpy_backend_busy"
 NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable share of a core
 
@@ -130,18 +131,18 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     return RemoteEngine(hass, host, port, info)
 
 
-async def async_start_local_engine(
-    hass: HomeAssistant, model: Path = DEFAULT_MODEL, backend: Backend = "auto"
-) -> EngineRuntime:
+async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:
     """Load the model (in an executor) and start the worker.
 
     A missing or damaged model file raises ConfigEntryNotReady, so Home Assistant retries by
     itself, and raises a repair issue that tells the user what to do.
     """
+    model = MODEL_FILE
     try:
         tagger = await hass.async_add_executor_job(load_tagger, model, backend)
     except ModelError as err:
-        raise _not_ready(hass, ISSUE_MODEL, {"file": str(model), "error": str(err)}) from err
+        error = str(err).removeprefix(f"{model}: ")  # the message names the file already
+        raise _not_ready(hass, ISSUE_MODEL, {"file": str(model), "error": error}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
     worker = EngineWorker(tagger)
     worker.start()

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.guard_mode import runtime
+from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.hub import STORAGE_KEY
 
 from .conftest import make_entry, setup_entry
@@ -85,3 +93,46 @@ async def test_remove_forgets_everything(
     assert STORAGE_KEY not in hass_storage
     assert hass.states.get(SWITCH) is None
     assert er.async_get(hass).async_get(SWITCH) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (None, "model file not found"),
+        (4096, "not a valid ONNX model"),  # an interrupted download: the first 4 KiB
+        (0, "not a valid ONNX model"),
+    ],
+    ids=["missing", "truncated", "empty"],
+)
+async def test_unusable_model_file_gives_a_repair_and_recovers(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: int | None,
+    says: str,
+) -> None:
+    model = tmp_path / "yamnet.onnx"
+    if damage is not None:
+        model.write_bytes(runtime.DEFAULT_MODEL.read_bytes()[:damage])
+    monkeypatch.setattr(runtime, "MODEL_FILE", model)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert entry.reason is not None
+    assert str(model) in entry.reason
+    assert entry.reason.count(str(model)) == 1  # the file is named once, with what is wrong
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, runtime.ISSUE_MODEL)
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["file"] == str(model)
+    assert says in issue.translation_placeholders["error"]
+    assert hass.states.get(SWITCH) is None
+
+    # The file is restored (a reinstall): the next retry loads it and the issue goes away.
+    monkeypatch.setattr(runtime, "MODEL_FILE", runtime.DEFAULT_MODEL)
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert ir.async_get(hass).async_get_issue(DOMAIN, runtime.ISSUE_MODEL) is None
+    assert hass.states.get(SWITCH) is not None

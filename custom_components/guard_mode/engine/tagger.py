@@ -199,6 +199,8 @@ class _OrtTagger:
             )
         except Exception as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:WHY"
+            detail = detail.partition(f"{path} failed:")[2].strip() or detail
             raise ModelError(f"{path}: not a valid ONNX model ({detail})") from err
         _check_io(
             path,
