@@ -151,7 +151,7 @@ class _Track:
 CUSTOM_RULE = SoundRule(hits=2, of=4, strong=0.08, hold_s=6.0, cooldown_s=30.0)
 NOISE_WINDOWS = 120  # the noise floor is the quiet end of the last minute of window levels
 MAX_REMEMBERED = 64  # detections whose embeddings are kept (for "not a threat")
-MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds)
+MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds): 600 KB a stream
 
 
 class Decider:
@@ -173,7 +173,7 @@ class Decider:
         self._prefix = secrets.token_hex(3)
         self.media_s = 0.0  # stream seconds spent in acoustic media context
         self.detection_embeddings: OrderedDict[str, Floats] = OrderedDict()
-        self.background: deque[Floats] = deque(maxlen=MAX_BACKGROUND)
+        self.background: deque[npt.NDArray[np.float16]] = deque(maxlen=MAX_BACKGROUND)
         self._background_tick = 0
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
 
@@ -251,7 +251,8 @@ class Decider:
         if window.embedding is not None and not any_hit:
             self._background_tick += 1
             if self._background_tick % 3 == 0:
-                self.background.append(window.embedding)
+                # A half-size copy: a row view would keep the tagger's whole batch alive.
+                self.background.append(window.embedding.astype(np.float16))
         self._update_floor(window.level_db)
         return events
 

@@ -157,7 +157,9 @@ class EngineStream:
     def background_embeddings(self) -> Floats:
         """Return recent background windows' embeddings (for teaching custom sounds)."""
         background = list(self.analyzer.decider.background)
-        return np.stack(background) if background else np.zeros((0, 1024), np.float32)
+        if not background:
+            return np.zeros((0, 1024), np.float32)
+        return np.stack(background).astype(np.float32)
 
     def take_peak_level(self) -> float | None:
         """Return the loudest window level (dBFS) since the last call."""
