@@ -4,7 +4,10 @@ Usage: scripts/evaluate CORPUS_DIR [--backend auto|onnxruntime|numpy] [--files] 
 
 CORPUS_DIR holds one folder per label (as ../shared/audio/dev). Printed per class: recall of the
 engine and of the baseline; false alarms per hour of negative audio; how much media audio was
-recognised as media and how many detections in it were suppressed instead of alerted.
+recognised as media and how many detections in it were suppressed instead of alerted; and the
+decision latency on the detected positives: from the sound's onset (its first 10 ms frame within
+20 dB of the clip's loudest) to the alert, with the clip streamed in 80 ms chunks as a satellite
+sends it.
 
 The baseline does what Frigate's audio detection does: YAMNet on 0.96 s windows every 0.48 s,
 and a sound fires when its single AudioSet label scores ≥ 0.8 in any window; no media logic.
@@ -21,15 +24,19 @@ import sys
 
 import numpy as np
 
-from custom_components.guard_mode.engine.analyze import analyze_samples
+from custom_components.guard_mode.engine.analyze import LEAD_S, TAIL_S, analyze_samples
+from custom_components.guard_mode.engine.decider import EventKind
 from custom_components.guard_mode.engine.frontend import (
+    FRAME_HOP,
     PATCH_SAMPLES,
+    SAMPLE_RATE,
     log_mel,
     patches,
     stft_magnitude,
 )
 from custom_components.guard_mode.engine.labels import Sound, class_index
 from custom_components.guard_mode.engine.pcm import read_audio
+from custom_components.guard_mode.engine.stream import StreamAnalyzer, to_db
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 
 # Folder → the sounds that count as a correct detection (empty: a negative folder).
@@ -54,6 +61,34 @@ BASELINE_LABELS = {
     Sound.GUNSHOT: "Gunshot, gunfire",
 }
 BASELINE_THRESHOLD = 0.8
+LATENCY_CHUNK = 1280  # 80 ms, what a satellite sends
+ONSET_BELOW_PEAK_DB = 20.0
+
+
+def onset_s(samples: np.ndarray) -> float:
+    """Return where the clip's sound starts: its first 10 ms frame within 20 dB of the loudest."""
+    frames = samples[: len(samples) // FRAME_HOP * FRAME_HOP].reshape(-1, FRAME_HOP)
+    level = to_db(np.mean(np.square(frames), axis=1))
+    first = int(np.flatnonzero(level >= level.max() - ONSET_BELOW_PEAK_DB)[0])
+    return first * FRAME_HOP / SAMPLE_RATE
+
+
+def alert_latency(samples: np.ndarray, tagger: Tagger, expected: set[Sound]) -> float | None:
+    """Return seconds from the sound's onset to the first alert of an expected sound."""
+    stream = StreamAnalyzer()
+    lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
+    tail = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
+    padded = np.concatenate([lead, np.asarray(samples, np.float32), tail])
+    for start in range(0, len(padded), LATENCY_CHUNK):
+        for event in stream.process(padded[start : start + LATENCY_CHUNK], tagger):
+            d = event.detection
+            if event.kind is EventKind.ONSET and d.sound in expected and not d.suppressed:
+                return stream.time_s - LEAD_S - onset_s(samples)
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2)
 
 
 @dataclass
@@ -87,6 +122,7 @@ def evaluate(corpus: Path, tagger: Tagger, show_files: bool) -> dict[str, object
     seconds: Counter[str] = Counter()
     media_seconds: Counter[str] = Counter()
     unscored: dict[str, list[str]] = defaultdict(list)
+    latency: dict[str, list[float]] = defaultdict(list)
     for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
         label = folder.name
         for path in sorted(folder.glob("*.wav")):
@@ -116,6 +152,10 @@ def evaluate(corpus: Path, tagger: Tagger, show_files: bool) -> dict[str, object
                 expected = POSITIVES.get(label)
                 if expected is not None:
                     tally.hits[label] += bool(fired & expected)
+                    if tally is engine and fired & expected:
+                        delay = alert_latency(audio.samples, tagger, expected)
+                        if delay is not None:
+                            latency[label].append(delay)
                     tally.confusions[label] += len(fired - expected)
                 else:
                     tally.false_alarms[label] += len(fired)
@@ -136,6 +176,12 @@ def evaluate(corpus: Path, tagger: Tagger, show_files: bool) -> dict[str, object
                 "engine_wrong_sound_alerts": engine.confusions[label],
                 "baseline_wrong_sound_alerts": baseline.confusions[label],
             }
+            if latency[label]:
+                classes[label]["latency_s"] = {
+                    "p50": _percentile(latency[label], 50),
+                    "p95": _percentile(latency[label], 95),
+                    "max": round(max(latency[label]), 2),
+                }
     negatives = report["negatives"]
     assert isinstance(negatives, dict)
     for label in sorted(NEGATIVES & set(engine.files)):
@@ -169,7 +215,10 @@ def evaluate(corpus: Path, tagger: Tagger, show_files: bool) -> dict[str, object
 def print_report(report: dict[str, object]) -> None:
     """Print the report as tables."""
     print(f"corpus: {report['corpus']}")
-    print(f"{'class':<12} {'files':>5} {'engine':>8} {'baseline':>9} {'wrong(e/b)':>11}")
+    print(
+        f"{'class':<12} {'files':>5} {'engine':>8} {'baseline':>9} {'wrong(e/b)':>11}"
+        f"  latency p50/p95/max (s)"
+    )
     classes = report["classes"]
     assert isinstance(classes, dict)
     for label, row in classes.items():
@@ -177,6 +226,7 @@ def print_report(report: dict[str, object]) -> None:
             f"{label:<12} {row['files']:>5} {row['engine_recall']:>8.2f} "
             f"{row['baseline_recall']:>9.2f} "
             f"{row['engine_wrong_sound_alerts']:>5}/{row['baseline_wrong_sound_alerts']:<5}"
+            + ("  {p50}/{p95}/{max}".format(**row["latency_s"]) if "latency_s" in row else "")
         )
     print(f"\nnegatives ({report['negative_hours']} h):")
     negatives = report["negatives"]
