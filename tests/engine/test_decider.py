@@ -117,6 +117,33 @@ def test_hold_keeps_one_detection_open_across_short_gaps_then_ends_it() -> None:
     assert hold < (40 - 12) * HOP
 
 
+def test_a_gap_ends_what_it_outlasts_and_no_evidence_spans_it() -> None:
+    decider = Decider()
+    bark = {Sound.DOG_BARK: 1.1}
+    assert onsets(run(decider, [window(0, bark)])) == []
+    assert decider.gap(3600.0) == []
+    after = int(3600 / HOP) + 1
+    assert onsets(run(decider, [window(after, bark)])) == []  # one hit on each side of an hour
+    events = run(decider, [window(after + 1, bark)])
+    assert onsets(events) == [(Sound.DOG_BARK, False, None)]
+    assert events[0].detection.start_s > 3600
+    # A gap longer than the hold ends the detection; the cooldown still counts after it.
+    (offset,) = decider.gap(window(after + 1).end_s + 10.0)
+    assert offset.kind is EventKind.OFFSET
+    assert offset.detection.id == events[0].detection.id
+    again = run(decider, [window(after + 30 + i, bark) for i in range(2)])
+    assert onsets(again) == [(Sound.DOG_BARK, True, Reason.COOLDOWN)]
+
+
+def test_media_context_does_not_span_a_gap() -> None:
+    decider = Decider()
+    needed = decider.config.media_min_windows
+    run(decider, [window(i, media=0.9) for i in range(needed - 1)])
+    decider.gap(3600.0)
+    run(decider, [window(int(3600 / HOP) + 1, media=0.9)])
+    assert not decider.media_active
+
+
 def test_cooldown_reports_a_repeat_as_cooldown() -> None:
     decider = Decider()
     hit = {Sound.GUNSHOT: 3.0}

@@ -511,6 +511,14 @@ def test_read_audio_rejects_broken_wav(tmp_path: Path, data: bytes, message: str
     assert str(path) in str(raised.value)
 
 
+def test_read_audio_unknown_wav_codec(tmp_path: Path) -> None:
+    pytest.importorskip("av")  # FFmpeg opens the file but has no decoder for the format tag
+    path = write(tmp_path, "odd.wav", bad_fmt(1, 16000, tag=0xC601))
+    with pytest.raises(AudioFormatError, match=r"WAV codec 0xc601 .*no decoder") as raised:
+        read_audio(path)
+    assert str(path) in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -280,6 +280,18 @@ class Decider:
         events.extend(self._open(sound, track, detection, []))
         return events
 
+    def gap(self, now_s: float) -> list[DeciderEvent]:
+        """Audio was lost up to now_s: end detections whose hold ran out, forget recent windows.
+
+        Persistence and media context must not count windows from both sides of a gap; the noise
+        floor, cooldowns and learning state are kept.
+        """
+        self._now = max(self._now, now_s)
+        for track in self._tracks.values():
+            track.recent.clear()
+        self._media.clear()
+        return self._expire(self._now)
+
     def finish(self) -> list[DeciderEvent]:
         """End of stream: close every open detection."""
         events = []

@@ -871,6 +871,13 @@ def _audio_stream(container: Any, name: str) -> Any:
     return stream
 
 
+def _codec_name(stream: Any, name: str, why: str) -> str:
+    context = stream.codec_context
+    if context is None:  # e.g. a WAV whose format tag FFmpeg doesn't know
+        raise AudioFormatError(f"cannot read {name}: {why} and FFmpeg has no decoder for it")
+    return str(context.name)
+
+
 def _decode(container: Any, stream: Any) -> Iterator[Any]:
     yield from container.decode(stream)
 
@@ -891,7 +898,7 @@ def _read_with_av(
     try:
         with av.open(source, mode="r") as container:
             stream = _audio_stream(container, name)
-            codec = str(stream.codec_context.name)
+            codec = _codec_name(stream, name, why)
             for frame in _decode(container, stream):
                 mono, channels = _av_frames_to_mono(frame)
                 frame_rate = int(frame.sample_rate)
@@ -908,7 +915,7 @@ def _read_with_av(
                 parts.append(resampler.process(mono))
     except AudioFormatError:
         raise
-    except (ffmpeg_error, OSError, ValueError, EOFError, UnicodeDecodeError) as err:
+    except (ffmpeg_error, OSError, ValueError, EOFError, AttributeError, TypeError) as err:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise AudioFormatError(
             f"cannot read {name}: {why} and FFmpeg can't decode it ({reason})"

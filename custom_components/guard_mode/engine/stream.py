@@ -62,6 +62,12 @@ class PendingWindows:
         """Return how many patches await the tagger."""
         return len(self.patches)
 
+    def gated(self) -> PendingWindows:
+        """Return a copy as if every window had been too quiet (no tagger scores needed)."""
+        return PendingWindows(
+            windows=[replace(w, gated=True) for w in self.windows], alarm_hits=list(self.alarm_hits)
+        )
+
 
 class StreamAnalyzer:
     """Per-stream state: turns 16 kHz samples into decider events."""
@@ -107,13 +113,14 @@ class StreamAnalyzer:
         needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
         return max(needed, 0) / SAMPLE_RATE
 
-    def skip(self, samples: int) -> None:
-        """Account for audio that was lost: frames start afresh after the gap, time goes on."""
+    def skip(self, samples: int) -> list[DeciderEvent]:
+        """Account for lost audio: frames start afresh, time goes on; return decider events."""
         self._origin += self._fed + samples
         self._fed = 0
         self.frontend = StreamingFrontend()
         self.alarms.reset()
         self._energy = np.zeros(PATCH_FRAMES, np.float32)
+        return self.decider.gap(self.time_s)
 
     def feed(self, samples: Floats) -> PendingWindows:
         """Run the signal processing on new samples; return windows awaiting the tagger."""

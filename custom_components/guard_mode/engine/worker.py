@@ -86,12 +86,17 @@ class EngineStream:
         self.stats = StreamStats()
         self._worker = worker
         self._callback = callback
-        self._queue: deque[_Chunk] = deque()
+        self._queue: deque[tuple[_Chunk, int]] = deque()  # chunks and their phases
         self._queued_s = 0.0
         self._max_queued_s = max_queued_s
         self._lock = threading.Lock()
         self._gap_s = 0.0  # audio dropped since the worker last took audio
+        # PCM bytes since the start of the format (or connection), modulo the frame size: where
+        # the next chunk starts inside a frame. Chunks need not hold whole frames.
+        self._phase = 0
+        self._phase_format: tuple[int, int, int] | None = None
         self._converter: PcmConverter | None = None
+        self._resync = False  # after a gap: the next PCM chunk may start inside a frame
         self.recorder: ClipRecorder | None = None  # only while evidence clips are on
         self._on_clip: ClipCallback | None = None
         self.last_error: str | None = None
@@ -119,21 +124,34 @@ class EngineStream:
             return
         seconds = _seconds(chunk)
         with self._lock:
-            self._queue.append(chunk)
+            self._queue.append((chunk, self._next_phase(chunk)))
             self._queued_s += seconds
             self.stats.seconds_in += seconds
             while self._queued_s > self._max_queued_s and len(self._queue) > 1:
-                dropped = _seconds(self._queue.popleft())
+                dropped = _seconds(self._queue.popleft()[0])
                 self._queued_s -= dropped
                 self.stats.seconds_dropped += dropped
                 self.stats.chunks_dropped += 1
                 self._gap_s += dropped
         self._worker.wake()
 
+    def _next_phase(self, chunk: _Chunk) -> int:
+        """Return where a PCM chunk starts inside a frame (call with the lock held)."""
+        data, fmt = chunk
+        if fmt is None:
+            return 0
+        if fmt != self._phase_format:
+            self._phase_format, self._phase = fmt, 0
+        phase = self._phase
+        self._phase = (phase + len(data)) % max(fmt[1] * fmt[2], 1)
+        return phase
+
     def mark_gap(self, seconds: float) -> None:
         """Account for time without audio (a reconnect): holds and cooldowns keep running."""
         with self._lock:
             self._gap_s += max(seconds, 0.0)
+            self._phase_format = None  # a new connection starts on a frame boundary
+        self._worker.wake()
 
     def set_media_player_playing(self, playing: bool) -> None:
         """Tell the decider whether a media player near this microphone is playing."""
@@ -215,26 +233,31 @@ class EngineStream:
     def _take(self) -> tuple[Floats | None, float]:
         """Return the queued audio as 16 kHz floats and the seconds dropped before it."""
         with self._lock:
-            if not self._queue:
-                return None, 0.0
-            chunks = list(self._queue)
+            queued = list(self._queue)
             self._queue.clear()
             self._queued_s = 0.0
             gap, self._gap_s = self._gap_s, 0.0
-        if gap and self._converter is not None:
-            self._converter.reset()
-        parts = [part for chunk in chunks if len(part := self._convert(chunk))]
+        if gap:
+            self._resync = True
+            if self._converter is not None:
+                self._converter.reset()
+        parts = [part for chunk, phase in queued if len(part := self._convert(chunk, phase))]
         if not parts:
             return None, gap
         samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if any(fmt is None for _, fmt in chunks):
+        if any(chunk[1] is None for chunk, _ in queued):
             samples = sanitize(samples)  # floats pushed as they are: NaN/inf and range checked once
         return samples, gap
 
-    def _convert(self, chunk: _Chunk) -> Floats:
+    def _convert(self, chunk: _Chunk, phase: int) -> Floats:
         data, fmt = chunk
         if not isinstance(data, bytes) or fmt is None:
             return np.asarray(data, np.float32)
+        if self._resync:  # the chunks before were dropped: start at the next frame boundary
+            skip = (-phase) % max(fmt[1] * fmt[2], 1)
+            if skip >= len(data):
+                return _EMPTY
+            data, self._resync = data[skip:], False
         try:
             if self._converter is None:
                 self._converter = PcmConverter(*fmt)
@@ -279,6 +302,7 @@ class EngineWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._tagger_failing = False  # logged once until a batch succeeds again
 
     @property
     def streams(self) -> list[EngineStream]:
@@ -340,13 +364,26 @@ class EngineWorker:
             if not stream._due():
                 continue
             samples, gap = stream._take()
-            if gap:
-                stream.analyzer.skip(round(gap * SAMPLE_RATE))  # frames must not span a gap
+            if gap:  # frames and persistence must not span a gap; holds run out during it
+                stream._deliver(stream.analyzer.skip(round(gap * SAMPLE_RATE)))
             if samples is None:
                 continue
             stream._record(samples)
             work.append(_Work(stream, stream.analyzer.feed(samples)))
-        tagged = self._tag(work)
+        try:
+            tagged = self._tag(work)
+        except Exception:  # alarm patterns and hold times must not depend on the tagger
+            self.stats.errors += 1
+            if not self._tagger_failing:
+                _LOGGER.exception("Tagger failed; only alarm patterns are detected until it works")
+            self._tagger_failing = True
+            tagged = 0
+            for item in work:
+                item.pending, item.scores, item.embeddings = item.pending.gated(), None, None
+        else:
+            if tagged and self._tagger_failing:
+                self._tagger_failing = False
+                _LOGGER.info("Tagger works again")
         for item in work:
             try:
                 events = item.stream.analyzer.complete(item.pending, item.scores, item.embeddings)

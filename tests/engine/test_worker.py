@@ -1,0 +1,142 @@
+"""The shared worker: a failing tagger, gaps and dropped audio, with the real model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import logging
+from pathlib import Path
+import time
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from custom_components.guard_mode.engine.decider import DeciderEvent, EventKind
+from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.engine.tagger import Tagger, TaggerOutput, load_tagger
+from custom_components.guard_mode.engine.worker import EngineStream, EngineWorker
+
+from .. import synth
+
+Floats = npt.NDArray[np.float32]
+_TAGGERS: list[Tagger] = []
+
+
+def tagger() -> Tagger:
+    if not _TAGGERS:
+        _TAGGERS.append(load_tagger())
+    return _TAGGERS[0]
+
+
+class FailingTagger:
+    """The real tagger, broken: every inference raises (a corrupt session, out of memory)."""
+
+    def __init__(self, inner: Tagger) -> None:
+        self.backend = inner.backend
+        self.model_path: Path = inner.model_path
+        self.calls = 0
+
+    def infer(self, patches: Floats, *, embeddings: bool = False) -> TaggerOutput:
+        self.calls += 1
+        raise RuntimeError("inference failed")
+
+
+class Events:
+    """A stream callback that keeps every event with the stream time it came at."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[DeciderEvent, float]] = []
+
+    def __call__(self, stream: EngineStream, events: list[DeciderEvent], time_s: float) -> None:
+        self.items += [(event, time_s) for event in events]
+
+    def of(self, kind: EventKind, sound: Sound) -> list[tuple[DeciderEvent, float]]:
+        return [
+            (e, t) for e, t in self.items if e.kind is kind and e.detection.sound == sound.value
+        ]
+
+
+def smoke_alarm() -> Floats:
+    return synth.alarm("T3", "piezo", cycles=3, peak_db=-12.0).audio
+
+
+def push_and_run(worker: EngineWorker, stream: EngineStream, audio: Floats) -> None:
+    """Push audio in 0.5 s chunks, running the worker after each, as the thread would."""
+    step = synth.samples(0.5)
+    for start in range(0, len(audio), step):
+        stream.push(audio[start : start + step])
+        worker.run_once()
+
+
+def wait_for(condition: Callable[[], object], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_alarm_patterns_survive_a_failing_tagger(caplog: pytest.LogCaptureFixture) -> None:
+    broken = FailingTagger(tagger())
+    worker = EngineWorker(broken)
+    events = Events()
+    stream = worker.open_stream("Hall", events, queue_s=60.0)
+    with caplog.at_level(logging.ERROR):
+        push_and_run(worker, stream, smoke_alarm())
+        push_and_run(worker, stream, synth.silence(15.0))  # the hold runs out
+    assert broken.calls > 1
+    assert worker.stats.errors == broken.calls
+    assert len(events.of(EventKind.ONSET, Sound.SMOKE_ALARM)) == 1
+    assert len(events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)) == 1
+    assert stream.time_s == pytest.approx(len(smoke_alarm()) / synth.SAMPLE_RATE + 15.0, abs=1.0)
+    assert len([r for r in caplog.records if "Tagger failed" in r.getMessage()]) == 1
+
+
+def test_a_gap_ends_open_detections() -> None:
+    worker = EngineWorker(tagger())
+    events = Events()
+    stream = worker.open_stream("Hall", events, queue_s=60.0)
+    push_and_run(worker, stream, smoke_alarm())
+    assert events.of(EventKind.ONSET, Sound.SMOKE_ALARM)
+    assert not events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)
+    before = stream.time_s
+    stream.mark_gap(3600.0)  # an hour-long outage, with nothing queued
+    worker.run_once()
+    assert stream.time_s == pytest.approx(before + 3600.0)
+    [(offset, at)] = events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)
+    assert at == pytest.approx(before + 3600.0)
+    assert offset.detection.end_s < before
+
+
+def test_mark_gap_wakes_the_worker() -> None:
+    worker = EngineWorker(tagger())
+    events = Events()
+    stream = worker.open_stream("Hall", events, queue_s=60.0)
+    worker.start()
+    try:
+        stream.push(smoke_alarm())  # one chunk: taken at once
+        wait_for(lambda: events.of(EventKind.ONSET, Sound.SMOKE_ALARM))  # the worker is idle
+        stream.mark_gap(60.0)
+        wait_for(lambda: events.of(EventKind.OFFSET, Sound.SMOKE_ALARM), seconds=5.0)
+    finally:
+        worker.stop()
+
+
+def test_dropped_chunks_of_partial_frames_keep_the_level() -> None:
+    rate, chunk_bytes = 16000, 1001  # chunks that end inside a 2-byte frame
+    tone = synth.tone(440.0, 30.0, peak_db=-20.0)  # amplitude 0.1: about -23 dBFS
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+    worker = EngineWorker(tagger())
+    stream = worker.open_stream("Hall", Events(), queue_s=1.0)
+    levels = []
+    for burst in range(3):
+        part = chunks[burst * 300 : (burst + 1) * 300]
+        for piece in part[: 200 + burst]:  # the worker falls behind: all but 1 s is dropped
+            stream.push_pcm(piece, rate, 2, 1)
+        for piece in part[200 + burst :]:  # then keeps up again
+            worker.run_once()
+            stream.push_pcm(piece, rate, 2, 1)
+        worker.run_once()
+        levels.append(stream.take_peak_level())
+    assert stream.stats.chunks_dropped > 400
+    assert levels == [pytest.approx(-23.0, abs=1.0)] * 3
