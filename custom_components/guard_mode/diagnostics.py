@@ -10,11 +10,19 @@ from homeassistant.components.diagnostics import REDACTED, async_redact_data
 from homeassistant.const import CONF_HOST, CONF_URL
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_NOTIFY_TARGETS, CONF_PUSH_ID
+from .const import CONF_ENGINE_HOST, CONF_NOTIFY_TARGETS, CONF_PUSH_ID
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 
-TO_REDACT = {CONF_HOST, CONF_URL, CONF_PUSH_ID, CONF_NOTIFY_TARGETS, "token", "access_token"}
+TO_REDACT = {
+    CONF_HOST,
+    CONF_URL,
+    CONF_PUSH_ID,
+    CONF_ENGINE_HOST,
+    CONF_NOTIFY_TARGETS,
+    "token",
+    "access_token",
+}
 
 
 def _scrub(text: str | None, satellite: Satellite) -> str | None:

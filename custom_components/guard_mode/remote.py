@@ -382,8 +382,10 @@ class RemoteStream:
                 await async_write_event(AudioChunk(rate, width, channels, data).event(), writer)
             self._wake.clear()
             waiter = asyncio.create_task(self._wake.wait())
-            await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            try:
+                await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the stream is closed while waiting: no task left behind
+                waiter.cancel()
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         while True:
