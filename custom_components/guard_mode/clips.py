@@ -7,6 +7,7 @@ kept in memory beyond processing and nothing is ever written.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 import logging
 from pathlib import Path
@@ -62,11 +63,14 @@ def remove_old_clips(root: Path, days: float) -> int:
     cutoff = time.time() - days * 86400
     removed = 0
     for path in root.rglob("*"):
-        if path.suffix in (".wav", ".part") and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
+        try:  # a clip being written may be renamed or its folder created meanwhile
+            if path.suffix in (".wav", ".part") and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        if not any(folder.iterdir()):
+        with contextlib.suppress(OSError):  # not empty (any more), or gone
             folder.rmdir()
     return removed
 

@@ -33,7 +33,7 @@ from .const import (
     DOMAIN,
 )
 from .engine.clips import ClipRecorder, Pcm16
-from .engine.decider import DeciderEvent, Detection
+from .engine.decider import DeciderEvent, Detection, Floats
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.worker import EngineStream
 from .media import MediaPlayerWatch
@@ -102,6 +102,8 @@ class Satellite:
         self.hass = hass
         self.entry_id = entry_id
         self.subentry = subentry
+        # HA updates a subentry in place: this copy tells a reconfigured satellite apart.
+        self.configured = (subentry.title, dict(subentry.data))
         self.hub = hub
         self.engine = engine
         self.alerts = alerts
@@ -111,12 +113,15 @@ class Satellite:
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
         self.stream: EngineStream | RemoteStream | None = None
+        # The session before the last disarm: its alerts can still be marked "not a threat".
+        self._closed_stream: EngineStream | RemoteStream | None = None
         self._media_players = MediaPlayerWatch(hass, self)
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._unsubs: list[CALLBACK_TYPE] = []
         self._repair_timer: CALLBACK_TYPE | None = None
         self._level_unsub: CALLBACK_TYPE | None = None
+        self.simulations: set[CALLBACK_TYPE] = set()  # ends of simulated detections
         self._rng = random.Random()
 
     @property
@@ -140,6 +145,16 @@ class Satellite:
         """Return the kind of source."""
         return str(self.subentry.data[CONF_SOURCE])
 
+    def detection_embeddings(self, detection_id: str) -> Floats | None:
+        """Return a recent detection's embeddings, also one heard before guard mode was disarmed."""
+        for stream in (self.stream, self._closed_stream):
+            if (
+                stream is not None
+                and (found := stream.detection_embeddings(detection_id)) is not None
+            ):
+                return found
+        return None
+
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call listener whenever the satellite's state changes."""
@@ -156,9 +171,10 @@ class Satellite:
 
     async def async_stop(self) -> None:
         """Close the microphone and forget everything running."""
-        for unsub in self._unsubs:
+        for unsub in [*self._unsubs, *self.simulations]:
             unsub()
         self._unsubs.clear()
+        self.simulations.clear()
         await self._async_close()
         self._cancel_repair_timer()
 
@@ -217,21 +233,21 @@ class Satellite:
         self.async_notify()
 
     async def _async_close(self) -> None:
+        """Close the microphone.
+
+        Everything of this session is let go before the first await, so that arming again at
+        once starts a clean session that this close can't touch.
+        """
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await asyncio.shield(asyncio.gather(task, return_exceptions=True))
-            except TimeoutError:
-                _LOGGER.warning("Satellite %s did not close within a second", self.name)
+        stream, self.stream = self.stream, None
         if self._level_unsub is not None:
             self._level_unsub()
             self._level_unsub = None
         self._media_players.async_stop()
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
+        if stream is not None:
+            stream.close()
+            self._closed_stream = stream
+        self.detections.active.clear()  # nothing is being heard once the microphone is closed
         self.state.listening = False
         self.state.connected = False
         self.state.level_db = None
@@ -239,6 +255,13 @@ class Satellite:
         self._cancel_repair_timer()
         ir.async_delete_issue(self.hass, DOMAIN, issue_unreachable(self.id))
         self.async_notify()
+        if task is not None:
+            task.cancel()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await asyncio.shield(asyncio.gather(task, return_exceptions=True))
+            except TimeoutError:
+                _LOGGER.warning("Satellite %s did not close within a second", self.name)
 
     async def _run(self) -> None:
         """Connect, stream, and reconnect with backoff until cancelled."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from homeassistant.const import ATTR_DEVICE_ID
@@ -51,6 +52,7 @@ ATTR_SOUND = "sound"
 ATTR_CONFIDENCE = "confidence"
 ATTR_PATH = "path"
 SIMULATED_HOLD_S = 10.0
+MAX_ANALYZE_S = 900.0  # 15 min of audio: 58 MB decoded
 
 SIMULATE_SCHEMA = vol.Schema(
     {
@@ -119,9 +121,11 @@ async def _simulate(call: ServiceCall) -> None:
 
     @callback
     def _end(_now: Any) -> None:
+        satellite.simulations.discard(cancel)
         satellite.alerts.async_handle(satellite, DeciderEvent(EventKind.OFFSET, detection))
 
-    _entry(hass).async_on_unload(async_call_later(hass, SIMULATED_HOLD_S, _end))
+    cancel = async_call_later(hass, SIMULATED_HOLD_S, _end)
+    satellite.simulations.add(cancel)
 
 
 async def _analyze(call: ServiceCall) -> ServiceResponse:
@@ -137,7 +141,9 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
         )
     tagger = await entry.runtime_data.engine.async_tagger(hass)
     try:
-        result = await hass.async_add_executor_job(analyze_file, path, tagger)
+        result = await hass.async_add_executor_job(
+            partial(analyze_file, path, tagger, max_seconds=MAX_ANALYZE_S)
+        )
     except (AudioFormatError, OSError) as err:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
@@ -167,8 +173,7 @@ def mark_false_alarm(hass: HomeAssistant, detection_id: str) -> dict[str, Any]:
             (a for a in satellite.detections.last.values() if a.detection_id == detection_id),
             None,
         )
-        stream = satellite.stream
-        vectors = stream.detection_embeddings(detection_id) if stream is not None else None
+        vectors = satellite.detection_embeddings(detection_id)
         if alert is None or vectors is None:
             continue
         if alert.sound in ALARM_SOUNDS:

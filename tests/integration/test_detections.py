@@ -103,6 +103,27 @@ async def test_a_smoke_alarm_goes_all_the_way(hass: HomeAssistant, alarm_mic: Mi
     assert len(phone) == 1  # the same alarm is not notified twice
 
 
+async def test_disarm_and_rearm_at_once(hass: HomeAssistant, alarm_mic: MicServer) -> None:
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+    satellite = the_satellite(hass)
+    smoke = entity_id(hass, "binary_sensor", f"{satellite.id}-smoke_alarm")
+    await arm(hass)
+    await wait_for(lambda: hass.states.get(smoke).state == "on", limit=15)
+
+    await arm(hass, False)  # home again while the alarm is still held on
+    assert hass.states.get(smoke).state == "off"  # the microphone is closed: nothing is heard
+
+    await arm(hass)  # changed their mind at once: the new session must listen
+    await hass.async_block_till_done()
+    assert satellite.state.listening
+    assert satellite.stream is not None
+    assert len(entry.runtime_data.engine.worker.streams) == 1
+    await wait_for(lambda: hass.states.get(smoke).state == "on", limit=20)
+    await arm(hass, False)
+    await hass.async_block_till_done()
+    assert not entry.runtime_data.engine.worker.streams
+
+
 async def test_always_listening_hears_alarms_while_disarmed(
     hass: HomeAssistant, alarm_mic: MicServer
 ) -> None:

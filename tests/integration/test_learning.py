@@ -140,6 +140,23 @@ async def test_not_a_threat_is_learned_kept_and_forgotten(
     await arm(hass, False)
 
 
+async def test_marked_after_coming_home(hass: HomeAssistant, shatter_mic: MicServer) -> None:
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    await arm(hass, False)  # home: the microphones close, then the button is tapped
+    result = await hass.services.async_call(
+        DOMAIN,
+        "mark_false_alarm",
+        {"detection_id": detections[0].data["detection_id"]},
+        blocking=True,
+        return_response=True,
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+
+
 async def test_alarms_can_not_be_marked(hass: HomeAssistant) -> None:
     from .test_detections import smoke_alarm_audio  # noqa: PLC0415
 

@@ -89,8 +89,15 @@ def analyze_samples(
 
 
 def analyze_file(
-    path: str | Path, tagger: Tagger, *, decider_config: DeciderConfig | None = None
+    path: str | Path,
+    tagger: Tagger,
+    *,
+    decider_config: DeciderConfig | None = None,
+    max_seconds: float | None = None,
 ) -> FileResult:
-    """Read and analyze one audio file; raises pcm.AudioFormatError if it can't be read."""
-    audio = read_audio(path)
+    """Read and analyze one audio file; raises pcm.AudioFormatError if it can't be read.
+
+    Files longer than max_seconds are refused before they are decoded in full.
+    """
+    audio = read_audio(path, max_seconds=max_seconds)
     return analyze_samples(audio.samples, tagger, decider_config=decider_config, name=str(path))
