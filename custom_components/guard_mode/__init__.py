@@ -31,7 +31,7 @@ from .hub import GuardHub, state_store
 from .learning import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
-from .runtime import async_start_engine
+from .runtime import Engine, async_start_engine
 from .satellite import Satellite
 from .services import async_setup_services, mark_false_alarm
 from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
@@ -57,6 +57,17 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
     """Set up Guard Mode from a config entry."""
     engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
+    try:
+        return await _async_setup_hub(hass, entry, engine)
+    except BaseException:
+        await engine.async_stop(hass)  # a failed set-up leaves no worker thread behind
+        raise
+
+
+async def _async_setup_hub(
+    hass: HomeAssistant, entry: GuardModeConfigEntry, engine: Engine
+) -> bool:
+    """Set up everything around a running engine."""
     hub = GuardHub(hass, entry)
     await hub.async_load()
     notifier = Notifier(hass, lambda: hub.options)
@@ -107,6 +118,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
         await satellite.async_stop()
     entry.runtime_data.satellites.clear()
     await entry.runtime_data.engine.async_stop(hass)
+    await entry.runtime_data.hub.async_flush()
+    await entry.runtime_data.learning.async_flush()
     async_unregister_push_view(hass)
     return unloaded
 
@@ -118,22 +131,23 @@ async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Apply changed options and added, changed or removed satellites without a reload.
+    """Apply changed options and added or removed satellites without a reload.
 
-    Switching between the in-process and the remote engine reloads the entry.
+    Switching between the in-process and the remote engine reloads the entry, and so does
+    reconfiguring a satellite: its entities and device then come back on its new settings.
     """
     options = {**DEFAULT_OPTIONS, **entry.options}
-    if _engine_settings(options) != entry.runtime_data.engine_settings:
+    satellites = entry.runtime_data.satellites
+    if _engine_settings(options) != entry.runtime_data.engine_settings or any(
+        (current := entry.subentries.get(subentry_id)) is not None
+        and satellite.configured != (current.title, dict(current.data))
+        for subentry_id, satellite in satellites.items()
+    ):
         hass.config_entries.async_schedule_reload(entry.entry_id)
         return
-    for subentry_id in list(entry.runtime_data.satellites):
-        satellite = entry.runtime_data.satellites[subentry_id]
-        current = entry.subentries.get(subentry_id)
-        if current is None or current.data != satellite.subentry.data:
-            del entry.runtime_data.satellites[subentry_id]
-            await satellite.async_stop()
-        elif current.title != satellite.subentry.title:
-            satellite.subentry = current
+    for subentry_id in list(satellites):
+        if subentry_id not in entry.subentries:
+            await satellites.pop(subentry_id).async_stop()
     _sync_satellites(hass, entry)
     entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
     entry.runtime_data.hub.async_options_updated()

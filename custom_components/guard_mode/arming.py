@@ -55,6 +55,12 @@ def presence_wants_armed(states: Iterable[State | None]) -> bool | None:
     return True
 
 
+def arming_options(options: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Return the options that say what is followed (a change re-syncs to it)."""
+    keys = (CONF_ARMING_MODE, CONF_ALARM_PANEL, CONF_ALARM_STATES, CONF_PRESENCE_ENTITIES)
+    return tuple(options.get(key) for key in keys)
+
+
 def followed_entities(options: Mapping[str, Any]) -> list[str]:
     """Return the entities the arming mode in these options follows."""
     mode = options.get(CONF_ARMING_MODE, ArmingMode.MANUAL)
@@ -98,6 +104,11 @@ class ArmingFollower:
         self._on_change = on_change
         self.verdict = last_verdict
         self._unsub: Callable[[], None] | None = None
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """Return the options this follower follows."""
+        return self._options
 
     @callback
     def async_start(self) -> None:

@@ -121,6 +121,8 @@ class GuardModeOptionsFlow(OptionsFlow):
         if user_input is not None:
             await self._async_forget(user_input.pop(CONF_FORGET_LEARNED, []))
             self._options = {**current, **user_input}
+            # The frontend leaves a cleared multi-select out: then no target is wanted.
+            self._options[CONF_NOTIFY_TARGETS] = user_input.get(CONF_NOTIFY_TARGETS, [])
             mode = user_input[CONF_ARMING_MODE]
             if mode in (ArmingMode.ALARM_PANEL, ArmingMode.PRESENCE):
                 self._next_steps.append(str(mode))

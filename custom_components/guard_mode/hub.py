@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.storage import Store
 
-from .arming import ArmingFollower
+from .arming import ArmingFollower, arming_options
 from .const import CONF_ALWAYS_LISTEN_ALARMS, CONF_ARMING_MODE, DEFAULT_OPTIONS, DOMAIN
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class GuardHub:
         self._listeners: list[Callable[[], None]] = []
         self._follower: ArmingFollower | None = None
         self._restored_verdict: bool | None = None
+        self._unsaved = False  # a delayed write is pending
 
     @property
     def options(self) -> dict[str, Any]:
@@ -110,10 +111,17 @@ class GuardHub:
 
     @callback
     def async_options_updated(self) -> None:
-        """Apply new options: follow anew (syncing to the followed state) and tell listeners."""
-        self.async_stop()
-        self._restored_verdict = None
-        self.async_start()
+        """Apply new options and tell listeners.
+
+        Only a change of what is followed syncs to the followed state; any other change (a
+        satellite, clips, notify targets) keeps a manual arm or disarm.
+        """
+        if self._follower is not None and arming_options(self.options) != arming_options(
+            self._follower.options
+        ):
+            self.async_stop()
+            self._restored_verdict = None
+            self.async_start()
         self._notify()
 
     @callback
@@ -142,7 +150,14 @@ class GuardHub:
 
     @callback
     def _save(self) -> None:
+        self._unsaved = True
         self._store.async_delay_save(self._data_to_save, SAVE_DELAY)
+
+    async def async_flush(self) -> None:
+        """Write a pending change now (unloading: no write may come after a removal)."""
+        if self._unsaved:
+            self._unsaved = False
+            await self._store.async_save(self._data_to_save())
 
     @callback
     def _data_to_save(self) -> _StoredState:

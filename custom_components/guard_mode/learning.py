@@ -71,6 +71,7 @@ class Learning:
         self.data: _Stored = {"false_alarms": {}, "custom_sounds": {}}
         self._store = learning_store(hass)
         self._listeners: list[Callable[[], None]] = []
+        self._unsaved = False  # a delayed write is pending
 
     async def async_load(self) -> None:
         """Read what was learned before."""
@@ -79,7 +80,13 @@ class Learning:
 
     async def async_save(self) -> None:
         """Write now (before a reload reads it back)."""
+        self._unsaved = False
         await self._store.async_save(self.data)
+
+    async def async_flush(self) -> None:
+        """Write a pending change now (unloading: no write may come after a removal)."""
+        if self._unsaved:
+            await self.async_save()
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -183,6 +190,7 @@ class Learning:
 
     @callback
     def _changed(self) -> None:
+        self._unsaved = True
         self._store.async_delay_save(lambda: self.data, 1.0)
         for listener in list(self._listeners):
             listener()

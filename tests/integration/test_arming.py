@@ -231,3 +231,22 @@ async def test_changing_options_follows_at_once(
     await hass.async_block_till_done()
     await _set(hass, PANEL, "disarmed")
     assert _state(hass) == STATE_ON  # manual mode no longer follows
+
+
+async def test_other_option_changes_keep_a_manual_override(hass: HomeAssistant) -> None:
+    hass.states.async_set("person.ann", "home")
+    entry = await setup_entry(
+        hass, make_entry({"arming_mode": "presence", "presence_entities": ["person.ann"]})
+    )
+    assert _state(hass) == STATE_OFF
+    await _switch(hass, True)  # armed by hand while Ann is home
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, "clip_retention_days": 3}
+    )
+    await hass.async_block_till_done()
+    assert _state(hass) == STATE_ON  # changing the clip retention doesn't disarm
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, "presence_entities": ["person.ann", "person.bob"]}
+    )
+    await hass.async_block_till_done()
+    assert _state(hass) == STATE_OFF  # a change of who is followed syncs to them

@@ -58,6 +58,15 @@ async def test_options_manual(hass: HomeAssistant, entry: MockConfigEntry) -> No
     assert entry.options["always_listen_alarms"] is True
     assert entry.options["notify_targets"] == ["notify.mobile_app_phone"]
 
+    # Every target removed: the frontend sends no notify_targets at all.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"arming_mode": "manual", "always_listen_alarms": True, "evidence_clips": False},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["notify_targets"] == []
+
 
 async def test_options_alarm_panel(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await setup_entry(hass, entry)

@@ -304,7 +304,7 @@ async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: M
         result = await entry.start_subentry_reconfigure_flow(hass, subentry.subentry_id)
         assert result["step_id"] == "reconfigure"
         result = await hass.config_entries.subentries.async_configure(
-            result["flow_id"], {"name": "Kitchen mic", "host": "127.0.0.1", "port": other.port}
+            result["flow_id"], {"name": "Pantry mic", "host": "127.0.0.1", "port": other.port}
         )
         await hass.async_block_till_done()
         assert result["type"] is FlowResultType.ABORT
@@ -312,10 +312,19 @@ async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: M
         assert entry.subentries[subentry.subentry_id].data["port"] == other.port
         after = registry.async_get(CONNECTED)
         assert after is not None
-        assert after.id == before.id
+        assert after.id == before.id  # the same entities, on the renamed device
+        assert after.device_id is not None
+        device = dr.async_get(hass).async_get(after.device_id)
+        assert device is not None
+        assert device.name == "Pantry mic"
+        probes = other.connections  # the flow's test connection
         await arm(hass)
-        await wait_for(lambda: other.clients == 1)
-        assert mic.clients == 0
+        satellite = entry.runtime_data.satellites[subentry.subentry_id]
+        await wait_for(lambda: satellite.state.connected)
+        assert hass.states.get(CONNECTED).state == "on"
+        assert other.connections == probes + 1  # listening on the new microphone ...
+        assert other.clients == 1
+        assert mic.connections == 0  # ... never on the old one
         await arm(hass, False)
     finally:
         await other.stop()

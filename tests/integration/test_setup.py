@@ -15,6 +15,7 @@ from homeassistant.helpers import (
     entity_registry as er,
     issue_registry as ir,
 )
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -91,6 +92,9 @@ async def test_remove_forgets_everything(
     await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert STORAGE_KEY not in hass_storage
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=10))
+    await hass.async_block_till_done()
+    assert STORAGE_KEY not in hass_storage  # no late write brings it back
     assert hass.states.get(SWITCH) is None
     assert er.async_get(hass).async_get(SWITCH) is None
 
