@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -99,26 +100,33 @@ async def test_remove_forgets_everything(
     assert er.async_get(hass).async_get(SWITCH) is None
 
 
+def _zero_block(data: bytes) -> bytes:
+    """Zero 4 KiB in the middle of the weights: still a loadable model, wrong scores."""
+    middle = len(data) // 2
+    return data[:middle] + bytes(4096) + data[middle + 4096 :]
+
+
 @pytest.mark.parametrize(
     ("damage", "says"),
     [
         (None, "model file not found"),
-        (4096, "not a valid ONNX model"),  # an interrupted download: the first 4 KiB
-        (0, "not a valid ONNX model"),
+        (lambda data: data[:4096], "not a valid ONNX model"),  # an interrupted copy
+        (lambda data: b"", "not a valid ONNX model"),
+        (_zero_block, "the file is damaged"),
     ],
-    ids=["missing", "truncated", "empty"],
+    ids=["missing", "truncated", "empty", "zeroed"],
 )
 async def test_unusable_model_file_gives_a_repair_and_recovers(
     hass: HomeAssistant,
     entry: MockConfigEntry,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    damage: int | None,
+    damage: Callable[[bytes], bytes] | None,
     says: str,
 ) -> None:
     model = tmp_path / "yamnet.onnx"
     if damage is not None:
-        model.write_bytes(runtime.DEFAULT_MODEL.read_bytes()[:damage])
+        model.write_bytes(damage(runtime.DEFAULT_MODEL.read_bytes()))
     monkeypatch.setattr(runtime, "MODEL_FILE", model)
     entry.add_to_hass(hass)
     assert not await hass.config_entries.async_setup(entry.entry_id)
