@@ -59,8 +59,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
     try:
         return await _async_setup_hub(hass, entry, engine)
-    except BaseException:
-        await engine.async_stop(hass)  # a failed set-up leaves no worker thread behind
+    except BaseException:  # a failed set-up leaves no microphone or worker thread behind
+        if isinstance(data := getattr(entry, "runtime_data", None), GuardModeData):
+            for satellite in data.satellites.values():
+                await satellite.async_stop()
+            data.satellites.clear()
+        await engine.async_stop(hass)
         raise
 
 
@@ -118,6 +122,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
         await satellite.async_stop()
     entry.runtime_data.satellites.clear()
     await entry.runtime_data.engine.async_stop(hass)
+    entry.runtime_data.hub.async_stop()  # no change of the followed state may save after this
     await entry.runtime_data.hub.async_flush()
     await entry.runtime_data.learning.async_flush()
     async_unregister_push_view(hass)

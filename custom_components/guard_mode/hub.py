@@ -151,7 +151,12 @@ class GuardHub:
     @callback
     def _save(self) -> None:
         self._unsaved = True
-        self._store.async_delay_save(self._data_to_save, SAVE_DELAY)
+        self._store.async_delay_save(self._data_to_write, SAVE_DELAY)
+
+    @callback
+    def _data_to_write(self) -> _StoredState:
+        self._unsaved = False
+        return self._data_to_save()
 
     async def async_flush(self) -> None:
         """Write a pending change now (unloading: no write may come after a removal)."""

@@ -83,6 +83,10 @@ class Learning:
         self._unsaved = False
         await self._store.async_save(self.data)
 
+    def _data_to_write(self) -> _Stored:
+        self._unsaved = False
+        return self.data
+
     async def async_flush(self) -> None:
         """Write a pending change now (unloading: no write may come after a removal)."""
         if self._unsaved:
@@ -191,6 +195,6 @@ class Learning:
     @callback
     def _changed(self) -> None:
         self._unsaved = True
-        self._store.async_delay_save(lambda: self.data, 1.0)
+        self._store.async_delay_save(self._data_to_write, 1.0)
         for listener in list(self._listeners):
             listener()

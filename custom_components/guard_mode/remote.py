@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.event import Event, async_write_event
@@ -25,10 +26,10 @@ from wyoming.info import Describe
 from .const import DOMAIN
 from .engine import protocol
 from .engine.clips import ClipRecorder
-from .engine.decider import DeciderEvent
+from .engine.decider import DeciderEvent, Floats
 from .engine.labels import Sound
 from .engine.pcm import AudioFormatError, PcmConverter
-from .engine.tagger import Tagger, load_tagger
+from .engine.tagger import DEFAULT_MODEL, ModelError, Tagger, load_shipped_tagger
 from .engine.worker import ClipCallback, StreamStats
 
 _LOGGER = logging.getLogger(__name__)
@@ -119,7 +120,17 @@ class RemoteEngine:
     async def async_tagger(self, hass: HomeAssistant) -> Tagger:
         """Return a local tagger for analyzing files (loaded on first use)."""
         if self._tagger is None:
-            self._tagger = await hass.async_add_executor_job(load_tagger)
+            try:
+                self._tagger = await hass.async_add_executor_job(load_shipped_tagger)
+            except ModelError as err:
+                raise HomeAssistantError(
+                    translation_domain=DOMAIN,
+                    translation_key="model_unusable",
+                    translation_placeholders={
+                        "file": str(DEFAULT_MODEL),
+                        "error": str(err).removeprefix(f"{DEFAULT_MODEL}: "),
+                    },
+                ) from err
         return self._tagger
 
     @callback
@@ -260,6 +271,10 @@ class RemoteStream:
 
     def detection_embeddings(self, detection_id: str) -> None:
         """Return None: the remote engine keeps embeddings to itself."""
+
+    def recent_detection_embeddings(self) -> dict[str, Floats]:
+        """Return nothing: the remote engine keeps embeddings to itself."""
+        return {}
 
     def background_embeddings(self) -> None:
         """Return None: the remote engine keeps embeddings to itself."""

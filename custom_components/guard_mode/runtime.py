@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT, DOMAIN, ENGINE_REMOTE
-from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_tagger
+from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
 from .engine.worker import EngineStream, EngineWorker, EventCallback
 from .remote import ISSUE_REMOTE, RemoteEngine, RemoteEngineError, async_describe
 
@@ -23,8 +22,6 @@ type Engine = EngineRuntime | RemoteEngine
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
 MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx)
-# Its sha256, as in models/yamnet/MODEL_CARD.md (`models/build_yamnet.py --check` rebuilds it).
-MODEL_SHA256 = "82dc620be303f4b96a89433c03f060fcec99c27099a396ca659617bb23ed7031"
 ISSUE_NUMPY_BUSY = "numpy_backend_busy"
 NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable share of a core
 
@@ -134,18 +131,6 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     return RemoteEngine(hass, host, port, info)
 
 
-def load_shipped_model(model: Path, backend: Backend) -> Tagger:
-    """Load the model Guard Mode ships (blocking).
-
-    Besides what load_tagger checks, the bytes must be those shipped: damage that leaves a
-    loadable model (a block of zeros in the weights) would otherwise shift every score.
-    """
-    tagger = load_tagger(model, backend)
-    if hashlib.sha256(model.read_bytes()).hexdigest() != MODEL_SHA256:
-        raise ModelError(f"{model}: the file is damaged (it is not the model Guard Mode ships)")
-    return tagger
-
-
 async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:
     """Load the model (in an executor) and start the worker.
 
@@ -154,7 +139,7 @@ async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto
     """
     model = MODEL_FILE
     try:
-        tagger = await hass.async_add_executor_job(load_shipped_model, model, backend)
+        tagger = await hass.async_add_executor_job(load_shipped_tagger, model, backend)
     except ModelError as err:
         error = str(err).removeprefix(f"{model}: ")  # the message names the file already
         raise _not_ready(hass, ISSUE_MODEL, {"file": str(model), "error": error}) from err

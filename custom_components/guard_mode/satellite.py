@@ -113,8 +113,9 @@ class Satellite:
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
         self.stream: EngineStream | RemoteStream | None = None
-        # The session before the last disarm: its alerts can still be marked "not a threat".
-        self._closed_stream: EngineStream | RemoteStream | None = None
+        # From the session before the last disarm: its alerts can still be marked "not a threat".
+        self._closed_embeddings: dict[str, Floats] = {}
+        self._closing: asyncio.Task[None] | None = None  # the last session's task, ending
         self._media_players = MediaPlayerWatch(hass, self)
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -147,13 +148,10 @@ class Satellite:
 
     def detection_embeddings(self, detection_id: str) -> Floats | None:
         """Return a recent detection's embeddings, also one heard before guard mode was disarmed."""
-        for stream in (self.stream, self._closed_stream):
-            if (
-                stream is not None
-                and (found := stream.detection_embeddings(detection_id)) is not None
-            ):
-                return found
-        return None
+        stream = self.stream
+        if stream is not None and (found := stream.detection_embeddings(detection_id)) is not None:
+            return found
+        return self._closed_embeddings.get(detection_id)
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -246,7 +244,7 @@ class Satellite:
         self._media_players.async_stop()
         if stream is not None:
             stream.close()
-            self._closed_stream = stream
+            self._closed_embeddings = stream.recent_detection_embeddings()
         self.detections.active.clear()  # nothing is being heard once the microphone is closed
         self.state.listening = False
         self.state.connected = False
@@ -257,6 +255,7 @@ class Satellite:
         self.async_notify()
         if task is not None:
             task.cancel()
+            self._closing = task
             try:
                 async with asyncio.timeout(STOP_TIMEOUT_S):
                     await asyncio.shield(asyncio.gather(task, return_exceptions=True))
@@ -265,6 +264,8 @@ class Satellite:
 
     async def _run(self) -> None:
         """Connect, stream, and reconnect with backoff until cancelled."""
+        if self._closing is not None:  # armed again at once: let the last session let go first
+            await asyncio.wait([self._closing], timeout=STOP_TIMEOUT_S)
         attempt = 0
         while True:
             delivered = False

@@ -11,12 +11,12 @@ import sys
 
 from .analyze import analyze_file
 from .pcm import AudioFormatError
-from .tagger import ModelError, load_tagger
+from .tagger import ModelError, load_shipped_tagger
 
 
 def _analyze(args: argparse.Namespace) -> int:
     try:
-        tagger = load_tagger(backend=args.backend)
+        tagger = load_shipped_tagger(backend=args.backend)
     except ModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -915,7 +915,7 @@ def _read_with_av(
                 parts.append(resampler.process(mono))
     except AudioFormatError:
         raise
-    except (ffmpeg_error, OSError, ValueError, EOFError, AttributeError, TypeError) as err:
+    except (ffmpeg_error, OSError, ValueError, EOFError) as err:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise AudioFormatError(
             f"cannot read {name}: {why} and FFmpeg can't decode it ({reason})"

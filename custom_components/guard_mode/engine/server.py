@@ -50,7 +50,7 @@ from .protocol import (
     ProtocolError,
     read_event,
 )
-from .tagger import Backend, ModelError, Tagger, load_tagger
+from .tagger import Backend, ModelError, Tagger, load_shipped_tagger
 from .worker import DEFAULT_QUEUE_S, EngineStream, EngineWorker
 
 _LOGGER = logging.getLogger(__name__)
@@ -615,7 +615,7 @@ def run(
     try:
         parse_uri(uri)
         started = time.perf_counter()
-        tagger = load_tagger(backend=backend)
+        tagger = load_shipped_tagger(backend=backend)
     except (ModelError, ValueError) as err:
         _LOGGER.error("Cannot start: %s", err)  # noqa: TRY400 - the message is the whole story
         return 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -44,6 +45,8 @@ Floats = npt.NDArray[np.float32]
 Backend = Literal["auto", "onnxruntime", "numpy"]  # what load_tagger accepts
 
 DEFAULT_MODEL = Path(__file__).parent / "data" / "yamnet.onnx"
+# Its sha256, as in models/yamnet/MODEL_CARD.md (`models/build_yamnet.py --check` rebuilds it).
+SHIPPED_SHA256 = "82dc620be303f4b96a89433c03f060fcec99c27099a396ca659617bb23ed7031"
 NUM_CLASSES = 521
 EMBEDDING_SIZE = 1024
 INPUT_NAME = "patches"
@@ -111,6 +114,18 @@ def load_tagger(path: Path = DEFAULT_MODEL, backend: Backend = "auto", threads: 
             raise ModelError(f"{path}: the onnxruntime backend was requested but can't be imported")
         return _OrtTagger(ort, path, threads)
     return _NumpyTagger(path, threads)
+
+
+def load_shipped_tagger(path: Path = DEFAULT_MODEL, backend: Backend = "auto") -> Tagger:
+    """Load the model Guard Mode ships, from path (blocking).
+
+    Besides what load_tagger checks, the bytes must be the shipped ones: damage that leaves a
+    loadable model (a block of zeros in the weights) would otherwise shift every score.
+    """
+    tagger = load_tagger(path, backend)
+    if hashlib.sha256(Path(path).read_bytes()).hexdigest() != SHIPPED_SHA256:
+        raise ModelError(f"{path}: the file is damaged (it is not the model Guard Mode ships)")
+    return tagger
 
 
 _Spec = list[tuple[str, int, tuple[int, ...]]]

@@ -86,11 +86,12 @@ class EngineStream:
         self.stats = StreamStats()
         self._worker = worker
         self._callback = callback
-        self._queue: deque[tuple[_Chunk, int]] = deque()  # chunks and their phases
+        # Chunks with their phases, and gaps (seconds of lost audio) where they happened.
+        self._queue: deque[tuple[_Chunk, int] | float] = deque()
         self._queued_s = 0.0
+        self._chunks = 0  # chunks in the queue
         self._max_queued_s = max_queued_s
         self._lock = threading.Lock()
-        self._gap_s = 0.0  # audio dropped since the worker last took audio
         # PCM bytes since the start of the format (or connection), modulo the frame size: where
         # the next chunk starts inside a frame. Chunks need not hold whole frames.
         self._phase = 0
@@ -126,13 +127,22 @@ class EngineStream:
         with self._lock:
             self._queue.append((chunk, self._next_phase(chunk)))
             self._queued_s += seconds
+            self._chunks += 1
             self.stats.seconds_in += seconds
-            while self._queued_s > self._max_queued_s and len(self._queue) > 1:
-                dropped = _seconds(self._queue.popleft()[0])
+            lost = 0.0
+            while self._queued_s > self._max_queued_s and self._chunks > 1:
+                item = self._queue.popleft()
+                if isinstance(item, float):  # an older gap: the new one includes it
+                    lost += item
+                    continue
+                dropped = _seconds(item[0])
                 self._queued_s -= dropped
+                self._chunks -= 1
                 self.stats.seconds_dropped += dropped
                 self.stats.chunks_dropped += 1
-                self._gap_s += dropped
+                lost += dropped
+            if lost:
+                self._queue.appendleft(lost)
         self._worker.wake()
 
     def _next_phase(self, chunk: _Chunk) -> int:
@@ -149,7 +159,7 @@ class EngineStream:
     def mark_gap(self, seconds: float) -> None:
         """Account for time without audio (a reconnect): holds and cooldowns keep running."""
         with self._lock:
-            self._gap_s += max(seconds, 0.0)
+            self._queue.append(max(seconds, 1e-6))  # after the old connection's queued audio
             self._phase_format = None  # a new connection starts on a frame boundary
         self._worker.wake()
 
@@ -171,6 +181,16 @@ class EngineStream:
     def detection_embeddings(self, detection_id: str) -> Floats | None:
         """Return the window embeddings of a recent detection (for "not a threat")."""
         return self.analyzer.decider.detection_embeddings.get(detection_id)
+
+    def recent_detection_embeddings(self) -> dict[str, Floats]:
+        """Return a copy of the recent detections' embeddings (a closed stream's, for marking)."""
+        remembered = self.analyzer.decider.detection_embeddings
+        for _ in range(3):  # the worker may be finishing a round on this stream
+            try:
+                return dict(remembered)
+            except RuntimeError:
+                continue
+        return {}
 
     def background_embeddings(self) -> Floats:
         """Return recent background windows' embeddings (for teaching custom sounds)."""
@@ -207,6 +227,9 @@ class EngineStream:
         """Stop processing this stream; queued audio is discarded, open clips end here."""
         self.closed = True
         self._worker.remove(self)
+        with self._lock:
+            self._queue.clear()
+            self._queued_s, self._chunks = 0.0, 0
         recorder, on_clip = self.recorder, self._on_clip
         self.recorder = None
         if recorder is not None and on_clip is not None:
@@ -227,16 +250,26 @@ class EngineStream:
         working on a 64 ms chunk at a time would cost more and produce nothing sooner.
         """
         with self._lock:
-            queued, gap = self._queued_s, self._gap_s
-        return gap > 0 or (queued > 0 and queued + 1e-3 >= self.analyzer.seconds_to_next_window())
+            queued, gaps = self._queued_s, len(self._queue) - self._chunks
+        return gaps > 0 or (queued > 0 and queued + 1e-3 >= self.analyzer.seconds_to_next_window())
 
     def _take(self) -> tuple[Floats | None, float]:
-        """Return the queued audio as 16 kHz floats and the seconds dropped before it."""
+        """Return a gap at the head of the queue (seconds, else 0) and the audio up to the next.
+
+        Audio after a gap waits for the next round, so that the audio before it has reached the
+        decider when the gap does.
+        """
         with self._lock:
-            queued = list(self._queue)
-            self._queue.clear()
-            self._queued_s = 0.0
-            gap, self._gap_s = self._gap_s, 0.0
+            gap = 0.0
+            if self._queue and isinstance(first := self._queue[0], float):
+                gap = first
+                self._queue.popleft()
+            queued: list[tuple[_Chunk, int]] = []
+            while self._queue and not isinstance(head := self._queue[0], float):
+                queued.append(head)
+                self._queue.popleft()
+            self._chunks -= len(queued)
+            self._queued_s = sum(_seconds(i[0]) for i in self._queue if not isinstance(i, float))
         if gap:
             self._resync = True
             if self._converter is not None:
@@ -360,16 +393,21 @@ class EngineWorker:
         """Process everything queued now, in the calling thread; return windows tagged."""
         started = time.perf_counter()
         work: list[_Work] = []
-        for stream in self.streams:
+        streams = self.streams
+        for stream in streams:
             if not stream._due():
                 continue
-            samples, gap = stream._take()
-            if gap:  # frames and persistence must not span a gap; holds run out during it
-                stream._deliver(stream.analyzer.skip(round(gap * SAMPLE_RATE)))
-            if samples is None:
-                continue
-            stream._record(samples)
-            work.append(_Work(stream, stream.analyzer.feed(samples)))
+            try:
+                samples, gap = stream._take()
+                if gap:  # frames and persistence must not span a gap; holds run out during it
+                    stream._deliver(stream.analyzer.skip(round(gap * SAMPLE_RATE)))
+                if samples is None:
+                    continue
+                stream._record(samples)
+                work.append(_Work(stream, stream.analyzer.feed(samples)))
+            except Exception:
+                self.stats.errors += 1
+                _LOGGER.exception("Engine failed on stream %s", stream.name)
         try:
             tagged = self._tag(work)
         except Exception:  # alarm patterns and hold times must not depend on the tagger
@@ -394,6 +432,8 @@ class EngineWorker:
             item.stream._deliver(events)
         if work:
             self.stats.busy_seconds += time.perf_counter() - started
+        if any(stream._due() for stream in streams):  # audio after a gap waits for a round
+            self.wake()
         return tagged
 
     def _tag(self, work: list[_Work]) -> int:
