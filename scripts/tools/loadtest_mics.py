@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import os
@@ -36,6 +35,7 @@ from wyoming.info import Attribution, Info, MicProgram
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from .loadtest_audio import SAMPLE_RATE, pcm16, profile_audio
+from .loadtest_hass import die_with_parent
 
 CHUNK_SAMPLES = 1024  # 64 ms, what wyoming-mic-external sends
 LOOP_SECONDS = 120.0
@@ -46,15 +46,6 @@ def emit(**event: Any) -> None:
     """Write one JSON line to stdout."""
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this process when the harness that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:
-        sys.exit(0)
 
 
 class Mic:
