@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from custom_components.guard_mode.engine.analyze import LEAD_S, TAIL_S, analyze_samples
+from custom_components.guard_mode.engine.analyze import LEAD_S, analyze_samples, with_silence
 from custom_components.guard_mode.engine.decider import EventKind
 from custom_components.guard_mode.engine.frontend import (
     FRAME_HOP,
@@ -76,9 +76,7 @@ def onset_s(samples: np.ndarray) -> float:
 def alert_latency(samples: np.ndarray, tagger: Tagger, expected: set[Sound]) -> float | None:
     """Return seconds from the sound's onset to the first alert of an expected sound."""
     stream = StreamAnalyzer()
-    lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
-    tail = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
-    padded = np.concatenate([lead, np.asarray(samples, np.float32), tail])
+    padded = with_silence(samples)
     for start in range(0, len(padded), LATENCY_CHUNK):
         for event in stream.process(padded[start : start + LATENCY_CHUNK], tagger):
             d = event.detection

@@ -57,6 +57,17 @@ def collect(events: Iterable[DeciderEvent], into: dict[str, Detection]) -> None:
         into[event.detection.id] = event.detection
 
 
+def with_silence(samples: np.ndarray) -> np.ndarray:
+    """Return samples as a live stream hears them: LEAD_S of silence before, TAIL_S after."""
+    return np.concatenate(
+        [
+            np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32),
+            np.asarray(samples, np.float32),
+            np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32),
+        ]
+    )
+
+
 def analyze_samples(
     samples: np.ndarray,
     tagger: Tagger,
@@ -66,13 +77,7 @@ def analyze_samples(
 ) -> FileResult:
     """Stream 16 kHz mono samples through a fresh engine stream and return what it heard."""
     stream = StreamAnalyzer(decider_config=decider_config)
-    padded = np.concatenate(
-        [
-            np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32),
-            np.asarray(samples, np.float32),
-            np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32),
-        ]
-    )
+    padded = with_silence(samples)
     found: dict[str, Detection] = {}
     step = int(CHUNK_S * SAMPLE_RATE)
     for start in range(0, len(padded), step):

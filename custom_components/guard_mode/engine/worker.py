@@ -270,6 +270,8 @@ class EngineStream:
                 self._queue.popleft()
             self._chunks -= len(queued)
             self._queued_s = sum(_seconds(i[0]) for i in self._queue if not isinstance(i, float))
+            if self._queue:  # a gap, and maybe audio after it: the next round handles them
+                self._worker.wake()
         if gap:
             self._resync = True
             if self._converter is not None:
@@ -393,8 +395,7 @@ class EngineWorker:
         """Process everything queued now, in the calling thread; return windows tagged."""
         started = time.perf_counter()
         work: list[_Work] = []
-        streams = self.streams
-        for stream in streams:
+        for stream in self.streams:
             if not stream._due():
                 continue
             try:
@@ -432,8 +433,6 @@ class EngineWorker:
             item.stream._deliver(events)
         if work:
             self.stats.busy_seconds += time.perf_counter() - started
-        if any(stream._due() for stream in streams):  # audio after a gap waits for a round
-            self.wake()
         return tagged
 
     def _tag(self, work: list[_Work]) -> int:
