@@ -13,6 +13,7 @@ from homeassistant.helpers.storage import Store
 
 from .arming import ArmingFollower, arming_options
 from .const import CONF_ALWAYS_LISTEN_ALARMS, CONF_ARMING_MODE, DEFAULT_OPTIONS, DOMAIN
+from .storage import DelayedStore
 
 if TYPE_CHECKING:
     from .models import GuardModeConfigEntry
@@ -68,13 +69,12 @@ class GuardHub:
         """Create the hub for a config entry; call async_load before use."""
         self._hass = hass
         self._entry = entry
-        self._store = state_store(hass)
+        self._store = DelayedStore(state_store(hass), self._data_to_save, SAVE_DELAY)
         self.armed = False
         self.source = ArmSource.RESTORED
         self._listeners: list[Callable[[], None]] = []
         self._follower: ArmingFollower | None = None
         self._restored_verdict: bool | None = None
-        self._unsaved = False  # a delayed write is pending
 
     @property
     def options(self) -> dict[str, Any]:
@@ -150,19 +150,11 @@ class GuardHub:
 
     @callback
     def _save(self) -> None:
-        self._unsaved = True
-        self._store.async_delay_save(self._data_to_write, SAVE_DELAY)
-
-    @callback
-    def _data_to_write(self) -> _StoredState:
-        self._unsaved = False
-        return self._data_to_save()
+        self._store.async_schedule()
 
     async def async_flush(self) -> None:
         """Write a pending change now (unloading: no write may come after a removal)."""
-        if self._unsaved:
-            self._unsaved = False
-            await self._store.async_save(self._data_to_save())
+        await self._store.async_flush()
 
     @callback
     def _data_to_save(self) -> _StoredState:

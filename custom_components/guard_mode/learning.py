@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from .const import DOMAIN
 from .engine.learning import CustomSound, unit
+from .storage import DelayedStore
 
 STORAGE_KEY = f"{DOMAIN}.learning"
 STORAGE_VERSION = 1
@@ -69,9 +70,8 @@ class Learning:
     def __init__(self, hass: HomeAssistant) -> None:
         """Start empty (call async_load)."""
         self.data: _Stored = {"false_alarms": {}, "custom_sounds": {}}
-        self._store = learning_store(hass)
+        self._store = DelayedStore(learning_store(hass), lambda: self.data, 1.0)
         self._listeners: list[Callable[[], None]] = []
-        self._unsaved = False  # a delayed write is pending
 
     async def async_load(self) -> None:
         """Read what was learned before."""
@@ -80,17 +80,11 @@ class Learning:
 
     async def async_save(self) -> None:
         """Write now (before a reload reads it back)."""
-        self._unsaved = False
-        await self._store.async_save(self.data)
-
-    def _data_to_write(self) -> _Stored:
-        self._unsaved = False
-        return self.data
+        await self._store.async_save()
 
     async def async_flush(self) -> None:
         """Write a pending change now (unloading: no write may come after a removal)."""
-        if self._unsaved:
-            await self.async_save()
+        await self._store.async_flush()
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -194,7 +188,6 @@ class Learning:
 
     @callback
     def _changed(self) -> None:
-        self._unsaved = True
-        self._store.async_delay_save(self._data_to_write, 1.0)
+        self._store.async_schedule()
         for listener in list(self._listeners):
             listener()
