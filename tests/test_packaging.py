@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 import re
@@ -94,3 +95,39 @@ def test_quality_scale_lists_every_rule() -> None:
         assert rule in rules
     statuses = re.findall(r"^  [a-z-]+: (\w+)$|^    status: (\w+)$", text, re.MULTILINE)
     assert {s for pair in statuses for s in pair if s} <= {"done", "todo", "exempt"}
+
+
+def _function(module: Path, name: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"{name} not in {module.name}")
+
+
+def test_patterns_core_checks_for() -> None:
+    """What Home Assistant core's quality-scale checks read in the code (hassfest checks them
+    for core integrations only): runtime_data set in async_setup_entry, a typed options flow
+    entry, ConfigEntryNotReady raised."""
+    setup = _function(COMPONENT / "__init__.py", "async_setup_entry")
+    entry_arg = setup.args.args[1].arg
+    assert any(
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == entry_arg
+        and node.attr == "runtime_data"
+        and isinstance(node.ctx, ast.Store)
+        for node in ast.walk(setup)
+    ), "async_setup_entry must set entry.runtime_data itself"
+    raised = {
+        node.exc.func.id
+        for node in ast.walk(setup)
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and isinstance(node.exc.func, ast.Name)
+    }
+    assert "ConfigEntryNotReady" in raised
+    options_flow = _function(COMPONENT / "config_flow.py", "async_get_options_flow")
+    annotation = options_flow.args.args[0].annotation
+    assert isinstance(annotation, ast.Name)
+    assert re.fullmatch(r"[A-Za-z]+ConfigEntry", annotation.id)
+    assert annotation.id != "ConfigEntry"

@@ -9,7 +9,7 @@ from typing import Any
 
 from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import ConfigEntryNotReady, HomeAssistantError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.typing import ConfigType
@@ -31,7 +31,7 @@ from .hub import GuardHub, state_store
 from .learning import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
-from .runtime import Engine, async_start_engine
+from .runtime import Engine, EngineNotReady, async_start_engine
 from .satellite import Satellite
 from .services import async_setup_services, mark_false_alarm
 from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
@@ -55,10 +55,22 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
-    """Set up Guard Mode from a config entry."""
-    engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
+    """Set up Guard Mode from a config entry.
+
+    An engine that can't start yet (a damaged model file, an unreachable remote engine) raises
+    ConfigEntryNotReady: Home Assistant retries by itself, and a repair issue says what to do.
+    """
     try:
-        return await _async_setup_hub(hass, entry, engine)
+        engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
+    except EngineNotReady as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key=err.issue,
+            translation_placeholders=err.placeholders,
+        ) from err
+    try:
+        entry.runtime_data = await _async_runtime_data(hass, entry, engine)
+        await _async_start(hass, entry)
     except BaseException:  # a failed set-up leaves no microphone or worker thread behind
         if isinstance(data := getattr(entry, "runtime_data", None), GuardModeData):
             for satellite in data.satellites.values():
@@ -66,41 +78,44 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
             data.satellites.clear()
         await engine.async_stop(hass)
         raise
+    return True
 
 
-async def _async_setup_hub(
+async def _async_runtime_data(
     hass: HomeAssistant, entry: GuardModeConfigEntry, engine: Engine
-) -> bool:
-    """Set up everything around a running engine."""
+) -> GuardModeData:
+    """Load the hub's saved state and what was learned; return what the platforms share."""
     hub = GuardHub(hass, entry)
     await hub.async_load()
-    notifier = Notifier(hass, lambda: hub.options)
-    entry.async_on_unload(notifier.async_stop)
-    alerts = AlertManager(hass, notifier.async_alert)
-    janitor = ClipJanitor(hass, hub.options[CONF_CLIP_RETENTION_DAYS])
     learning = Learning(hass)
     await learning.async_load()
-    entry.runtime_data = GuardModeData(
+    notifier = Notifier(hass, lambda: hub.options)
+    return GuardModeData(
         hub=hub,
         engine=engine,
         engine_settings=_engine_settings(hub.options),
-        alerts=alerts,
+        alerts=AlertManager(hass, notifier.async_alert),
         notifier=notifier,
-        janitor=janitor,
+        janitor=ClipJanitor(hass, hub.options[CONF_CLIP_RETENTION_DAYS]),
         learning=learning,
     )
-    janitor.async_start()
-    entry.async_on_unload(janitor.async_stop)
+
+
+async def _async_start(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
+    """Start the satellites, the platforms and what follows the arming."""
+    data = entry.runtime_data
+    entry.async_on_unload(data.notifier.async_stop)
+    data.janitor.async_start()
+    entry.async_on_unload(data.janitor.async_stop)
     async_register_push_view(hass, _push_resolver(hass))
     _sync_satellites(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    hub.async_start()
-    entry.async_on_unload(hub.async_stop)
+    data.hub.async_start()
+    entry.async_on_unload(data.hub.async_stop)
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     entry.async_on_unload(
         hass.bus.async_listen(EVENT_NOTIFICATION_ACTION, partial(_notification_action, hass))
     )
-    return True
 
 
 @callback

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -67,6 +67,9 @@ from .remote import RemoteEngineError, async_describe
 from .sources import create_source
 from .sources.base import SourceError
 
+if TYPE_CHECKING:
+    from .models import GuardModeConfigEntry
+
 DEFAULT_WYOMING_PORT = 10600
 CONF_FORGET_LEARNED = "forget_learned"
 
@@ -94,7 +97,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> GuardModeOptionsFlow:
+    def async_get_options_flow(config_entry: GuardModeConfigEntry) -> GuardModeOptionsFlow:
         """Return the options flow."""
         return GuardModeOptionsFlow()
 

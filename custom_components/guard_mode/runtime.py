@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT, DOMAIN, ENGINE_REMOTE
@@ -91,13 +90,21 @@ class EngineRuntime:
         await hass.async_add_executor_job(self.worker.stop)
 
 
-def _not_ready(
-    hass: HomeAssistant, issue: str, placeholders: dict[str, str]
-) -> ConfigEntryNotReady:
+class EngineNotReady(Exception):
+    """The engine can't start yet; a repair issue says what to do (key and placeholders)."""
+
+    def __init__(self, issue: str, placeholders: dict[str, str]) -> None:
+        """Name the repair issue and its placeholders (also the set-up error's translation)."""
+        super().__init__(issue)
+        self.issue = issue
+        self.placeholders = placeholders
+
+
+def _not_ready(hass: HomeAssistant, issue: str, placeholders: dict[str, str]) -> EngineNotReady:
     """Create the repair issue that tells the user what to do; return the error to raise.
 
-    ConfigEntryNotReady makes Home Assistant retry the set-up by itself; the issue is deleted
-    when a later set-up succeeds.
+    The set-up turns it into ConfigEntryNotReady, so Home Assistant retries by itself; the issue
+    is deleted when a later set-up succeeds.
     """
     ir.async_create_issue(
         hass,
@@ -108,16 +115,14 @@ def _not_ready(
         translation_key=issue,
         translation_placeholders=placeholders,
     )
-    return ConfigEntryNotReady(
-        translation_domain=DOMAIN, translation_key=issue, translation_placeholders=placeholders
-    )
+    return EngineNotReady(issue, placeholders)
 
 
 async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) -> Engine:
     """Start the engine the options choose: in-process, or the remote engine service.
 
-    An unreachable remote engine raises ConfigEntryNotReady (Home Assistant retries by itself)
-    with a repair issue that says what to check.
+    An unreachable remote engine raises EngineNotReady with a repair issue that says what to
+    check.
     """
     if options.get(CONF_ENGINE) != ENGINE_REMOTE:
         return await async_start_local_engine(hass)
@@ -134,8 +139,8 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
 async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:
     """Load the model (in an executor) and start the worker.
 
-    A missing or damaged model file raises ConfigEntryNotReady, so Home Assistant retries by
-    itself, and raises a repair issue that tells the user what to do.
+    A missing or damaged model file raises EngineNotReady with a repair issue that tells the
+    user what to do.
     """
     model = MODEL_FILE
     try:

@@ -30,6 +30,7 @@ SOUND_LEVEL = SensorEntityDescription(
     native_unit_of_measurement=DBFS,
     state_class=SensorStateClass.MEASUREMENT,
     entity_category=EntityCategory.DIAGNOSTIC,
+    entity_registry_enabled_default=False,  # a new state every 5 s: enable it when setting up
     suggested_display_precision=0,
 )
 LAST_DETECTION = SensorEntityDescription(

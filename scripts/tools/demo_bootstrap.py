@@ -381,6 +381,10 @@ async def set_up(config_dir: Path, host: str, port: int, http_port: int) -> dict
         if changed:
             done.append(f"satellite {SATELLITE!r} ({changed}: tcp://{host}:{port})")
         ids = entity_ids(hass, entry.entry_id, satellite_id)
+        registry = er.async_get(hass)
+        if (level := registry.async_get(ids["sound_level"])) and level.disabled_by is not None:
+            registry.async_update_entity(level.entity_id, disabled_by=None)  # off by default
+            done.append("Sound level sensor enabled")
         if new_entry or new_satellite:
             await arm(hass, ids["switch"])
             done.append("armed")

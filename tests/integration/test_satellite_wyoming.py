@@ -210,17 +210,22 @@ async def test_always_listen_for_alarms_keeps_the_mic_open_when_disarmed(
 
 
 async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
-    await setup_entry(hass, satellite_entry(mic.port))
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    registry = er.async_get(hass)
+    assert registry.async_get(LEVEL).disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    assert hass.states.get(LEVEL) is None  # a state every 5 s: off until the user wants it
+    registry.async_update_entity(LEVEL, disabled_by=None)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
     assert state(hass, LEVEL) == "unavailable"
     await arm(hass)
-    entry = hass.config_entries.async_entries(DOMAIN)[0]
     satellite = next(iter(entry.runtime_data.satellites.values()))
     await wait_for(lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 1)
     satellite._sample_level(None)
     await hass.async_block_till_done()
     level = float(state(hass, LEVEL))
     assert -16 < level < -8  # a 0.3 amplitude tone: -13.5 dBFS
-    assert er.async_get(hass).async_get(LEVEL).entity_category == "diagnostic"
+    assert registry.async_get(LEVEL).entity_category == "diagnostic"
 
 
 @pytest.mark.parametrize(

@@ -442,12 +442,22 @@ async def test_agent_follows_the_resolver(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(push, "RESOLVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 0.5)
+    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 3600.0)  # a reload is never taken for removal
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
-    del sources[PUSH_ID]  # the satellite is being reloaded: the agent stays connected
-    await asyncio.sleep(0.3)
-    reloaded = sources[PUSH_ID] = PushSource(PUSH_ID)
+    missed = asyncio.Event()
+    served = sources.copy()
+
+    def resolve(push_id: str) -> PushSource | None:
+        found = served.get(push_id)
+        if found is None:
+            missed.set()
+        return found
+
+    async_register_push_view(hass, resolve)
+    del served[PUSH_ID]  # the satellite is being reloaded: the agent stays connected
+    await asyncio.wait_for(missed.wait(), 5)  # the connection has seen its push id unserved
+    reloaded = served[PUSH_ID] = PushSource(PUSH_ID)
     sink = Recorder()
     async with running(reloaded, sink):
         assert await next_json(ws) == {"type": "start"}  # within the resolve interval
@@ -462,6 +472,7 @@ async def test_agent_follows_the_resolver(
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
+    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 0.0)
     async_unregister_push_view(hass)  # unknown for longer than the grace period: closed
     error = await next_json(ws)
     assert (error["type"], error["code"]) == ("error", "unknown_push_id")
