@@ -45,7 +45,12 @@ class GuardHubEntity(Entity):
 
 
 class SatelliteEntity(Entity):
-    """An entity of a satellite's device; unavailable while the satellite isn't listening."""
+    """An entity of a satellite's device; unavailable while the satellite can't hear.
+
+    A detection entity that says "clear" while its microphone is unreachable would lie: while the
+    satellite should listen and can't (or the remote engine is away), it is unavailable. While
+    guard mode is disarmed the microphones are closed by choice, and the entities stay available.
+    """
 
     _attr_has_entity_name = True
     _attr_should_poll = False
@@ -59,8 +64,8 @@ class SatelliteEntity(Entity):
 
     @property
     def available(self) -> bool:
-        """Return False while the engine that listens for this satellite can't be reached."""
-        return self._satellite.engine.available
+        """Return False while the microphone or the engine that listens to it can't be reached."""
+        return self._satellite.engine.available and not self._satellite.deaf
 
     async def async_added_to_hass(self) -> None:
         """Follow the satellite's state."""

@@ -142,6 +142,11 @@ class Satellite:
         return str(area) if area else None
 
     @property
+    def deaf(self) -> bool:
+        """Return True while the microphone should be open but can't be heard (an outage)."""
+        return self.state.listening and self.state.outage_since is not None
+
+    @property
     def source_type(self) -> str:
         """Return the kind of source."""
         return str(self.subentry.data[CONF_SOURCE])

@@ -1,7 +1,8 @@
-"""Sensors: each satellite's sound level; the hub's last detection and inference backend."""
+"""Sensors: a satellite's sound level; the hub's last detection, microphones heard, backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeassistant.components.sensor import (
@@ -12,13 +13,16 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .alerts import sound_phrase
+from .const import SIGNAL_NEW_SATELLITE
 from .engine.labels import Sound
 from .entity import GuardHubEntity, SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
+from .satellite import Satellite
 
 PARALLEL_UPDATES = 0
 DBFS = "dBFS"
@@ -46,6 +50,11 @@ BACKEND = SensorEntityDescription(
     options=BACKENDS,
     entity_category=EntityCategory.DIAGNOSTIC,
 )
+MICROPHONES_LISTENING = SensorEntityDescription(
+    key="microphones_listening",
+    translation_key="microphones_listening",
+    state_class=SensorStateClass.MEASUREMENT,
+)
 LAST_ATTRIBUTES = ("sound_name", "satellite", "area", "time", "confidence", "simulated")
 
 
@@ -55,7 +64,13 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the hub's sensors and every satellite's level sensor."""
-    async_add_entities([LastDetectionSensor(entry, LAST_DETECTION), BackendSensor(entry, BACKEND)])
+    async_add_entities(
+        [
+            LastDetectionSensor(entry, LAST_DETECTION),
+            ListeningMicrophonesSensor(entry, MICROPHONES_LISTENING),
+            BackendSensor(entry, BACKEND),
+        ]
+    )
     async_add_satellite_entities(
         hass, entry, async_add_entities, lambda sat: [SatelliteLevelSensor(sat, SOUND_LEVEL)]
     )
@@ -112,6 +127,62 @@ class LastDetectionSensor(GuardHubEntity, RestoreSensor):
             "simulated": alert.simulated,
         }
         self.async_write_ha_state()
+
+
+class ListeningMicrophonesSensor(GuardHubEntity, SensorEntity):
+    """How many satellites Guard Mode hears right now, and which ones it should but can't."""
+
+    def __init__(self, entry: GuardModeConfigEntry, description: SensorEntityDescription) -> None:
+        """Initialize on the hub device."""
+        super().__init__(entry.runtime_data.hub, entry.entry_id, description)
+        self._satellites = entry.runtime_data.satellites
+        self._followed: dict[str, Callable[[], None]] = {}  # satellite id: stop following
+
+    async def async_added_to_hass(self) -> None:
+        """Follow every satellite, also the ones added later."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._hub.async_add_listener(self._follow))
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, SIGNAL_NEW_SATELLITE, self._satellite_added)
+        )
+        self.async_on_remove(self._unfollow)
+        self._follow()
+
+    @callback
+    def _satellite_added(self, _satellite: Satellite) -> None:
+        self._follow()
+
+    @callback
+    def _follow(self) -> None:
+        """Follow the satellites there are (a removed one's listener goes)."""
+        for satellite_id in set(self._followed) - set(self._satellites):
+            self._followed.pop(satellite_id)()
+        for satellite_id, satellite in self._satellites.items():
+            if satellite_id not in self._followed:
+                self._followed[satellite_id] = satellite.async_add_listener(
+                    self.async_write_ha_state
+                )
+        self.async_write_ha_state()
+
+    @callback
+    def _unfollow(self) -> None:
+        for unsubscribe in self._followed.values():
+            unsubscribe()
+        self._followed.clear()
+
+    @property
+    def native_value(self) -> int:
+        """Return how many satellites' audio arrives."""
+        return sum(satellite.state.connected for satellite in self._satellites.values())
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return how many satellites there are and the ones that can't be heard."""
+        satellites = self._satellites.values()
+        return {
+            "satellites": len(self._satellites),
+            "not_heard": sorted(satellite.name for satellite in satellites if satellite.deaf),
+        }
 
 
 class BackendSensor(GuardHubEntity, SensorEntity):
