@@ -104,6 +104,7 @@ async def _async_runtime_data(
 async def _async_start(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
     """Start the satellites, the platforms and what follows the arming."""
     data = entry.runtime_data
+    data.notifier.async_options_updated()
     entry.async_on_unload(data.notifier.async_stop)
     data.janitor.async_start()
     entry.async_on_unload(data.janitor.async_stop)
@@ -170,6 +171,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
             await satellites.pop(subentry_id).async_stop()
     _sync_satellites(hass, entry)
     entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
+    entry.runtime_data.notifier.async_options_updated()
     entry.runtime_data.hub.async_options_updated()
 
 

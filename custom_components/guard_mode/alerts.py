@@ -47,6 +47,11 @@ def sound_phrase(alert: Alert) -> str:
     return SOUND_PHRASES.get(alert.sound) or alert.label  # type: ignore[call-overload]
 
 
+def confidence_text(confidence: float) -> str:
+    """Return how a confidence reads: "confidence 87 %" (alerts carry it rounded to 0.01)."""
+    return f"confidence {round(100 * confidence)} %"
+
+
 CRITICAL_SOUNDS = frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM, Sound.GLASS_BREAK, Sound.GUNSHOT})
 
 
@@ -62,7 +67,7 @@ class Alert:
     area_id: str | None
     area: str | None
     sound: str  # a Sound, or a custom sound's key
-    confidence: float
+    confidence: float  # rounded once, to 0.01: every place that shows it shows the same
     label: str
     started: datetime
     peak_db: float
@@ -75,7 +80,6 @@ class Alert:
         data = asdict(self)
         data["sound"] = str(self.sound)
         data["started"] = self.started.isoformat()
-        data["confidence"] = round(self.confidence, 3)
         data["peak_db"] = round(self.peak_db, 1)
         if self.reason is None:
             del data["reason"]
@@ -163,7 +167,7 @@ class AlertManager:
             area_id=area_id,
             area=area.name if area else None,
             sound=detection.sound,
-            confidence=detection.confidence,
+            confidence=round(detection.confidence, 2),
             label=detection.label,
             started=started,
             peak_db=detection.peak_db,

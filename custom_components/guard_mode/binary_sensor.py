@@ -121,7 +121,7 @@ class SoundSensor(SatelliteEntity, BinarySensorEntity):
         if last is None:
             return {}
         return {
-            "confidence": round(last.confidence, 3),
+            "confidence": last.confidence,
             "last_detected": last.started.isoformat(),
             "detection_id": last.detection_id,
             "simulated": last.simulated,

@@ -63,6 +63,7 @@ from .const import (
     ArmingMode,
     SourceType,
 )
+from .notifications import notify_choices
 from .remote import RemoteEngineError, async_describe
 from .sources import create_source
 from .sources.base import SourceError
@@ -133,7 +134,10 @@ class GuardModeOptionsFlow(OptionsFlow):
                 self._next_steps.append("remote_engine")
             return await self._async_next()
 
-        notify_services = sorted(self.hass.services.async_services_for_domain("notify"))
+        targets = notify_choices(self.hass)
+        working = {choice["value"] for choice in targets}
+        # Only targets that work are offered; one that no longer exists is left out.
+        current[CONF_NOTIFY_TARGETS] = [t for t in current[CONF_NOTIFY_TARGETS] if t in working]
         schema = vol.Schema(
             {
                 vol.Required(CONF_ARMING_MODE): SelectSelector(
@@ -153,10 +157,7 @@ class GuardModeOptionsFlow(OptionsFlow):
                 ): _whole_number(1, 365, "d"),
                 vol.Optional(CONF_NOTIFY_TARGETS): SelectSelector(
                     SelectSelectorConfig(
-                        options=[f"notify.{name}" for name in notify_services],
-                        multiple=True,
-                        custom_value=True,
-                        mode=SelectSelectorMode.DROPDOWN,
+                        options=targets, multiple=True, mode=SelectSelectorMode.DROPDOWN
                     )
                 ),
                 vol.Optional(CONF_ENGINE, default=ENGINE_LOCAL): SelectSelector(

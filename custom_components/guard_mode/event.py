@@ -54,7 +54,7 @@ class DetectionEvent(SatelliteEntity, EventEntity):
         self._trigger_event(
             str(alert.sound),
             {
-                "confidence": round(alert.confidence, 3),
+                "confidence": alert.confidence,
                 "detection_id": alert.detection_id,
                 "clip": alert.clip,
                 "simulated": alert.simulated,

@@ -1,4 +1,8 @@
-"""Logbook: "Kitchen mic heard glass breaking" and the detections that were ignored."""
+"""Logbook: one Guard Mode line per alert, and one per detection that was ignored.
+
+"Kitchen mic heard glass breaking in Kitchen (confidence 87 %)": the sound, the place and the
+confidence, rounded as everywhere else (see alerts.confidence_text).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from homeassistant.components.logbook.const import (
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 
-from .alerts import EVENT_DETECTION, EVENT_SUPPRESSED, SOUND_PHRASES
+from .alerts import EVENT_DETECTION, EVENT_SUPPRESSED, SOUND_PHRASES, confidence_text
 from .const import DOMAIN, NAME
 from .engine.decider import Reason
 from .engine.labels import Sound
@@ -37,8 +41,10 @@ def sound_phrase(sound: Any) -> str:
 def detection_message(data: Mapping[str, Any]) -> str:
     """Return the message of a guard_mode_detection event (after the satellite's name)."""
     message = f"heard {sound_phrase(data.get('sound'))}"
+    if area := data.get("area"):
+        message += f" in {area}"
     if isinstance(confidence := data.get("confidence"), int | float):
-        message += f" (confidence {round(100 * confidence)} %)"
+        message += f" ({confidence_text(confidence)})"
     if data.get("simulated"):
         message += " (simulated)"
     return message

@@ -1,13 +1,18 @@
-"""Notifications while armed: a persistent notification and the notify targets chosen.
+"""Notifications: a persistent notification and the notify targets chosen in the options.
 
 One sound heard by several satellites within a moment gives one notification naming the area
 where it was loudest; each sound is notified at most once per rate-limit period. Smoke, CO,
-glass and gunshot alerts are marked critical for the Home Assistant companion apps.
+glass and gunshot alerts are marked critical for the Home Assistant companion apps. A simulated
+alert is notified apart from real ones: it never replaces a real alert's notification.
+
+A target is a notify entity (sent with ``notify.send_message``) or a legacy notify action such
+as ``notify.mobile_app_…``. A target that fails is logged once and raises a repair issue named
+after it, which goes away when it works again or is no longer chosen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 import logging
 import time
@@ -15,9 +20,11 @@ from typing import Any
 
 from homeassistant.components import persistent_notification
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.selector import SelectOptionDict
 
-from .alerts import CRITICAL_SOUNDS, Alert, sound_phrase
+from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
 from .const import CONF_NOTIFY_TARGETS, DOMAIN
 from .engine.labels import ALARM_SOUNDS
 
@@ -26,6 +33,13 @@ _LOGGER = logging.getLogger(__name__)
 GATHER_S = 2.0  # alerts of one sound this close together are one notification
 RATE_LIMIT_S = 120.0  # per sound; alarms: ALARM_RATE_LIMIT_S
 ALARM_RATE_LIMIT_S = 60.0
+NOTIFY = "notify"
+# notify actions that are no target: send_message needs an entity, and the persistent
+# notification is always created anyway.
+NOT_TARGETS = frozenset({"send_message", "persistent_notification"})
+ISSUE_NOTIFY_FAILED = "notify_failed"
+
+type Key = tuple[str, bool]  # (sound, simulated): real and simulated alerts never mix
 
 
 def notification_text(alerts: list[Alert]) -> tuple[str, str]:
@@ -38,7 +52,7 @@ def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     message = (
         f"{test}{loudest.satellite} heard {phrase} in {where} at "
         f"{loudest.started.astimezone().strftime('%H:%M:%S')} "
-        f"(confidence {round(100 * loudest.confidence)} %)."
+        f"({confidence_text(loudest.confidence)})."
     )
     others = sorted({a.satellite for a in alerts} - {loudest.satellite})
     if others:
@@ -51,13 +65,18 @@ def notification_text(alerts: list[Alert]) -> tuple[str, str]:
 NOT_A_THREAT = "GUARD_MODE_NOT_A_THREAT::"  # + detection id: the companion-app action
 
 
+def notification_id(alert: Alert) -> str:
+    """Return the id (and companion-app tag) of an alert's notification; tests have their own."""
+    return f"{DOMAIN}_{alert.sound}{'_test' if alert.simulated else ''}"
+
+
 def push_data(alert: Alert) -> dict[str, Any]:
     """Return the companion-app data for an alert.
 
     Critical alerts for the dangerous sounds, and a "Not a threat" button for the sounds Guard
     Mode can learn to ignore (not the alarms).
     """
-    data: dict[str, Any] = {"tag": f"{DOMAIN}_{alert.sound}", "group": DOMAIN}
+    data: dict[str, Any] = {"tag": notification_id(alert), "group": DOMAIN}
     if alert.sound not in ALARM_SOUNDS and not alert.simulated:
         data["actions"] = [
             {"action": f"{NOT_A_THREAT}{alert.detection_id}", "title": "Not a threat"}
@@ -70,6 +89,26 @@ def push_data(alert: Alert) -> dict[str, Any]:
     return data
 
 
+def notify_choices(hass: HomeAssistant) -> list[SelectOptionDict]:
+    """Return the targets that can take an alert: notify entities, then legacy notify actions."""
+    choices = [
+        SelectOptionDict(value=state.entity_id, label=f"{state.name} ({state.entity_id})")
+        for state in sorted(hass.states.async_all(NOTIFY), key=lambda state: state.name.lower())
+    ]
+    entities = {choice["value"] for choice in choices}
+    choices += [
+        SelectOptionDict(value=target, label=target)
+        for name in sorted(hass.services.async_services_for_domain(NOTIFY))
+        if name not in NOT_TARGETS and (target := f"{NOTIFY}.{name}") not in entities
+    ]
+    return choices
+
+
+def issue_notify_failed(target: str) -> str:
+    """Return the repair issue id for a notify target that fails."""
+    return f"{ISSUE_NOTIFY_FAILED}_{target}"
+
+
 class Notifier:
     """Gathers alerts per sound for a moment, then notifies once (rate-limited)."""
 
@@ -77,20 +116,37 @@ class Notifier:
         """Notify with the targets in the hub's current options."""
         self._hass = hass
         self._options = options
-        self._pending: dict[str, list[Alert]] = {}  # by sound key
-        self._timers: dict[str, CALLBACK_TYPE] = {}
-        self._last_sent: dict[tuple[str, bool], float] = {}
+        self._pending: dict[Key, list[Alert]] = {}
+        self._timers: dict[Key, CALLBACK_TYPE] = {}
+        self._last_sent: dict[Key, float] = {}
+        self._failing: set[str] = set()  # targets with a repair issue
         self.sent = 0
+
+    @property
+    def targets(self) -> list[str]:
+        """Return the notify targets chosen in the options."""
+        return [str(target) for target in self._options().get(CONF_NOTIFY_TARGETS) or []]
 
     @callback
     def async_alert(self, alert: Alert) -> None:
         """Queue an alert; the first of a sound starts the gathering moment."""
-        pending = self._pending.setdefault(alert.sound, [])
-        pending.append(alert)
-        if alert.sound not in self._timers:
-            self._timers[alert.sound] = async_call_later(
-                self._hass, GATHER_S, partial(self._flush, alert.sound)
-            )
+        key = (alert.sound, alert.simulated)
+        self._pending.setdefault(key, []).append(alert)
+        if key not in self._timers:
+            self._timers[key] = async_call_later(self._hass, GATHER_S, partial(self._flush, key))
+
+    @callback
+    def async_options_updated(self) -> None:
+        """Forget the failures of targets that are no longer chosen (also from before a restart)."""
+        chosen = set(self.targets)
+        prefix = f"{ISSUE_NOTIFY_FAILED}_"
+        self._forget_failures(
+            issue_id.removeprefix(prefix)
+            for domain, issue_id in list(ir.async_get(self._hass).issues)
+            if domain == DOMAIN
+            and issue_id.startswith(prefix)
+            and issue_id.removeprefix(prefix) not in chosen
+        )
 
     @callback
     def async_stop(self) -> None:
@@ -101,36 +157,73 @@ class Notifier:
         self._pending.clear()
 
     @callback
-    def _flush(self, sound: str, _now: Any = None) -> None:
-        self._timers.pop(sound, None)
-        alerts = self._pending.pop(sound, [])
+    def _flush(self, key: Key, _now: Any = None) -> None:
+        self._timers.pop(key, None)
+        alerts = self._pending.pop(key, [])
         if not alerts:
             return
-        simulated = alerts[0].simulated
+        sound = key[0]
         now = time.monotonic()
-        last = self._last_sent.get((sound, simulated))
+        last = self._last_sent.get(key)
         limit = ALARM_RATE_LIMIT_S if sound in ALARM_SOUNDS else RATE_LIMIT_S
         if last is not None and now - last < limit:
             _LOGGER.debug("Not notifying %s again so soon", sound)
             return
-        self._last_sent[(sound, simulated)] = now
+        self._last_sent[key] = now
         title, message = notification_text(alerts)
-        persistent_notification.async_create(
-            self._hass, message, title, notification_id=f"{DOMAIN}_{sound}"
-        )
         loudest = max(alerts, key=lambda alert: alert.peak_db)
-        for target in self._options().get(CONF_NOTIFY_TARGETS) or []:
-            domain, _, service = str(target).partition(".")
-            if domain != "notify" or not self._hass.services.has_service(domain, service):
-                _LOGGER.warning("Notify target %s does not exist", target)
-                continue
+        persistent_notification.async_create(
+            self._hass, message, title, notification_id=notification_id(loudest)
+        )
+        for target in self.targets:
             self._hass.async_create_task(
-                self._hass.services.async_call(
-                    domain,
-                    service,
-                    {"title": title, "message": message, "data": push_data(loudest)},
-                    blocking=False,
-                ),
+                self._async_send(target, title, message, push_data(loudest)),
+                f"{DOMAIN} notify {target}",
                 eager_start=True,
             )
         self.sent += 1
+
+    async def _async_send(self, target: str, title: str, message: str, data: Any) -> None:
+        """Send to one target; a failure is surfaced, never lost in a background task."""
+        domain, _, name = target.partition(".")
+        if self._hass.states.get(target) is not None and domain == NOTIFY:  # a notify entity
+            service, payload = "send_message", {"entity_id": target}
+        elif domain == NOTIFY and name not in NOT_TARGETS:
+            service, payload = name, {"data": data}
+        else:
+            self._failed(target, "it is not a notify entity or notify action")
+            return
+        if not self._hass.services.has_service(NOTIFY, service):
+            self._failed(target, "it does not exist (any more)")
+            return
+        try:
+            await self._hass.services.async_call(
+                NOTIFY, service, {"title": title, "message": message, **payload}, blocking=True
+            )
+        except Exception as err:  # whatever another integration raises, it must be seen
+            self._failed(target, str(err) or type(err).__name__)
+        else:
+            self._forget_failures([target])
+
+    @callback
+    def _failed(self, target: str, error: str) -> None:
+        if target not in self._failing:
+            self._failing.add(target)
+            _LOGGER.warning("Guard Mode could not send its alert to %s: %s", target, error)
+        ir.async_create_issue(
+            self._hass,
+            DOMAIN,
+            issue_notify_failed(target),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=ISSUE_NOTIFY_FAILED,
+            translation_placeholders={"target": target, "error": error},
+        )
+
+    @callback
+    def _forget_failures(self, targets: Iterable[str]) -> None:
+        for target in list(targets):
+            if target in self._failing:
+                self._failing.discard(target)
+                _LOGGER.info("Guard Mode's alerts reach %s again", target)
+            ir.async_delete_issue(self._hass, DOMAIN, issue_notify_failed(target))

@@ -123,7 +123,7 @@ class LastDetectionSensor(GuardHubEntity, RestoreSensor):
             "satellite": alert.satellite,
             "area": alert.area,
             "time": alert.started.isoformat(),
-            "confidence": round(alert.confidence, 3),
+            "confidence": alert.confidence,
             "simulated": alert.simulated,
         }
         self.async_write_ha_state()

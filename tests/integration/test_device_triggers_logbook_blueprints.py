@@ -233,11 +233,11 @@ async def test_logbook_describes_detections_and_suppressions(
 
     assert describe(describe_detection, detection_data()) == {
         "name": "Kitchen mic",
-        "message": "heard glass breaking (confidence 87 %)",
+        "message": "heard glass breaking in Kitchen (confidence 87 %)",
         "entity_id": event_entity,
     }
     simulated = describe(describe_detection, detection_data(sound="gunshot", simulated=True))
-    assert simulated["message"] == "heard a gunshot (confidence 87 %) (simulated)"
+    assert simulated["message"] == "heard a gunshot in Kitchen (confidence 87 %) (simulated)"
 
     reasons = {
         "media": "it came from a TV or radio",
@@ -253,12 +253,12 @@ async def test_logbook_describes_detections_and_suppressions(
     # A satellite that is gone (or an event recorded by an older version) still reads well.
     gone = describe(
         describe_detection,
-        detection_data(satellite_id="gone", satellite="Garage mic", sound="doorbell"),
+        detection_data(satellite_id="gone", satellite="Garage mic", sound="doorbell", area=None),
     )
     assert gone == {"name": "Garage mic", "message": "heard doorbell (confidence 87 %)"}
 
 
-async def test_logbook_shows_a_simulated_detection_on_the_satellite(
+async def test_one_logbook_line_per_alert_with_sound_place_and_confidence(
     recorder_mock: Any,
     hass: HomeAssistant,
     entry: MockConfigEntry,
@@ -267,7 +267,13 @@ async def test_logbook_shows_a_simulated_detection_on_the_satellite(
     assert await async_setup_component(hass, "logbook", {})
     await hass.async_block_till_done()
     start = dt_util.utcnow()
-    await simulate(hass, KITCHEN, "smoke_alarm")
+    await hass.services.async_call(
+        DOMAIN,
+        "simulate",
+        {"device_id": device_id(hass, KITCHEN), "sound": "smoke_alarm", "confidence": 0.845},
+        blocking=True,
+    )
+    await hass.async_block_till_done()
     await async_wait_recording_done(hass)
 
     client = await hass_ws_client(hass)
@@ -280,8 +286,9 @@ async def test_logbook_shows_a_simulated_detection_on_the_satellite(
     )
     response = await client.receive_json()
     assert response["success"], response
-    messages = [(e.get("name"), e.get("message")) for e in response["result"]]
-    assert ("Kitchen mic", "heard a smoke alarm (confidence 90 %) (simulated)") in messages
+    ours = [(e["name"], e["message"]) for e in response["result"] if e.get("domain") == DOMAIN]
+    # 0.845 is 84 % here as in the notification, the event and the entities' attributes
+    assert ours == [("Kitchen mic", "heard a smoke alarm in Kitchen (confidence 84 %) (simulated)")]
 
 
 # Blueprints

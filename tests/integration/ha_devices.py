@@ -1,0 +1,95 @@
+"""Stand-ins for devices that can't run here, as real Home Assistant entities.
+
+A phone's notify entity and a camera are entities of a small "test" integration set up through a
+config entry, so Home Assistant's own services (notify.send_message, the camera's stream source)
+reach them exactly as they reach real ones.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from homeassistant.components.camera import Camera, CameraEntityFeature
+from homeassistant.components.notify import NotifyEntity
+from homeassistant.config_entries import ConfigEntry, ConfigFlow
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockModule,
+    MockPlatform,
+    mock_config_flow,
+    mock_integration,
+    mock_platform,
+)
+
+DOMAIN = "test"
+
+
+class Phone(NotifyEntity):
+    """A phone's notify entity: keeps what it is sent, or fails like an offline one."""
+
+    def __init__(self, name: str, *, offline: bool = False) -> None:
+        self._attr_name = name
+        self._attr_unique_id = name
+        self.offline = offline
+        self.messages: list[tuple[str | None, str]] = []
+
+    async def async_send_message(self, message: str, title: str | None = None) -> None:
+        if self.offline:
+            raise HomeAssistantError("the phone is offline")
+        self.messages.append((title, message))
+
+
+class StreamCamera(Camera):
+    """A camera whose stream source is a URL (e.g. a local RTSP server)."""
+
+    _attr_supported_features = CameraEntityFeature.STREAM
+
+    def __init__(self, name: str, url: str | None) -> None:
+        super().__init__()
+        self._attr_name = name
+        self._attr_unique_id = name
+        self.url = url
+
+    async def stream_source(self) -> str | None:
+        return self.url
+
+    async def async_camera_image(
+        self, width: int | None = None, height: int | None = None
+    ) -> bytes | None:
+        return None
+
+
+async def async_add_devices(hass: HomeAssistant, *entities: Entity) -> ConfigEntry:
+    """Set up the test integration with entities (grouped by their platform)."""
+    by_platform: dict[str, list[Entity]] = defaultdict(list)
+    for entity in entities:
+        platform = "notify" if isinstance(entity, NotifyEntity) else "camera"
+        by_platform[platform].append(entity)
+
+    async def setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+        await hass.config_entries.async_forward_entry_setups(entry, list(by_platform))
+        return True
+
+    mock_integration(hass, MockModule(DOMAIN, async_setup_entry=setup_entry))
+    mock_platform(hass, f"{DOMAIN}.config_flow")
+    for platform, platform_entities in by_platform.items():
+
+        async def add(
+            hass: HomeAssistant,
+            entry: ConfigEntry,
+            async_add_entities: AddConfigEntryEntitiesCallback,
+            platform_entities: list[Entity] = platform_entities,
+        ) -> None:
+            async_add_entities(platform_entities)
+
+        mock_platform(hass, f"{DOMAIN}.{platform}", MockPlatform(async_setup_entry=add))
+    entry = MockConfigEntry(domain=DOMAIN)
+    entry.add_to_hass(hass)
+    with mock_config_flow(DOMAIN, ConfigFlow):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

@@ -1,0 +1,221 @@
+"""Notifications that arrive: notify entities and actions, failures surfaced, tests kept apart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+from typing import Any
+
+from homeassistant.core import HomeAssistant, ServiceCall
+from homeassistant.data_entry_flow import InvalidData
+from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
+from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+    async_mock_service,
+)
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
+
+from custom_components.guard_mode.alerts import EVENT_DETECTION
+from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine.decider import DeciderEvent, Detection, EventKind
+from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.notifications import issue_notify_failed
+
+from .conftest import make_entry, satellite_subentry, setup_entry
+from .ha_devices import Phone, async_add_devices
+
+PHONE = "notify.ann_s_phone"
+APP = "notify.mobile_app_bob"
+
+
+def kitchen_entry(**options: Any) -> MockConfigEntry:
+    kitchen = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="k1")
+    return make_entry(options, [kitchen])
+
+
+def the_satellite(hass: HomeAssistant) -> Any:
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    return next(iter(entry.runtime_data.satellites.values()))
+
+
+async def simulate(hass: HomeAssistant, sound: str, confidence: float = 0.9) -> None:
+    satellite = the_satellite(hass)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, satellite.id), satellite.entry_id
+    )
+    await hass.services.async_call(
+        DOMAIN,
+        "simulate",
+        {"device_id": device.id, "sound": sound, "confidence": confidence},
+        blocking=True,
+    )
+
+
+def hear(
+    hass: HomeAssistant, sound: Sound, confidence: float = 0.9, peak_db: float = -20.0
+) -> None:
+    """What the engine reports when it hears a sound (a real, not simulated, alert)."""
+    satellite = the_satellite(hass)
+    detection = Detection(f"d-{sound}", sound, 1.0, 1.5, confidence, "heard", peak_db)
+    satellite.alerts.async_handle(satellite, DeciderEvent(EventKind.ONSET, detection))
+
+
+async def gathered(hass: HomeAssistant) -> None:
+    """Let the gathering moment pass (alerts of one sound within 2 s are one notification)."""
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=3))
+    await hass.async_block_till_done()
+
+
+async def persistent_notifications(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator
+) -> dict[str, dict[str, Any]]:
+    assert await async_setup_component(hass, "persistent_notification", {})
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id({"type": "persistent_notification/get"})
+    response = await client.receive_json()
+    assert response["success"], response
+    return {n["notification_id"]: n for n in response["result"]}
+
+
+def notify_options(result: dict[str, Any]) -> list[str]:
+    for key, selector in result["data_schema"].schema.items():
+        if key == "notify_targets":
+            return [option["value"] for option in selector.config["options"]]
+    raise AssertionError("no notify_targets field")
+
+
+async def test_options_offer_only_targets_that_work(hass: HomeAssistant) -> None:
+    await async_add_devices(hass, Phone("Ann's phone"))
+    async_mock_service(hass, "notify", "mobile_app_bob")
+    entry = await setup_entry(hass, kitchen_entry(notify_targets=["notify.gone"]))
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    # send_message needs an entity, persistent_notification is always created: neither is offered
+    assert notify_options(result) == [PHONE, APP]
+    assert hass.services.has_service("notify", "send_message")
+    assert hass.services.has_service("notify", "persistent_notification")
+
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                "arming_mode": "manual",
+                "always_listen_alarms": False,
+                "evidence_clips": False,
+                "notify_targets": ["notify.send_message"],
+            },
+        )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "arming_mode": "manual",
+            "always_listen_alarms": False,
+            "evidence_clips": False,
+            "notify_targets": [PHONE, APP],
+        },
+    )
+    assert entry.options["notify_targets"] == [PHONE, APP]
+
+
+async def test_an_alert_reaches_notify_entities_and_actions(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator
+) -> None:
+    (phone,) = phones = [Phone("Ann's phone")]
+    await async_add_devices(hass, *phones)
+    app = async_mock_service(hass, "notify", "mobile_app_bob")
+    await setup_entry(hass, kitchen_entry(notify_targets=[PHONE, APP]))
+    kitchen = ar.async_get(hass).async_create("Kitchen")
+    satellite = the_satellite(hass)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, satellite.id), satellite.entry_id
+    )
+    dr.async_get(hass).async_update_device(device.id, area_id=kitchen.id)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+
+    hear(hass, Sound.GLASS_BREAK, confidence=0.845)
+    await gathered(hass)
+
+    title, message = phone.messages[0]
+    assert title == "Guard Mode heard glass breaking"
+    assert message.startswith("Kitchen mic heard glass breaking in Kitchen at ")
+    assert message.endswith("(confidence 84 %).")  # 0.845, rounded once: 84 % everywhere
+    call: ServiceCall = app[0]
+    assert (call.data["title"], call.data["message"]) == (title, message)
+    assert call.data["data"]["push"]["sound"]["critical"] == 1  # the companion app's extras
+    assert detections[0].data["confidence"] == 0.84
+    sensor = hass.states.get("binary_sensor.kitchen_mic_glass_break")
+    assert sensor.attributes["confidence"] == 0.84
+    assert hass.states.get("event.kitchen_mic_sound").attributes["confidence"] == 0.84
+    notifications = await persistent_notifications(hass, hass_ws_client)
+    assert notifications["guard_mode_glass_break"]["message"] == message
+    assert not ir.async_get(hass).issues
+
+
+async def test_a_failing_target_is_surfaced_and_recovers(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    phone = Phone("Ann's phone", offline=True)
+    await async_add_devices(hass, phone)
+    async_mock_service(hass, "notify", "mobile_app_bob")
+    entry = await setup_entry(
+        hass, kitchen_entry(notify_targets=[PHONE, APP, "notify.send_message"])
+    )
+    caplog.set_level(logging.WARNING)
+
+    hear(hass, Sound.GLASS_BREAK)
+    await gathered(hass)
+    issues = ir.async_get(hass)
+    issue = issues.async_get_issue(DOMAIN, issue_notify_failed(PHONE))
+    assert issue is not None
+    assert issue.translation_key == "notify_failed"
+    assert issue.translation_placeholders == {"target": PHONE, "error": "the phone is offline"}
+    assert "Guard Mode could not send its alert to notify.ann_s_phone" in caplog.text
+    # An option saved by an older version: send_message is no target by itself.
+    stale = issues.async_get_issue(DOMAIN, issue_notify_failed("notify.send_message"))
+    assert stale is not None
+    assert "not a notify entity" in stale.translation_placeholders["error"]
+    assert issues.async_get_issue(DOMAIN, issue_notify_failed(APP)) is None  # that one worked
+
+    hass.services.async_remove("notify", "mobile_app_bob")  # the app was removed meanwhile
+    hear(hass, Sound.DOG_BARK)
+    await gathered(hass)
+    assert caplog.text.count("could not send its alert to notify.ann_s_phone") == 1  # logged once
+    gone = issues.async_get_issue(DOMAIN, issue_notify_failed(APP))
+    assert gone is not None
+    assert "does not exist" in gone.translation_placeholders["error"]
+
+    phone.offline = False  # back online: the next alert gets through and the repair goes
+    hear(hass, Sound.GUNSHOT)
+    await gathered(hass)
+    assert phone.messages
+    assert issues.async_get_issue(DOMAIN, issue_notify_failed(PHONE)) is None
+
+    # Targets no longer chosen take their repairs with them.
+    hass.config_entries.async_update_entry(entry, options={**entry.options, "notify_targets": []})
+    await hass.async_block_till_done()
+    assert not [key for key in issues.issues if key[0] == DOMAIN]
+
+
+async def test_a_simulation_never_replaces_a_real_alert(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator
+) -> None:
+    app = async_mock_service(hass, "notify", "mobile_app_bob")
+    await setup_entry(hass, kitchen_entry(notify_targets=[APP]))
+
+    hear(hass, Sound.SMOKE_ALARM)
+    await simulate(hass, "smoke_alarm")  # someone tests their automations at the same moment
+    await gathered(hass)
+
+    notifications = await persistent_notifications(hass, hass_ws_client)
+    real = notifications["guard_mode_smoke_alarm"]
+    test = notifications["guard_mode_smoke_alarm_test"]
+    assert real["title"] == "Guard Mode heard a smoke alarm"
+    assert test["title"] == "Test: Guard Mode heard a smoke alarm"
+    titles = sorted(call.data["title"] for call in app)
+    assert titles == ["Guard Mode heard a smoke alarm", "Test: Guard Mode heard a smoke alarm"]
+    tags = {call.data["data"]["tag"] for call in app}
+    assert tags == {"guard_mode_smoke_alarm", "guard_mode_smoke_alarm_test"}  # apps keep both
