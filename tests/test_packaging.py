@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 import re
 import struct
+from typing import Any
 
 import homeassistant
 
@@ -131,3 +132,21 @@ def test_patterns_core_checks_for() -> None:
     assert isinstance(annotation, ast.Name)
     assert re.fullmatch(r"[A-Za-z]+ConfigEntry", annotation.id)
     assert annotation.id != "ConfigEntry"
+
+
+def test_every_form_field_is_described() -> None:
+    """Each field of each form has a label and a description (data_description)."""
+
+    def steps(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "data" in node and isinstance(node["data"], dict):
+                yield node
+            for value in node.values():
+                yield from steps(value)
+
+    strings = _json(COMPONENT / "strings.json")
+    found = list(steps(strings))
+    assert len(found) >= 8
+    for step in found:
+        missing = set(step["data"]) - set(step.get("data_description", {}))
+        assert not missing, f"{step.get('title')}: no data_description for {sorted(missing)}"

@@ -89,7 +89,7 @@ async def _async_runtime_data(
     await hub.async_load()
     learning = Learning(hass)
     await learning.async_load()
-    notifier = Notifier(hass, lambda: hub.options)
+    notifier = Notifier(hass, lambda: hub.options, lambda: hub.armed)
     return GuardModeData(
         hub=hub,
         engine=engine,

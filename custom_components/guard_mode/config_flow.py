@@ -39,6 +39,7 @@ from .const import (
     CONF_ALARM_PANEL,
     CONF_ALARM_STATES,
     CONF_ALWAYS_LISTEN_ALARMS,
+    CONF_ANNOUNCE_TARGETS,
     CONF_AREA,
     CONF_ARMING_MODE,
     CONF_CLIP_RETENTION_DAYS,
@@ -51,6 +52,7 @@ from .const import (
     CONF_PRESENCE_ENTITIES,
     CONF_PUSH_ID,
     CONF_SOURCE,
+    CONF_TTS_ENGINE,
     CONF_UNREACHABLE_MINUTES,
     DEFAULT_ENGINE_PORT,
     DEFAULT_OPTIONS,
@@ -63,7 +65,7 @@ from .const import (
     ArmingMode,
     SourceType,
 )
-from .notifications import notify_choices
+from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
 from .remote import RemoteEngineError, async_describe
 from .sources import create_source
 from .sources.base import SourceError
@@ -122,17 +124,17 @@ class GuardModeOptionsFlow(OptionsFlow):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose how guard mode is armed and who is notified."""
         current = {**DEFAULT_OPTIONS, **self.config_entry.options}
+        errors: dict[str, str] = {}
         if user_input is not None:
-            await self._async_forget(user_input.pop(CONF_FORGET_LEARNED, []))
-            self._options = {**current, **user_input}
-            # The frontend leaves a cleared multi-select out: then no target is wanted.
-            self._options[CONF_NOTIFY_TARGETS] = user_input.get(CONF_NOTIFY_TARGETS, [])
-            mode = user_input[CONF_ARMING_MODE]
-            if mode in (ArmingMode.ALARM_PANEL, ArmingMode.PRESENCE):
-                self._next_steps.append(str(mode))
-            if user_input.get(CONF_ENGINE) == ENGINE_REMOTE:
-                self._next_steps.append("remote_engine")
-            return await self._async_next()
+            speakers = user_input.get(CONF_ANNOUNCE_TARGETS, [])
+            if (
+                any(target.startswith("media_player.") for target in speakers)
+                and not user_input.get(CONF_TTS_ENGINE)
+                and not self.hass.states.async_entity_ids("tts")
+            ):
+                errors[CONF_ANNOUNCE_TARGETS] = "no_tts_engine"
+            else:
+                return await self._async_save_init(current, user_input)
 
         targets = notify_choices(self.hass)
         working = {choice["value"] for choice in targets}
@@ -160,6 +162,10 @@ class GuardModeOptionsFlow(OptionsFlow):
                         options=targets, multiple=True, mode=SelectSelectorMode.DROPDOWN
                     )
                 ),
+                vol.Optional(CONF_ANNOUNCE_TARGETS): EntitySelector(
+                    EntitySelectorConfig(domain=[ASSIST_SATELLITE, MEDIA_PLAYER], multiple=True)
+                ),
+                vol.Optional(CONF_TTS_ENGINE): EntitySelector(EntitySelectorConfig(domain="tts")),
                 vol.Optional(CONF_ENGINE, default=ENGINE_LOCAL): SelectSelector(
                     SelectSelectorConfig(
                         options=[ENGINE_LOCAL, ENGINE_REMOTE],
@@ -180,8 +186,28 @@ class GuardModeOptionsFlow(OptionsFlow):
                 }
             )
         return self.async_show_form(
-            step_id="init", data_schema=self.add_suggested_values_to_schema(schema, current)
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or current),
+            errors=errors,
         )
+
+    async def _async_save_init(
+        self, current: dict[str, Any], user_input: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Keep the answers of init (forgetting what was ticked), then ask for the details."""
+        await self._async_forget(user_input.pop(CONF_FORGET_LEARNED, []))
+        self._options = {**current, **user_input}
+        # The frontend leaves a cleared field out: then no target (no engine) is wanted.
+        for key in (CONF_NOTIFY_TARGETS, CONF_ANNOUNCE_TARGETS):
+            self._options[key] = user_input.get(key, [])
+        if CONF_TTS_ENGINE not in user_input:
+            self._options.pop(CONF_TTS_ENGINE, None)
+        mode = user_input[CONF_ARMING_MODE]
+        if mode in (ArmingMode.ALARM_PANEL, ArmingMode.PRESENCE):
+            self._next_steps.append(str(mode))
+        if user_input.get(CONF_ENGINE) == ENGINE_REMOTE:
+            self._next_steps.append("remote_engine")
+        return await self._async_next()
 
     def _learned_choices(self) -> list[SelectOptionDict]:
         """Return what was learned, as choices to forget (empty when not loaded)."""

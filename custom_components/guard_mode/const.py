@@ -23,6 +23,8 @@ CONF_ALARM_STATES: Final = "alarm_states"
 CONF_PRESENCE_ENTITIES: Final = "presence_entities"
 CONF_ALWAYS_LISTEN_ALARMS: Final = "always_listen_alarms"
 CONF_NOTIFY_TARGETS: Final = "notify_targets"
+CONF_ANNOUNCE_TARGETS: Final = "announce_targets"  # speakers and voice satellites
+CONF_TTS_ENGINE: Final = "tts_engine"  # for the speakers (media players)
 CONF_UNREACHABLE_MINUTES: Final = "unreachable_minutes"
 DEFAULT_UNREACHABLE_MINUTES: Final = 10
 CONF_ENGINE: Final = "engine"
@@ -45,6 +47,7 @@ DEFAULT_OPTIONS: Final = {
     CONF_PRESENCE_ENTITIES: [],
     CONF_ALWAYS_LISTEN_ALARMS: False,
     CONF_NOTIFY_TARGETS: [],
+    CONF_ANNOUNCE_TARGETS: [],
     CONF_UNREACHABLE_MINUTES: DEFAULT_UNREACHABLE_MINUTES,
     CONF_ENGINE: ENGINE_LOCAL,
     CONF_EVIDENCE_CLIPS: False,

@@ -1,4 +1,4 @@
-"""Notifications: a persistent notification and the notify targets chosen in the options.
+"""Notifications and spoken alerts: a persistent notification, notify targets and speakers.
 
 One sound heard by several satellites within a moment gives one notification naming the area
 where it was loudest; each sound is notified at most once per rate-limit period. Smoke, CO,
@@ -6,8 +6,11 @@ glass and gunshot alerts are marked critical for the Home Assistant companion ap
 alert is notified apart from real ones: it never replaces a real alert's notification.
 
 A target is a notify entity (sent with ``notify.send_message``) or a legacy notify action such
-as ``notify.mobile_app_…``. A target that fails is logged once and raises a repair issue named
-after it, which goes away when it works again or is no longer chosen.
+as ``notify.mobile_app_…``. Spoken alerts ("Smoke alarm heard in Kitchen", off by default) go to
+voice satellites with ``assist_satellite.announce`` and to media players with ``tts.speak``; never
+while guard mode is disarmed, except for smoke and CO alarms. A target that fails is logged once
+and raises a repair issue named after it, which goes away when it works again or is no longer
+chosen.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import time
 from typing import Any
 
 from homeassistant.components import persistent_notification
+from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.selector import SelectOptionDict
 
 from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
-from .const import CONF_NOTIFY_TARGETS, DOMAIN
-from .engine.labels import ALARM_SOUNDS
+from .const import CONF_ANNOUNCE_TARGETS, CONF_NOTIFY_TARGETS, CONF_TTS_ENGINE, DOMAIN
+from .engine.labels import ALARM_SOUNDS, Sound
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,8 +42,21 @@ NOTIFY = "notify"
 # notification is always created anyway.
 NOT_TARGETS = frozenset({"send_message", "persistent_notification"})
 ISSUE_NOTIFY_FAILED = "notify_failed"
+ASSIST_SATELLITE = "assist_satellite"
+MEDIA_PLAYER = "media_player"
+ANNOUNCE_FEATURE = 1  # AssistSatelliteEntityFeature.ANNOUNCE
+# How a sound is named when spoken ("Smoke alarm heard in Kitchen").
+SPOKEN_NAMES: dict[str, str] = {
+    Sound.GLASS_BREAK: "Glass breaking",
+    Sound.SMOKE_ALARM: "Smoke alarm",
+    Sound.CO_ALARM: "Carbon monoxide alarm",
+    Sound.DOG_BARK: "A dog barking",
+    Sound.BABY_CRY: "A baby crying",
+    Sound.GUNSHOT: "A gunshot",
+}
 
 type Key = tuple[str, bool]  # (sound, simulated): real and simulated alerts never mix
+type Call = tuple[str, str, dict[str, Any]]  # (domain, service, data)
 
 
 def notification_text(alerts: list[Alert]) -> tuple[str, str]:
@@ -60,6 +77,14 @@ def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     if loudest.clip:
         message += " An evidence clip is in the media browser (Guard Mode)."
     return title, message
+
+
+def spoken_text(alerts: list[Alert]) -> str:
+    """Return what a speaker says: "Smoke alarm heard in Kitchen" (the loudest place)."""
+    loudest = max(alerts, key=lambda alert: alert.peak_db)
+    name = SPOKEN_NAMES.get(loudest.sound) or loudest.label
+    test = "Test. " if loudest.simulated else ""
+    return f"{test}{name} heard in {loudest.area or loudest.satellite}"
 
 
 NOT_A_THREAT = "GUARD_MODE_NOT_A_THREAT::"  # + detection id: the companion-app action
@@ -112,10 +137,16 @@ def issue_notify_failed(target: str) -> str:
 class Notifier:
     """Gathers alerts per sound for a moment, then notifies once (rate-limited)."""
 
-    def __init__(self, hass: HomeAssistant, options: Callable[[], dict[str, Any]]) -> None:
-        """Notify with the targets in the hub's current options."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        options: Callable[[], dict[str, Any]],
+        armed: Callable[[], bool],
+    ) -> None:
+        """Notify with the targets in the hub's current options; speak only while armed."""
         self._hass = hass
         self._options = options
+        self._armed = armed
         self._pending: dict[Key, list[Alert]] = {}
         self._timers: dict[Key, CALLBACK_TYPE] = {}
         self._last_sent: dict[Key, float] = {}
@@ -126,6 +157,11 @@ class Notifier:
     def targets(self) -> list[str]:
         """Return the notify targets chosen in the options."""
         return [str(target) for target in self._options().get(CONF_NOTIFY_TARGETS) or []]
+
+    @property
+    def speakers(self) -> list[str]:
+        """Return the voice satellites and media players chosen for spoken alerts."""
+        return [str(target) for target in self._options().get(CONF_ANNOUNCE_TARGETS) or []]
 
     @callback
     def async_alert(self, alert: Alert) -> None:
@@ -138,7 +174,7 @@ class Notifier:
     @callback
     def async_options_updated(self) -> None:
         """Forget the failures of targets that are no longer chosen (also from before a restart)."""
-        chosen = set(self.targets)
+        chosen = {*self.targets, *self.speakers}
         prefix = f"{ISSUE_NOTIFY_FAILED}_"
         self._forget_failures(
             issue_id.removeprefix(prefix)
@@ -175,31 +211,61 @@ class Notifier:
         persistent_notification.async_create(
             self._hass, message, title, notification_id=notification_id(loudest)
         )
-        for target in self.targets:
+        calls = [
+            (target, self._notify_call(target, title, message, loudest)) for target in self.targets
+        ]
+        if self._armed() or sound in ALARM_SOUNDS:  # disarmed: only alarms are spoken
+            text = spoken_text(alerts)
+            calls += [(target, self._speak_call(target, text)) for target in self.speakers]
+        for target, call in calls:
             self._hass.async_create_task(
-                self._async_send(target, title, message, push_data(loudest)),
-                f"{DOMAIN} notify {target}",
-                eager_start=True,
+                self._async_call(target, call), f"{DOMAIN} alert to {target}", eager_start=True
             )
         self.sent += 1
 
-    async def _async_send(self, target: str, title: str, message: str, data: Any) -> None:
-        """Send to one target; a failure is surfaced, never lost in a background task."""
+    def _notify_call(self, target: str, title: str, message: str, alert: Alert) -> Call | str:
+        """Return the action that notifies target, or why there is none."""
         domain, _, name = target.partition(".")
-        if self._hass.states.get(target) is not None and domain == NOTIFY:  # a notify entity
-            service, payload = "send_message", {"entity_id": target}
-        elif domain == NOTIFY and name not in NOT_TARGETS:
-            service, payload = name, {"data": data}
-        else:
-            self._failed(target, "it is not a notify entity or notify action")
+        if domain == NOTIFY and self._hass.states.get(target) is not None:  # a notify entity
+            return NOTIFY, "send_message", {"entity_id": target, "title": title, "message": message}
+        if domain == NOTIFY and name not in NOT_TARGETS:
+            data = {"title": title, "message": message, "data": push_data(alert)}
+            return NOTIFY, name, data
+        return "it is not a notify entity or notify action"
+
+    def _speak_call(self, target: str, text: str) -> Call | str:
+        """Return the action that says text on target, or why there is none."""
+        domain = target.partition(".")[0]
+        if (state := self._hass.states.get(target)) is None:
+            return "it does not exist (any more)"
+        if domain == ASSIST_SATELLITE:
+            if not int(state.attributes.get("supported_features", 0)) & ANNOUNCE_FEATURE:
+                return "this voice satellite can't make announcements"
+            return ASSIST_SATELLITE, "announce", {"entity_id": target, "message": text}
+        if domain == MEDIA_PLAYER:
+            engines = sorted(self._hass.states.async_entity_ids("tts"))
+            engine = self._options().get(CONF_TTS_ENGINE) or next(iter(engines), None)
+            if engine is None:
+                return "no text-to-speech engine is set up in Home Assistant"
+            data = {"entity_id": engine, "media_player_entity_id": target, "message": text}
+            return "tts", "speak", data
+        return "it is not a voice satellite or media player"
+
+    async def _async_call(self, target: str, call: Call | str) -> None:
+        """Make one target's call; a failure is surfaced, never lost in a background task."""
+        if isinstance(call, str):
+            self._failed(target, call)
             return
-        if not self._hass.services.has_service(NOTIFY, service):
+        domain, service, data = call
+        state = self._hass.states.get(target)
+        if state is not None and state.state == STATE_UNAVAILABLE:
+            self._failed(target, "it is unavailable")  # an entity action would skip it silently
+            return
+        if not self._hass.services.has_service(domain, service):
             self._failed(target, "it does not exist (any more)")
             return
         try:
-            await self._hass.services.async_call(
-                NOTIFY, service, {"title": title, "message": message, **payload}, blocking=True
-            )
+            await self._hass.services.async_call(domain, service, data, blocking=True)
         except Exception as err:  # whatever another integration raises, it must be seen
             self._failed(target, str(err) or type(err).__name__)
         else:

@@ -1,16 +1,24 @@
 """Stand-ins for devices that can't run here, as real Home Assistant entities.
 
-A phone's notify entity and a camera are entities of a small "test" integration set up through a
-config entry, so Home Assistant's own services (notify.send_message, the camera's stream source)
-reach them exactly as they reach real ones.
+A phone's notify entity, a camera, a speaker and a text-to-speech voice are entities of a small
+"test" integration set up through a config entry, so Home Assistant's own actions
+(notify.send_message, tts.speak → media_player.play_media, the camera's stream source) reach them
+exactly as they reach real ones.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from homeassistant.components.camera import Camera, CameraEntityFeature
+from homeassistant.components.media_player import (
+    MediaPlayerEntity,
+    MediaPlayerEntityFeature,
+    MediaPlayerState,
+)
 from homeassistant.components.notify import NotifyEntity
+from homeassistant.components.tts import TextToSpeechEntity, TtsAudioType
 from homeassistant.config_entries import ConfigEntry, ConfigFlow
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
@@ -63,11 +71,50 @@ class StreamCamera(Camera):
         return None
 
 
+class Speaker(MediaPlayerEntity):
+    """A speaker: keeps what it is asked to play."""
+
+    _attr_supported_features = (
+        MediaPlayerEntityFeature.PLAY_MEDIA | MediaPlayerEntityFeature.MEDIA_ANNOUNCE
+    )
+    _attr_state = MediaPlayerState.IDLE
+
+    def __init__(self, name: str) -> None:
+        self._attr_name = name
+        self._attr_unique_id = name
+        self.played: list[tuple[str, dict[str, Any]]] = []
+
+    async def async_play_media(self, media_type: str, media_id: str, **kwargs: Any) -> None:
+        self.played.append((media_id, kwargs))
+
+
+class Voice(TextToSpeechEntity):
+    """A text-to-speech engine (the audio itself is never fetched by these tests)."""
+
+    _attr_default_language = "en"
+
+    def __init__(self, name: str) -> None:
+        self._attr_name = name
+        self._attr_unique_id = name
+        self._attr_supported_languages = ["en"]
+
+    def get_tts_audio(self, message: str, language: str, options: dict[str, Any]) -> TtsAudioType:
+        return "mp3", b""
+
+
+PLATFORMS: dict[type[Entity], str] = {
+    NotifyEntity: "notify",
+    Camera: "camera",
+    MediaPlayerEntity: "media_player",
+    TextToSpeechEntity: "tts",
+}
+
+
 async def async_add_devices(hass: HomeAssistant, *entities: Entity) -> ConfigEntry:
     """Set up the test integration with entities (grouped by their platform)."""
     by_platform: dict[str, list[Entity]] = defaultdict(list)
     for entity in entities:
-        platform = "notify" if isinstance(entity, NotifyEntity) else "camera"
+        platform = next(name for kind, name in PLATFORMS.items() if isinstance(entity, kind))
         by_platform[platform].append(entity)
 
     async def setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
