@@ -42,6 +42,7 @@ from .const import (
     CONF_ANNOUNCE_TARGETS,
     CONF_AREA,
     CONF_ARMING_MODE,
+    CONF_CAMERA,
     CONF_CLIP_RETENTION_DAYS,
     CONF_ENGINE,
     CONF_ENGINE_HOST,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from .models import GuardModeConfigEntry
 
 DEFAULT_WYOMING_PORT = 10600
+SUGGESTED = (CONF_AREA, CONF_MEDIA_PLAYERS, CONF_CAMERA)  # fields without a default
 CONF_FORGET_LEARNED = "forget_learned"
 
 
@@ -357,7 +359,8 @@ def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
             _whole_number(1, 65535)
         )
     elif kind is SourceType.STREAM:
-        fields[vol.Required(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(
+        fields[vol.Optional(CONF_CAMERA)] = EntitySelector(EntitySelectorConfig(domain="camera"))
+        fields[vol.Optional(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(
             TextSelectorConfig(type=TextSelectorType.URL)
         )
     return vol.Schema(fields)
@@ -371,8 +374,10 @@ def _source_data(kind: SourceType, user_input: dict[str, Any], push_id: str) -> 
     if kind is SourceType.WYOMING:
         data[CONF_HOST] = user_input[CONF_HOST].strip()
         data[CONF_PORT] = int(user_input[CONF_PORT])
+    elif kind is SourceType.STREAM and user_input.get(CONF_CAMERA):
+        data[CONF_CAMERA] = user_input[CONF_CAMERA]
     elif kind is SourceType.STREAM:
-        data[CONF_URL] = user_input[CONF_URL].strip()
+        data[CONF_URL] = str(user_input.get(CONF_URL, "")).strip()
     else:
         data[CONF_PUSH_ID] = push_id
     return data
@@ -382,9 +387,18 @@ def _unique_id(data: dict[str, Any]) -> str | None:
     kind = SourceType(data[CONF_SOURCE])
     if kind is SourceType.WYOMING:
         return f"wyoming:{data[CONF_HOST].lower()}:{data[CONF_PORT]}"
+    if kind is SourceType.STREAM and CONF_CAMERA in data:
+        return f"camera:{data[CONF_CAMERA]}"
     if kind is SourceType.STREAM:
         return f"stream:{data[CONF_URL]}"
     return f"push:{data[CONF_PUSH_ID]}"
+
+
+def _camera_and_url(kind: SourceType, user_input: dict[str, Any]) -> int:
+    """Return how many of camera and URL a stream satellite's form has (1 is right)."""
+    if kind is not SourceType.STREAM:
+        return 1
+    return bool(user_input.get(CONF_CAMERA)) + bool(str(user_input.get(CONF_URL, "")).strip())
 
 
 class SatelliteSubentryFlow(ConfigSubentryFlow):
@@ -432,7 +446,7 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
         if reconfiguring:
             subentry = self._get_reconfigure_subentry()
             defaults = {**subentry.data, CONF_NAME: subentry.title}
-            suggested = {key: subentry.data.get(key) for key in (CONF_AREA, CONF_MEDIA_PLAYERS)}
+            suggested = {key: subentry.data.get(key) for key in SUGGESTED}
         errors: dict[str, str] = {}
         placeholders = {
             "push_id": self._push_id,
@@ -441,7 +455,9 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
             if kind is SourceType.PUSH
             else "",
         }
-        if user_input is not None:
+        if user_input is not None and _camera_and_url(kind, user_input) in (0, 2):
+            errors["base"] = "camera_or_url"  # one of the two, please
+        elif user_input is not None:
             data = _source_data(kind, user_input, self._push_id)
             unique_id = _unique_id(data)
             entry = self._get_entry()
@@ -454,12 +470,13 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
                 return self.async_abort(reason="already_configured")
             if kind is not SourceType.PUSH:  # a push agent can only connect once saved
                 try:
-                    await create_source(data).probe()
+                    await create_source(data, self.hass).probe()
                 except SourceError as err:
                     errors["base"] = err.reason
                     placeholders["detail"] = f"\n\n**{err}**"
             if not errors:
-                title = user_input[CONF_NAME].strip() or NAME
+                camera = self.hass.states.get(data[CONF_CAMERA]) if CONF_CAMERA in data else None
+                title = user_input[CONF_NAME].strip() or (camera.name if camera else NAME)
                 if reconfiguring:
                     return self.async_update_and_abort(
                         entry,
@@ -469,8 +486,9 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
                         unique_id=unique_id,
                     )
                 return self.async_create_entry(title=title, data=data, unique_id=unique_id)
+        if user_input is not None:
             defaults = {**defaults, **user_input}
-            suggested = {key: user_input.get(key) for key in (CONF_AREA, CONF_MEDIA_PLAYERS)}
+            suggested = {key: user_input.get(key) for key in SUGGESTED}
         return self.async_show_form(
             step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(_schema(kind, defaults), suggested),

@@ -68,6 +68,7 @@ class SourceType(StrEnum):
 CONF_SOURCE: Final = "source"
 CONF_AREA: Final = "area"
 CONF_PUSH_ID: Final = "push_id"
+CONF_CAMERA: Final = "camera"  # a stream satellite's camera entity (else: its URL)
 CONF_MEDIA_PLAYERS: Final = "media_players"
 
 SIGNAL_NEW_SATELLITE: Final = f"{DOMAIN}_new_satellite"

@@ -109,7 +109,7 @@ class Satellite:
         self.alerts = alerts
         self.learning = learning
         self.sensitivity = "normal"
-        self.source: AudioSource = create_source(subentry.data)
+        self.source: AudioSource = create_source(subentry.data, hass)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
         self.stream: EngineStream | RemoteStream | None = None

@@ -1,4 +1,4 @@
-"""Audio sources: Wyoming microphones, camera/stream URLs and the authenticated push agent."""
+"""Audio sources: Wyoming microphones, cameras and stream URLs, the authenticated push agent."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
+from homeassistant.core import HomeAssistant
 
-from ..const import CONF_PUSH_ID, CONF_SOURCE, SourceType
+from ..const import CONF_CAMERA, CONF_PUSH_ID, CONF_SOURCE, SourceType
 from .base import AudioSource
 
 
-def create_source(data: Mapping[str, Any]) -> AudioSource:
+def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
     """Return the source a satellite's settings describe."""
     kind = SourceType(data[CONF_SOURCE])
+    if kind is SourceType.STREAM and data.get(CONF_CAMERA):
+        from .camera import CameraSource  # noqa: PLC0415
+
+        return CameraSource(hass, data[CONF_CAMERA])
     if kind is SourceType.WYOMING:
         from .wyoming import WyomingMicSource  # noqa: PLC0415
 
