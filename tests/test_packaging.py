@@ -34,7 +34,10 @@ def test_manifest_is_complete() -> None:
     assert manifest["config_flow"] is True
     assert manifest["iot_class"] == "local_push"
     assert manifest["integration_type"] == "hub"
-    assert manifest["single_config_entry"] is True
+    # One hub per Home Assistant is the config flow's rule: single_config_entry would make Home
+    # Assistant drop every discovered microphone once the hub exists.
+    assert "single_config_entry" not in manifest
+    assert manifest["zeroconf"] == ["_wyoming._tcp.local."]
     assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
     for key in ("documentation", "issue_tracker"):
         assert manifest[key].startswith("https://")

@@ -32,7 +32,7 @@ from .learning import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
 from .runtime import Engine, EngineNotReady, async_start_engine
-from .satellite import Satellite
+from .satellite import Satellite, satellite_settings
 from .services import async_setup_services, mark_false_alarm
 from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
 
@@ -161,7 +161,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
     satellites = entry.runtime_data.satellites
     if _engine_settings(options) != entry.runtime_data.engine_settings or any(
         (current := entry.subentries.get(subentry_id)) is not None
-        and satellite.configured != (current.title, dict(current.data))
+        and satellite.configured != satellite_settings(current)
         for subentry_id, satellite in satellites.items()
     ):
         hass.config_entries.async_schedule_reload(entry.entry_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
@@ -10,6 +11,8 @@ from homeassistant.config_entries import (
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentry,
+    ConfigSubentryData,
     ConfigSubentryFlow,
     OptionsFlow,
     SubentryFlowResult,
@@ -32,6 +35,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import probatio as vol
 
 from .const import (
@@ -55,6 +59,7 @@ from .const import (
     CONF_SOURCE,
     CONF_TTS_ENGINE,
     CONF_UNREACHABLE_MINUTES,
+    CONF_ZEROCONF_NAME,
     DEFAULT_ENGINE_PORT,
     DEFAULT_OPTIONS,
     DOMAIN,
@@ -66,6 +71,7 @@ from .const import (
     ArmingMode,
     SourceType,
 )
+from .discovery import async_identify
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
 from .remote import RemoteEngineError, async_describe
 from .sources import create_source
@@ -88,17 +94,123 @@ def _whole_number(low: int, high: int, unit: str | None = None) -> NumberSelecto
 
 
 class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Create the single Guard Mode hub."""
+    """Create the single Guard Mode hub; offer discovered Wyoming microphones as satellites."""
 
     VERSION = 1
 
+    def __init__(self) -> None:
+        """Start with nothing discovered."""
+        self._found: dict[str, Any] = {}  # the discovered microphone: its settings and name
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Confirm adding Guard Mode."""
+        """Confirm adding Guard Mode (one hub per Home Assistant)."""
+        if self._hub() is not None:
+            return self.async_abort(reason="single_instance_allowed")
         await self.async_set_unique_id(DOMAIN)
         self._abort_if_unique_id_configured()
         if user_input is not None:
             return self.async_create_entry(title=NAME, data={}, options=dict(DEFAULT_OPTIONS))
         return self.async_show_form(step_id="user")
+
+    def _hub(self) -> ConfigEntry | None:
+        """Return the Guard Mode hub, if it is set up (ignored discoveries are no hub)."""
+        return next(iter(self._async_current_entries(include_ignore=False)), None)
+
+    async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
+        """Offer a Wyoming service that is a microphone as a new satellite (the user confirms).
+
+        A microphone already added is followed to its new address (the satellite reloads).
+        """
+        service = discovery_info.name.removesuffix(f".{discovery_info.type}")
+        if discovery_info.port is None:
+            return self.async_abort(reason="not_a_microphone")
+        host, port = discovery_info.host, discovery_info.port
+        await self.async_set_unique_id(f"wyoming_mic:{service}")
+        self._abort_if_unique_id_configured()  # the user ignored it
+        if (hub := self._hub()) is not None:
+            for subentry in hub.subentries.values():
+                same_service = subentry.data.get(CONF_ZEROCONF_NAME) == service
+                same_place = (subentry.data.get(CONF_HOST), subentry.data.get(CONF_PORT)) == (
+                    host,
+                    port,
+                )
+                if same_service or same_place:
+                    data = {**subentry.data, CONF_ZEROCONF_NAME: service}
+                    data.update({CONF_HOST: host, CONF_PORT: port})
+                    self.hass.config_entries.async_update_subentry(
+                        hub, subentry, data=data, unique_id=_unique_id(data)
+                    )
+                    return self.async_abort(reason="already_a_satellite")
+        try:
+            mic = await async_identify(host, port)
+        except SourceError as err:
+            return self.async_abort(reason=err.reason)
+        name = mic.name or service
+        self._found = {
+            CONF_NAME: name,
+            CONF_SOURCE: SourceType.WYOMING.value,
+            CONF_HOST: host,
+            CONF_PORT: port,
+            CONF_ZEROCONF_NAME: service,
+        }
+        self.context["title_placeholders"] = {"name": name}
+        return await self.async_step_zeroconf_confirm()
+
+    async def async_step_zeroconf_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add the discovered microphone as a satellite, in the area chosen; tested first."""
+        found = self._found
+        errors: dict[str, str] = {}
+        placeholders = {
+            "name": found[CONF_NAME],
+            "address": f"{found[CONF_HOST]}:{found[CONF_PORT]}",
+            "detail": "",
+        }
+        if user_input is not None:
+            data = {key: value for key, value in found.items() if key != CONF_NAME}
+            data.update({key: user_input[key] for key in SUGGESTED if user_input.get(key)})
+            try:
+                await create_source(data, self.hass).probe()
+            except SourceError as err:
+                errors["base"] = err.reason
+                placeholders["detail"] = f"\n\n**{err}**"
+            else:
+                return await self._async_add_satellite(
+                    user_input[CONF_NAME].strip() or found[CONF_NAME], data
+                )
+        return self.async_show_form(
+            step_id="zeroconf_confirm",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema(_name_and_area(user_input or found)), user_input or {}
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _async_add_satellite(self, title: str, data: dict[str, Any]) -> ConfigFlowResult:
+        """Add a satellite to the hub, or set the hub up with it when there is none yet."""
+        satellite = ConfigSubentryData(
+            data=data, subentry_type=SUBENTRY_SATELLITE, title=title, unique_id=_unique_id(data)
+        )
+        if (hub := self._hub()) is not None:
+            self.hass.config_entries.async_add_subentry(
+                hub,
+                ConfigSubentry(
+                    data=MappingProxyType(data),
+                    subentry_type=SUBENTRY_SATELLITE,
+                    title=title,
+                    unique_id=_unique_id(data),
+                ),
+            )
+            return self.async_abort(
+                reason="satellite_added", description_placeholders={"name": title}
+            )
+        await self.async_set_unique_id(DOMAIN, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(
+            title=NAME, data={}, options=dict(DEFAULT_OPTIONS), subentries=[satellite]
+        )
 
     @staticmethod
     @callback

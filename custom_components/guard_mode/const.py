@@ -69,6 +69,7 @@ CONF_SOURCE: Final = "source"
 CONF_AREA: Final = "area"
 CONF_PUSH_ID: Final = "push_id"
 CONF_CAMERA: Final = "camera"  # a stream satellite's camera entity (else: its URL)
+CONF_ZEROCONF_NAME: Final = "zeroconf_name"  # a discovered Wyoming mic's service name
 CONF_MEDIA_PLAYERS: Final = "media_players"
 
 SIGNAL_NEW_SATELLITE: Final = f"{DOMAIN}_new_satellite"

@@ -29,6 +29,7 @@ from .const import (
     CONF_EVIDENCE_CLIPS,
     CONF_SOURCE,
     CONF_UNREACHABLE_MINUTES,
+    CONF_ZEROCONF_NAME,
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
 )
@@ -63,6 +64,11 @@ SENSITIVITY: dict[str, tuple[float, float]] = {
 def issue_unreachable(subentry_id: str) -> str:
     """Return the repair issue id for an unreachable satellite."""
     return f"unreachable_{subentry_id}"
+
+
+def satellite_settings(subentry: ConfigSubentry) -> tuple[str, dict[str, Any]]:
+    """Return what a satellite runs on: its name and settings (how it was found is not one)."""
+    return subentry.title, {k: v for k, v in subentry.data.items() if k != CONF_ZEROCONF_NAME}
 
 
 def backoff_delay(attempt: int, rng: random.Random) -> float:
@@ -103,7 +109,7 @@ class Satellite:
         self.entry_id = entry_id
         self.subentry = subentry
         # HA updates a subentry in place: this copy tells a reconfigured satellite apart.
-        self.configured = (subentry.title, dict(subentry.data))
+        self.configured = satellite_settings(subentry)
         self.hub = hub
         self.engine = engine
         self.alerts = alerts

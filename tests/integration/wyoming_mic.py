@@ -46,6 +46,7 @@ class MicServer:
     chunk_samples: int = 1024
     behavior: Behavior = "normal"
     speed: float = 1.0  # 2.0: twice real time
+    info: Info | None = None  # the answer to describe (wyoming-mic-external gives none)
     port: int = 0
     connections: int = 0  # connections accepted so far
     clients: int = 0  # connected now
@@ -77,6 +78,8 @@ class _Handler(AsyncEventHandler):
         self._task = asyncio.create_task(self._stream())
 
     async def handle_event(self, event: Event) -> bool:
+        if self.mic.info is not None and event.type == "describe":
+            await self.write_event(self.mic.info.event())
         if self.mic.behavior == "asr" and event.type == "describe":
             info = Info(
                 asr=[

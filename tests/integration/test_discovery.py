@@ -1,0 +1,201 @@
+"""Wyoming microphones found by zeroconf are offered as satellites the user confirms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from ipaddress import ip_address
+from typing import Any
+
+from homeassistant.config_entries import SOURCE_IGNORE, SOURCE_ZEROCONF
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import area_registry as ar, device_registry as dr
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.loader import async_get_zeroconf
+import pytest
+from wyoming.audio import AudioFormat
+from wyoming.info import Attribution, Info, MicProgram, Satellite
+
+from custom_components.guard_mode.const import DOMAIN
+
+from .conftest import make_entry, setup_entry
+from .test_detections import entity_id
+from .test_satellite_wyoming import (
+    arm,
+    fast_timeouts,  # noqa: F401 - the fixture, used by the mark below
+    satellite_entry,
+    state,
+    tone,
+    wait_for,
+)
+from .wyoming_mic import MicServer, pcm16
+
+pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
+
+WYOMING = "_wyoming._tcp.local."
+BY = Attribution(name="test", url="http://localhost")
+
+
+def mic_info(name: str = "kitchen-mic") -> Info:
+    return Info(
+        mic=[
+            MicProgram(
+                name=name,
+                attribution=BY,
+                installed=True,
+                description="a USB microphone",
+                version="1",
+                mic_format=AudioFormat(rate=16000, width=2, channels=1),
+            )
+        ]
+    )
+
+
+def service(port: int, name: str = "kitchen") -> ZeroconfServiceInfo:
+    """What Home Assistant's zeroconf hands a flow for a Wyoming service on this machine."""
+    return ZeroconfServiceInfo(
+        ip_address=ip_address("127.0.0.1"),
+        ip_addresses=[ip_address("127.0.0.1")],
+        hostname="pi.local.",
+        name=f"{name}.{WYOMING}",
+        port=port,
+        type=WYOMING,
+        properties={},
+    )
+
+
+async def discover(hass: HomeAssistant, port: int, name: str = "kitchen") -> Any:
+    return await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=service(port, name)
+    )
+
+
+@pytest.fixture
+async def mic() -> AsyncIterator[MicServer]:
+    server = await MicServer(audio=pcm16(tone(2.0)), info=mic_info()).start()
+    yield server
+    await server.stop()
+
+
+async def test_home_assistant_sends_wyoming_services_to_guard_mode(hass: HomeAssistant) -> None:
+    matchers = await async_get_zeroconf(hass)
+    assert {"domain": DOMAIN} in matchers[WYOMING]
+
+
+async def test_a_discovered_microphone_becomes_a_satellite_once_confirmed(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, make_entry())
+    kitchen = ar.async_get(hass).async_create("Kitchen")
+    result = await discover(hass, mic.port)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "zeroconf_confirm"
+    assert result["description_placeholders"]["name"] == "kitchen-mic"  # as it describes itself
+    assert not entry.subentries  # nothing happens until the user confirms
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"name": "Kitchen mic", "area": kitchen.id}
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "satellite_added"
+    subentry = next(iter(entry.subentries.values()))
+    assert subentry.title == "Kitchen mic"
+    assert subentry.data["zeroconf_name"] == "kitchen"
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, subentry.subentry_id), entry.entry_id
+    )
+    assert device is not None
+    assert device.area_id == kitchen.id
+    connected = entity_id(hass, "binary_sensor", f"{subentry.subentry_id}-connected")
+    await arm(hass)
+    await wait_for(lambda: state(hass, connected) == "on")
+
+    result = await discover(hass, mic.port)  # announced again: nothing to offer
+    assert result["reason"] == "already_a_satellite"
+
+
+async def test_a_satellite_follows_its_microphone_to_a_new_address(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))  # added by hand
+    result = await discover(hass, mic.port)
+    assert result["reason"] == "already_a_satellite"  # … and now known by its service name
+    subentry = next(iter(entry.subentries.values()))
+    assert subentry.data["zeroconf_name"] == "kitchen"
+    await hass.async_block_till_done()
+    assert entry.runtime_data.satellites  # no reload for learning its name
+
+    moved = await MicServer(audio=pcm16(tone(2.0)), info=mic_info()).start()
+    try:
+        await mic.stop()  # the Pi restarted the service on another port
+        result = await discover(hass, moved.port)
+        assert result["reason"] == "already_a_satellite"
+        await hass.async_block_till_done()
+        assert entry.subentries[subentry.subentry_id].data["port"] == moved.port
+        await arm(hass)
+        await wait_for(lambda: state(hass, "binary_sensor.kitchen_mic_connected") == "on")
+        assert moved.clients == 1
+    finally:
+        await arm(hass, False)
+        await moved.stop()
+
+
+async def test_discovery_before_the_hub_sets_guard_mode_up(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    result = await discover(hass, mic.port)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"name": "Kitchen mic"}
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+    assert entry.unique_id == DOMAIN
+    assert [s.title for s in entry.subentries.values()] == ["Kitchen mic"]
+    assert hass.states.get("switch.guard_mode_guard_mode") is not None
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
+    assert result["reason"] == "single_instance_allowed"  # still one hub
+
+
+@pytest.mark.parametrize(
+    ("server", "reason"),
+    [
+        (
+            {"behavior": "silent", "info": Info(satellite=Satellite("hall", BY, True, None, "1"))},
+            "voice_satellite",
+        ),
+        ({"behavior": "asr"}, "not_a_microphone"),
+        (None, "cannot_connect"),
+    ],
+    ids=["voice-satellite", "speech-to-text", "gone"],
+)
+async def test_only_microphones_are_offered(
+    hass: HomeAssistant, server: dict[str, Any] | None, reason: str
+) -> None:
+    await setup_entry(hass, make_entry())
+    other = await MicServer(**(server or {})).start()
+    if server is None:
+        await other.stop()
+    try:
+        result = await discover(hass, other.port, "hall")
+    finally:
+        await other.stop()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == reason
+    assert not hass.config_entries.flow.async_progress()
+
+
+async def test_an_ignored_microphone_stays_ignored(hass: HomeAssistant, mic: MicServer) -> None:
+    await setup_entry(hass, make_entry())
+    result = await discover(hass, mic.port)
+    await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_IGNORE},
+        data={"unique_id": "wyoming_mic:kitchen", "title": "kitchen-mic"},
+    )
+    await hass.async_block_till_done()
+    assert not hass.config_entries.flow.async_progress()
+    result = await discover(hass, mic.port)
+    assert result["reason"] == "already_configured"
+    assert len(hass.config_entries.async_loaded_entries(DOMAIN)) == 1
