@@ -9,7 +9,10 @@ import re
 import struct
 from typing import Any
 
-import homeassistant
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from scripts.tools import check_wheels
 
 REPO = Path(__file__).resolve().parent.parent
 COMPONENT = REPO / "custom_components" / "guard_mode"
@@ -42,21 +45,20 @@ def test_manifest_is_complete() -> None:
     for key in ("documentation", "issue_tracker"):
         assert manifest[key].startswith("https://")
     assert manifest["codeowners"]
-    assert all("==" in req for req in manifest["requirements"]), "requirements must be pinned"
+    for requirement in manifest["requirements"]:  # ranges, so Home Assistant's bumps fit
+        assert ">=" in requirement, f"{requirement}: a range from the version tested"
 
 
 def test_requirements_agree_with_home_assistant() -> None:
-    """A pin Home Assistant also makes must be the same version, or installs break."""
-    constraints = _pins(
-        (Path(homeassistant.__file__).parent / "package_constraints.txt").read_text().splitlines()
-    )
+    """Each range holds the version Home Assistant pins, which is the one tested here."""
+    installed = check_wheels.installed_home_assistant()[1]
     dev = _pins((REPO / "requirements_dev.txt").read_text().splitlines())
-    for requirement in _json(COMPONENT / "manifest.json")["requirements"]:
-        name, version = requirement.split("==")
-        key = name.lower().replace("_", "-")
-        if key in constraints:
-            assert constraints[key] == version, f"Home Assistant pins {key}=={constraints[key]}"
-        assert dev.get(key) == version, f"requirements_dev.txt must pin {requirement}"
+    for text in _json(COMPONENT / "manifest.json")["requirements"]:
+        requirement = Requirement(text)
+        key = canonicalize_name(requirement.name)
+        assert key in installed, f"Home Assistant pins no {key}: nothing to agree with"
+        assert requirement.specifier.contains(installed[key]), f"HA pins {key}=={installed[key]}"
+        assert dev.get(key) == installed[key], f"requirements_dev.txt must pin {key}"
 
 
 def test_hacs_json() -> None:
