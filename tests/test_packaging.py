@@ -11,8 +11,9 @@ from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+import yaml
 
-from scripts.tools import check_wheels
+from scripts.tools import check_wheels, release_notes
 
 REPO = Path(__file__).resolve().parent.parent
 COMPONENT = REPO / "custom_components" / "guard_mode"
@@ -155,3 +156,40 @@ def test_every_form_field_is_described() -> None:
     for step in found:
         missing = set(step["data"]) - set(step.get("data_description", {}))
         assert not missing, f"{step.get('title')}: no data_description for {sorted(missing)}"
+
+
+def test_a_release_is_one_version_everywhere() -> None:
+    """What the release workflow checks for the tag: one version, with its CHANGELOG notes."""
+    version = _json(COMPONENT / "manifest.json")["version"]
+    assert set(release_notes.versions().values()) == {version}
+    assert release_notes.notes(version).strip()
+    assert release_notes.main([f"v{version}"]) == 0
+    assert release_notes.main(["v99.0.0"]) == 1  # a tag that is not the version is refused
+
+
+def test_workflows_run_the_checks() -> None:
+    """GitHub runs hassfest, the HACS action and .ci/run on every push and pull request."""
+    workflows = REPO / ".github" / "workflows"
+
+    def load(name: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load((workflows / name).read_text())
+        loaded["on"] = loaded.pop(True, loaded.get("on"))  # YAML 1.1 reads `on` as true
+        return loaded
+
+    def steps(workflow: dict[str, Any]) -> list[str]:
+        return [
+            str(step.get("uses") or step.get("run"))
+            for job in workflow["jobs"].values()
+            for step in job["steps"]
+        ]
+
+    for name in ("validate.yml", "tests.yml"):
+        assert {"push", "pull_request"} <= set(load(name)["on"])
+    validate = steps(load("validate.yml"))
+    assert any(step.startswith("home-assistant/actions/hassfest") for step in validate)
+    assert any(step.startswith("hacs/action") for step in validate)
+    assert ".ci/run" in steps(load("tests.yml"))
+    release = load("release.yml")
+    assert release["on"]["push"]["tags"] == ["v*.*.*"]
+    assert any("release_notes.py" in step for step in steps(release))
+    assert any("sync_engine.sh" in step for step in steps(release))
