@@ -226,8 +226,6 @@ def _update_device(hass: HomeAssistant, entry: GuardModeConfigEntry, satellite: 
     )
     if (area := satellite.area_id) is not None and device.area_id != area:
         registry.async_update_device(device.id, area_id=area)
-    if device.name != satellite.name:
-        registry.async_update_device(device.id, name=satellite.name)
 
 
 def _push_resolver(hass: HomeAssistant) -> Callable[[str], PushSource | None]:

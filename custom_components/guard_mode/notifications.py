@@ -62,12 +62,12 @@ type Call = tuple[str, str, dict[str, Any]]  # (domain, service, data)
 def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     """Return (title, message) for the alerts of one sound, naming the loudest place first."""
     loudest = max(alerts, key=lambda alert: alert.peak_db)
-    where = loudest.area or loudest.satellite
+    where = f" in {loudest.area}" if loudest.area else ""
     phrase = sound_phrase(loudest)
     test = "Test: " if loudest.simulated else ""
     title = f"{test}Guard Mode heard {phrase}"
     message = (
-        f"{test}{loudest.satellite} heard {phrase} in {where} at "
+        f"{test}{loudest.satellite} heard {phrase}{where} at "
         f"{loudest.started.astimezone().strftime('%H:%M:%S')} "
         f"({confidence_text(loudest.confidence)})."
     )
@@ -84,7 +84,8 @@ def spoken_text(alerts: list[Alert]) -> str:
     loudest = max(alerts, key=lambda alert: alert.peak_db)
     name = SPOKEN_NAMES.get(loudest.sound) or loudest.label
     test = "Test. " if loudest.simulated else ""
-    return f"{test}{name} heard in {loudest.area or loudest.satellite}"
+    where = f"in {loudest.area}" if loudest.area else f"by {loudest.satellite}"
+    return f"{test}{name} heard {where}"
 
 
 NOT_A_THREAT = "GUARD_MODE_NOT_A_THREAT::"  # + detection id: the companion-app action

@@ -56,13 +56,16 @@ class StreamCamera(Camera):
 
     _attr_supported_features = CameraEntityFeature.STREAM
 
-    def __init__(self, name: str, url: str | None) -> None:
+    def __init__(self, name: str, url: str | None, error: Exception | None = None) -> None:
         super().__init__()
         self._attr_name = name
         self._attr_unique_id = name
         self.url = url
+        self.error = error  # what its integration raises when asked for the stream
 
     async def stream_source(self) -> str | None:
+        if self.error is not None:
+            raise self.error
         return self.url
 
     async def async_camera_image(

@@ -97,7 +97,12 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
 
 async def test_the_form_says_what_is_wrong(hass: HomeAssistant, rtsp_camera: RtspServer) -> None:
     url = rtsp_camera.url
-    await async_add_devices(hass, StreamCamera("Porch", url), StreamCamera("Doorbell", None))
+    await async_add_devices(
+        hass,
+        StreamCamera("Porch", url),
+        StreamCamera("Doorbell", None),
+        StreamCamera("Garden", None, error=ConnectionResetError("the camera's cloud is down")),
+    )
     await setup_entry(hass, make_entry())
     for answers in ({}, {"camera": PORCH, "url": url}):  # neither, or both
         result = await camera_flow(hass, **answers)
@@ -109,6 +114,10 @@ async def test_the_form_says_what_is_wrong(hass: HomeAssistant, rtsp_camera: Rts
 
     result = await camera_flow(hass, camera="camera.gone")
     assert result["errors"] == {"base": "cannot_connect"}
+
+    result = await camera_flow(hass, camera="camera.garden")  # its integration failed
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "the camera's cloud is down" in result["description_placeholders"]["detail"]
 
     result = await camera_flow(hass, url=url)  # the URL is still the fallback
     assert result["type"] is FlowResultType.CREATE_ENTRY

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
+import numpy as np
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.guard_mode import runtime
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.learning import encode
 
-from .conftest import setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 
 
 async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:
@@ -101,3 +110,123 @@ async def test_options_presence(hass: HomeAssistant, entry: MockConfigEntry) -> 
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options["arming_mode"] == "presence"
     assert entry.options["presence_entities"] == ["person.ann", "person.bob"]
+
+
+async def test_a_push_satellite_shows_the_id_for_its_agent(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass, make_entry())
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "push"}
+    )
+    assert result["step_id"] == "push"
+    push_id = result["description_placeholders"]["push_id"]
+    assert len(push_id) == 16  # what the agent is started with
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"name": "Garage mic"}
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY  # saved first: the agent connects after
+    subentry = next(iter(entry.subentries.values()))
+    assert subentry.data == {"source": "push", "push_id": push_id}
+    assert subentry.unique_id == f"push:{push_id}"
+
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"),
+        context={"source": "reconfigure", "subentry_id": subentry.subentry_id},
+    )
+    assert f"`{push_id}`" in result["description_placeholders"]["push_note"]  # shown again
+
+
+def learned(kitchen: str) -> dict[str, Any]:
+    """What Guard Mode stored after a household marked a dog bark and taught a doorbell."""
+    rng = np.random.default_rng(0)
+    return {
+        "version": 1,
+        "data": {
+            "false_alarms": {
+                kitchen: {
+                    "dog_bark": [
+                        {
+                            "id": "d-1",
+                            "added": "2026-01-01T00:00:00+00:00",
+                            "vectors": encode(rng.standard_normal((2, 1024)).astype(np.float32)),
+                        }
+                    ]
+                }
+            },
+            "custom_sounds": {
+                "custom_doorbell": {
+                    "name": "Doorbell",
+                    "satellites": [kitchen],
+                    "prototypes": encode(rng.standard_normal((3, 1024)).astype(np.float32)),
+                    "threshold": 0.8,
+                    "created": "2026-01-01T00:00:00+00:00",
+                    "figures": {},
+                }
+            },
+        },
+    }
+
+
+async def test_what_was_learned_can_be_forgotten_in_the_options(
+    hass: HomeAssistant, hass_storage: dict[str, Any]
+) -> None:
+    kitchen = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="k1")
+    entry = make_entry(satellites=[kitchen])
+    entry.add_to_hass(hass)
+    kitchen_id = next(iter(entry.subentries))
+    hass_storage["guard_mode.learning"] = learned(kitchen_id)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    doorbell = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{kitchen_id}-custom_doorbell"
+    )
+    assert doorbell is not None
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    choices = {
+        option["value"]: option["label"]
+        for key, selector in result["data_schema"].schema.items()
+        if key == "forget_learned"
+        for option in selector.config["options"]
+    }
+    assert choices == {
+        f"mark|{kitchen_id}|dog_bark": "Kitchen mic: dog_bark (1 not a threat)",
+        "custom|custom_doorbell": "Custom sound: Doorbell",
+    }
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "arming_mode": "manual",
+            "always_listen_alarms": False,
+            "evidence_clips": False,
+            "forget_learned": list(choices),
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()  # forgetting a custom sound reloads: its entity goes
+    assert entry.runtime_data.learning.summary() == {"false_alarms": {}, "custom_sounds": {}}
+    assert er.async_get(hass).async_get(doorbell) is None
+    assert "forget_learned" not in entry.options
+
+
+async def test_options_can_be_changed_while_guard_mode_cant_start(
+    hass: HomeAssistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged model keeps Guard Mode from starting; the options still open (to fix it)."""
+    monkeypatch.setattr(runtime, "MODEL_FILE", tmp_path / "missing.onnx")
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert not any(key == "forget_learned" for key in result["data_schema"].schema)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"arming_mode": "manual", "always_listen_alarms": True, "evidence_clips": False},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["always_listen_alarms"] is True

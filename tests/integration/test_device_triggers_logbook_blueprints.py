@@ -256,6 +256,8 @@ async def test_logbook_describes_detections_and_suppressions(
         detection_data(satellite_id="gone", satellite="Garage mic", sound="doorbell", area=None),
     )
     assert gone == {"name": "Garage mic", "message": "heard doorbell (confidence 87 %)"}
+    oldest = describe(describe_suppressed, {"sound": "dog_bark", "simulated": True})
+    assert oldest == {"name": "Guard Mode", "message": "heard a dog barking, ignored (simulated)"}
 
 
 async def test_one_logbook_line_per_alert_with_sound_place_and_confidence(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from typing import Any
@@ -199,3 +200,54 @@ async def test_an_ignored_microphone_stays_ignored(hass: HomeAssistant, mic: Mic
     result = await discover(hass, mic.port)
     assert result["reason"] == "already_configured"
     assert len(hass.config_entries.async_loaded_entries(DOMAIN)) == 1
+
+
+async def test_a_microphone_gone_before_it_is_confirmed(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    await setup_entry(hass, satellite_entry(mic.port))  # another microphone is a satellite
+    other = await MicServer(audio=pcm16(tone(2.0)), info=mic_info("hall-mic")).start()
+    result = await discover(hass, other.port, "hall")
+    assert result["step_id"] == "zeroconf_confirm"
+    await other.stop()  # unplugged while the user reads the form
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"name": "Hall mic"})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "tcp://127.0.0.1" in result["description_placeholders"]["detail"]
+
+
+async def test_a_service_without_a_port_is_not_offered(hass: HomeAssistant) -> None:
+    info = service(10600)
+    info.port = None
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=info
+    )
+    assert result["reason"] == "not_a_microphone"
+
+
+async def test_a_mic_that_only_streams_is_offered_under_its_service_name(
+    hass: HomeAssistant,
+) -> None:
+    """wyoming-mic-external answers nothing: it streams to whoever connects."""
+    await setup_entry(hass, make_entry())
+    plain = await MicServer(audio=pcm16(tone(2.0))).start()
+    try:
+        result = await discover(hass, plain.port, "porch-mic")
+    finally:
+        await plain.stop()
+    assert result["step_id"] == "zeroconf_confirm"
+    assert result["description_placeholders"]["name"] == "porch-mic"
+
+
+async def test_a_service_that_hangs_up_is_not_offered(hass: HomeAssistant) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        result = await discover(hass, port, "odd")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result["reason"] == "not_a_microphone"

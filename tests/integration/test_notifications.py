@@ -219,3 +219,25 @@ async def test_a_simulation_never_replaces_a_real_alert(
     assert titles == ["Guard Mode heard a smoke alarm", "Test: Guard Mode heard a smoke alarm"]
     tags = {call.data["data"]["tag"] for call in app}
     assert tags == {"guard_mode_smoke_alarm", "guard_mode_smoke_alarm_test"}  # apps keep both
+
+
+async def test_one_notification_for_a_sound_heard_by_several_satellites(
+    hass: HomeAssistant,
+) -> None:
+    app = async_mock_service(hass, "notify", "mobile_app_bob")
+    kitchen = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="k1")
+    hall = satellite_subentry("Hall mic", "push:h1", source="push", push_id="h1")
+    entry = await setup_entry(hass, make_entry({"notify_targets": [APP]}, [kitchen, hall]))
+    first, second = entry.runtime_data.satellites.values()
+    for satellite, peak_db in ((first, -30.0), (second, -12.0)):  # loudest in the hall
+        detection = Detection(f"d-{satellite.name}", Sound.GLASS_BREAK, 1.0, 1.5, 0.9, "x", peak_db)
+        satellite.alerts.async_handle(satellite, DeciderEvent(EventKind.ONSET, detection))
+    await gathered(hass)
+    assert len(app) == 1
+    message = app[0].data["message"]
+    assert message.startswith("Hall mic heard glass breaking at ")  # no area: the mic says where
+    assert message.endswith(" Also heard by Kitchen mic.")
+
+    hear(hass, Sound.GLASS_BREAK)  # again a minute later: not notified again so soon
+    await gathered(hass)
+    assert len(app) == 1

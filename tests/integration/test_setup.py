@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+import threading
 from typing import Any
 
+from aiohttp import WSMsgType
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
@@ -24,7 +26,7 @@ from custom_components.guard_mode import runtime
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.hub import STORAGE_KEY
 
-from .conftest import make_entry, setup_entry
+from .conftest import make_entry, satellite_subentry, setup_entry
 
 SWITCH = "switch.guard_mode_guard_mode"
 PANEL = "alarm_control_panel.house"
@@ -148,3 +150,60 @@ async def test_unusable_model_file_gives_a_repair_and_recovers(
     assert entry.state is ConfigEntryState.LOADED
     assert ir.async_get(hass).async_get_issue(DOMAIN, runtime.ISSUE_MODEL) is None
     assert hass.states.get(SWITCH) is not None
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "guard_mode_engine"]
+
+
+async def test_a_failed_set_up_leaves_no_engine_running(
+    hass: HomeAssistant, entry: MockConfigEntry, hass_storage: dict[str, Any]
+) -> None:
+    """Guard Mode downgraded after a newer version saved its state: it says so, holds nothing."""
+    hass_storage[STORAGE_KEY] = {"version": 99, "data": {}}
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    await hass.async_block_till_done()
+    assert not engine_threads()  # the worker was started, and stopped
+    assert hass.states.get(SWITCH) is None
+
+
+async def test_a_stale_not_a_threat_button_is_only_logged(
+    hass: HomeAssistant, entry: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    await setup_entry(hass, entry)
+    hass.bus.async_fire("mobile_app_notification_action", {"action": "SOMETHING_ELSE"})
+    hass.bus.async_fire(
+        "mobile_app_notification_action", {"action": "GUARD_MODE_NOT_A_THREAT::long-gone"}
+    )
+    await hass.async_block_till_done()
+    assert caplog.text.count("Could not mark the detection as not a threat") == 1
+    assert "long-gone" in caplog.text
+
+
+async def test_a_satellite_from_a_newer_version_fails_the_set_up_cleanly(
+    hass: HomeAssistant,
+) -> None:
+    """A satellite kind this version doesn't know (after a downgrade): nothing is left running."""
+    known = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="k1")
+    unknown = satellite_subentry("Hall mic", "bluetooth:h1", source="bluetooth", address="h1")
+    entry = make_entry({"always_listen_alarms": True}, [known, unknown])
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert not engine_threads()
+
+
+async def test_an_agent_with_an_unknown_satellite_id_is_told_so(
+    hass: HomeAssistant, hass_client: Any
+) -> None:
+    kitchen = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="0" * 16)
+    await setup_entry(hass, make_entry(satellites=[kitchen]))
+    client = await hass_client()
+    ws = await client.ws_connect(f"/api/guard_mode/push/{'f' * 16}")
+    message = await ws.receive(timeout=2)
+    assert "unknown_push_id" in message.data
+    assert (await ws.receive(timeout=2)).type is WSMsgType.CLOSE
+    assert ws.close_code == 4404

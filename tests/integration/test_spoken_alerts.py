@@ -151,3 +151,16 @@ async def test_options_ask_for_a_voice_when_speakers_need_one(hass: HomeAssistan
     result = await options_form(hass, entry.entry_id)  # both fields cleared in the form
     assert entry.options["announce_targets"] == []
     assert "tts_engine" not in entry.options
+
+
+async def test_speakers_that_went_away_are_surfaced(hass: HomeAssistant) -> None:
+    hass.states.async_set(SPEAKER, "idle")  # no text-to-speech engine is set up any more
+    await setup_entry(hass, kitchen_entry(announce_targets=[SPEAKER, "media_player.gone"]))
+    await arm(hass)
+    hear(hass, Sound.GLASS_BREAK)
+    await gathered(hass)
+    issues = ir.async_get(hass)
+    for target, error in ((SPEAKER, "no text-to-speech engine"), ("media_player.gone", "exist")):
+        issue = issues.async_get_issue(DOMAIN, issue_notify_failed(target))
+        assert issue is not None, target
+        assert error in issue.translation_placeholders["error"]
