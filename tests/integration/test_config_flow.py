@@ -196,14 +196,20 @@ async def test_what_was_learned_can_be_forgotten_in_the_options(
         f"mark|{kitchen_id}|dog_bark": "Kitchen mic: dog_bark (1 not a threat)",
         "custom|custom_doorbell": "Custom sound: Doorbell",
     }
+    answers = {"arming_mode": "manual", "always_listen_alarms": False, "evidence_clips": False}
+    data = entry.runtime_data
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            "arming_mode": "manual",
-            "always_listen_alarms": False,
-            "evidence_clips": False,
-            "forget_learned": list(choices),
-        },
+        result["flow_id"], answers | {"forget_learned": [f"mark|{kitchen_id}|dog_bark"]}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data is data  # forgetting a mark needs no reload
+    assert data.learning.summary()["false_alarms"] == {}
+    assert hass.states.get(doorbell) is not None
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], answers | {"forget_learned": ["custom|custom_doorbell"]}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()  # forgetting a custom sound reloads: its entity goes

@@ -12,7 +12,7 @@ from aiohttp import WSMsgType
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import (
     device_registry as dr,
     entity_registry as er,
@@ -20,7 +20,11 @@ from homeassistant.helpers import (
 )
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+    mock_restore_cache,
+)
 
 from custom_components.guard_mode import runtime
 from custom_components.guard_mode.const import DOMAIN
@@ -207,3 +211,16 @@ async def test_an_agent_with_an_unknown_satellite_id_is_told_so(
     assert "unknown_push_id" in message.data
     assert (await ws.receive(timeout=2)).type is WSMsgType.CLOSE
     assert ws.close_code == 4404
+
+
+async def test_the_last_detection_is_kept_across_a_restart(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    before = {"satellite": "Kitchen mic", "area": "Kitchen", "confidence": 0.91, "extra": 1}
+    mock_restore_cache(hass, [State("sensor.guard_mode_last_detection", "smoke_alarm", before)])
+    await setup_entry(hass, entry)
+    state = hass.states.get("sensor.guard_mode_last_detection")
+    assert state.state == "smoke_alarm"
+    assert state.attributes["area"] == "Kitchen"
+    assert state.attributes["confidence"] == 0.91
+    assert "extra" not in state.attributes  # only what the sensor itself shows

@@ -1,0 +1,89 @@
+"""Which media players count as "near" a satellite: the ones chosen for it, else its area's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from .conftest import make_entry, satellite_subentry, setup_entry
+from .test_satellite_wyoming import (
+    arm,
+    fast_timeouts,  # noqa: F401 - the fixture, used by the mark below
+    tone,
+    wait_for,
+)
+from .wyoming_mic import MicServer, pcm16
+
+pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
+
+
+@pytest.fixture
+async def mic() -> AsyncIterator[MicServer]:
+    server = await MicServer(audio=pcm16(tone(2.0))).start()
+    yield server
+    await server.stop()
+
+
+def kitchen_mic(port: int, **data: Any) -> MockConfigEntry:
+    kitchen = satellite_subentry(
+        "Kitchen mic",
+        f"wyoming:127.0.0.1:{port}",
+        source="wyoming",
+        host="127.0.0.1",
+        port=port,
+        **data,
+    )
+    return make_entry(satellites=[kitchen])
+
+
+async def playing_near(hass: HomeAssistant, entry: MockConfigEntry) -> Any:
+    """Arm and return a function telling whether the decider hears a media player playing."""
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await arm(hass)
+    await wait_for(lambda: satellite.stream is not None)
+    await hass.async_block_till_done()
+    return lambda: satellite.stream.analyzer.decider.media_player_playing
+
+
+async def test_media_players_chosen_for_a_satellite_count_wherever_they_are(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    hass.states.async_set("media_player.living_room_tv", "idle")
+    hass.states.async_set("media_player.kitchen_radio", "playing")  # in no list: ignored
+    entry = await setup_entry(
+        hass, kitchen_mic(mic.port, media_players=["media_player.living_room_tv"])
+    )
+    playing = await playing_near(hass, entry)
+    assert playing() is False
+    hass.states.async_set("media_player.living_room_tv", "playing")  # open-plan: it is heard
+    await hass.async_block_till_done()
+    assert playing() is True
+
+
+async def test_a_speaker_counts_by_its_device_s_area(hass: HomeAssistant, mic: MicServer) -> None:
+    kitchen = ar.async_get(hass).async_create("Kitchen")
+    other = MockConfigEntry(domain="test")
+    other.add_to_hass(hass)
+    speaker_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=other.entry_id, identifiers={("test", "speaker")}, name="Speaker"
+    )
+    dr.async_get(hass).async_update_device(speaker_device.id, area_id=kitchen.id)
+    speaker = er.async_get(hass).async_get_or_create(
+        "media_player",
+        "test",
+        "speaker",
+        device_id=speaker_device.id,
+        suggested_object_id="speaker",
+    )
+    hass.states.async_set(speaker.entity_id, "playing")
+    entry = await setup_entry(hass, kitchen_mic(mic.port, area=kitchen.id))
+    playing = await playing_near(hass, entry)
+    assert playing() is True  # the entity has no area of its own: its device's counts
+    hass.states.async_set(speaker.entity_id, "paused")
+    await hass.async_block_till_done()
+    assert playing() is False
