@@ -62,6 +62,15 @@ def test_requirements_agree_with_home_assistant() -> None:
         assert dev.get(key) == installed[key], f"requirements_dev.txt must pin {key}"
 
 
+def test_test_requirements_are_home_assistants_pins() -> None:
+    """What the tests install for Home Assistant's own components is what it would install."""
+    installed = check_wheels.installed_home_assistant()[1]
+    tests = _pins((REPO / "requirements_test.txt").read_text().splitlines())
+    shared = {key: version for key, version in tests.items() if key in installed}
+    assert {"pyturbojpeg", "mutagen", "ha-ffmpeg", "sqlalchemy"} <= set(shared)
+    assert shared == {key: installed[key] for key in shared}
+
+
 def test_hacs_json() -> None:
     hacs = _json(REPO / "hacs.json")
     assert hacs["name"] == "Guard Mode"
