@@ -152,7 +152,6 @@ class Notifier:
         self._timers: dict[Key, CALLBACK_TYPE] = {}
         self._last_sent: dict[Key, float] = {}
         self._failing: set[str] = set()  # targets with a repair issue
-        self.sent = 0
 
     @property
     def targets(self) -> list[str]:
@@ -222,7 +221,6 @@ class Notifier:
             self._hass.async_create_task(
                 self._async_call(target, call), f"{DOMAIN} alert to {target}", eager_start=True
             )
-        self.sent += 1
 
     def _notify_call(self, target: str, title: str, message: str, alert: Alert) -> Call | str:
         """Return the action that notifies target, or why there is none."""
