@@ -3,9 +3,11 @@
 
 Runs on the device with the microphone (e.g. a Raspberry Pi with a USB microphone); needs Python
 3.9 or later and aiohttp (Debian: ``apt install python3-aiohttp alsa-utils``). It keeps a
-websocket to Home Assistant open, authenticated with a long-lived access token, and opens the
-microphone only while Home Assistant says "start" (guard mode armed); on "stop", or when the
-connection drops, the capture process is ended: disarmed means the microphone is closed.
+websocket to Home Assistant open, authenticated with a long-lived access token and the
+satellite's own key (shown in the satellite's settings: only an agent with it may feed or
+replace that satellite), and opens the microphone only while Home Assistant says "start" (guard
+mode armed); on "stop", or when the connection drops, the capture process is ended: disarmed
+means the microphone is closed.
 
 Protocol (``/api/guard_mode/push/<push id>``, text messages are JSON objects):
 
@@ -49,6 +51,9 @@ AGENT = "guard-mode-agent/1"
 PUSH_PATH = "/api/guard_mode/push/"
 WIDTH = 2  # s16le
 TOKEN_ENV = "GUARD_MODE_TOKEN"
+KEY_ENV = "GUARD_MODE_SATELLITE_KEY"
+KEY_HEADER = "X-Guard-Mode-Key"
+REFUSED_HEADER = "X-Guard-Mode-Refused"  # Home Assistant's 403 says what it refused
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
 STABLE_S = 30.0  # a connection that lasted this long resets the backoff
@@ -57,6 +62,7 @@ CONNECT_TIMEOUT_S = 15.0
 HEARTBEAT_S = 30.0
 TERMINATE_TIMEOUT_S = 2.0
 MAX_MESSAGE = 1024 * 1024
+MAX_BYTE_RATE = 768_000  # what Home Assistant takes from one microphone (bytes per second)
 
 EXIT_AUTH = 77  # EX_NOPERM: the token was refused; retrying would not help (and may get banned)
 EXIT_CONFIG = 78  # EX_CONFIG: missing token, bad URL
@@ -234,10 +240,11 @@ def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
 class Agent:
     """Keeps the connection to Home Assistant and opens the microphone when told to."""
 
-    def __init__(self, args: argparse.Namespace, token: str) -> None:
+    def __init__(self, args: argparse.Namespace, token: str, key: str) -> None:
         self.args = args
         self.url = push_url(args.url, args.satellite)
         self._token = token
+        self._key = key
         self.argv = capture_command(args)
         frame = WIDTH * args.channels
         self.chunk_bytes = max(frame, args.rate * args.chunk_ms // 1000 * frame)
@@ -264,6 +271,12 @@ class Agent:
                             "Home Assistant refused the access token (HTTP 401): create a new "
                             "long-lived access token in your Home Assistant profile (Security "
                             "tab) and put it in the token file"
+                        ) from err
+                    if err.status == 403 and (err.headers or {}).get(REFUSED_HEADER) == "key":
+                        raise TokenRefusedError(
+                            "Home Assistant refused this satellite's key (HTTP 403): copy the "
+                            "key shown in the satellite's settings (Reconfigure) into the key "
+                            "file"
                         ) from err
                     if err.status == 403:
                         raise TokenRefusedError(
@@ -292,7 +305,7 @@ class Agent:
     async def _session(self, session: aiohttp.ClientSession, outage_since: float | None) -> str:
         """Serve one connection; return why it ended."""
         self._forget_session()
-        headers = {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {self._token}", KEY_HEADER: self._key}
         ws = await asyncio.wait_for(
             session.ws_connect(
                 self.url,
@@ -385,33 +398,41 @@ def _plain(err: object) -> str:
 
 def load_token(args: argparse.Namespace) -> str:
     """Return the access token from --token-file, $GUARD_MODE_TOKEN or --token (warned about)."""
-    if args.token_file:
+    return _secret(args.token_file, TOKEN_ENV, args.token, "--token", "access token")
+
+
+def load_key(args: argparse.Namespace) -> str:
+    """Return the satellite's key from --key-file, $GUARD_MODE_SATELLITE_KEY or --key."""
+    return _secret(args.key_file, KEY_ENV, args.key, "--key", "satellite key")
+
+
+def _secret(path: str | None, env: str, given: str | None, option: str, what: str) -> str:
+    """Return a secret from a file, else the environment, else the command line (warned)."""
+    if path:
         try:
-            with open(args.token_file, encoding="utf-8") as file:
-                token = file.read().strip()
-            mode = os.stat(args.token_file).st_mode
+            with open(path, encoding="utf-8") as file:
+                secret = file.read().strip()
+            mode = os.stat(path).st_mode
         except OSError as err:
-            raise SystemExit(_config_error(f"cannot read the token file: {err}")) from err
+            raise SystemExit(_config_error(f"cannot read the {what} file: {err}")) from err
         if mode & 0o004:
-            _LOGGER.warning(
-                "%s is readable by every user on this machine: chmod 600 it", args.token_file
-            )
-    elif os.environ.get(TOKEN_ENV):
-        token = os.environ[TOKEN_ENV].strip()
-    elif args.token:
+            _LOGGER.warning("%s is readable by every user on this machine: chmod 600 it", path)
+    elif os.environ.get(env):
+        secret = os.environ[env].strip()
+    elif given:
         _LOGGER.warning(
-            "--token is visible to every user of this machine (ps, shell history): "
-            "prefer --token-file or $%s",
-            TOKEN_ENV,
+            "%s is visible to every user of this machine (ps, shell history): "
+            "prefer %s-file or $%s",
+            option,
+            option,
+            env,
         )
-        token = args.token.strip()
+        secret = given.strip()
     else:
-        raise SystemExit(
-            _config_error(f"no access token: use --token-file FILE or set ${TOKEN_ENV}")
-        )
-    if not token or any(ch.isspace() for ch in token):
-        raise SystemExit(_config_error("the access token is empty or has spaces in it"))
-    return token
+        raise SystemExit(_config_error(f"no {what}: use {option}-file FILE or set ${env}"))
+    if not secret or any(ch.isspace() for ch in secret):
+        raise SystemExit(_config_error(f"the {what} is empty or has spaces in it"))
+    return secret
 
 
 def _config_error(message: str) -> int:
@@ -438,6 +459,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"the token itself (visible to other users: prefer --token-file or ${TOKEN_ENV})",
     )
     parser.add_argument(
+        "--key-file", help="file holding the satellite's key (shown in the satellite's settings)"
+    )
+    parser.add_argument(
+        "--key",
+        help=f"the key itself (visible to other users: prefer --key-file or ${KEY_ENV})",
+    )
+    parser.add_argument(
         "--device", default="default", help="ALSA capture device for arecord (default: default)"
     )
     parser.add_argument("--rate", type=int, default=16000, help="sample rate in Hz (default 16000)")
@@ -451,10 +479,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ca-file", help="CA certificate to trust for https (self-signed)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
-    if not 4000 <= args.rate <= 384000:
-        parser.error("--rate must be between 4000 and 384000")
+    if not 4000 <= args.rate <= 192000:
+        parser.error("--rate must be between 4000 and 192000")
     if not 1 <= args.channels <= 8:
         parser.error("--channels must be between 1 and 8")
+    if args.rate * WIDTH * args.channels > MAX_BYTE_RATE:
+        parser.error(f"--rate × 2 bytes × --channels must be at most {MAX_BYTE_RATE} a second")
     if not 10 <= args.chunk_ms <= 1000:
         parser.error("--chunk-ms must be between 10 and 1000")
     if args.command is not None and not shlex.split(args.command):
@@ -466,13 +496,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def amain(args: argparse.Namespace, token: str) -> int:
+async def amain(args: argparse.Namespace, token: str, key: str) -> int:
     """Run until SIGINT/SIGTERM (0) or until the token is refused (EXIT_AUTH)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    agent = Agent(args, token)
+    agent = Agent(args, token, key)
     _LOGGER.info(
         "Guard Mode agent for satellite %s at %s; capture: %s",
         args.satellite,
@@ -509,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     token = load_token(args)
-    return asyncio.run(amain(args, token))
+    key = load_key(args)
+    return asyncio.run(amain(args, token, key))
 
 
 if __name__ == "__main__":

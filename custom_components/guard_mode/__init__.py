@@ -10,7 +10,11 @@ from typing import Any
 from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady, HomeAssistantError
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    issue_registry as ir,
+)
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.typing import ConfigType
 
@@ -19,13 +23,18 @@ from .clips import ClipJanitor
 from .const import (
     CONF_CLIP_RETENTION_DAYS,
     CONF_ENGINE,
+    CONF_ENGINE_FINGERPRINT,
     CONF_ENGINE_HOST,
     CONF_ENGINE_PORT,
+    CONF_ENGINE_TOKEN,
+    CONF_PUSH_KEY,
+    CONF_SOURCE,
     DEFAULT_OPTIONS,
     DOMAIN,
     NAME,
     SIGNAL_NEW_SATELLITE,
     SUBENTRY_SATELLITE,
+    SourceType,
 )
 from .hub import GuardHub, state_store
 from .learning import Learning, learning_store
@@ -34,7 +43,13 @@ from .notifications import NOT_A_THREAT, Notifier
 from .runtime import Engine, EngineNotReady, async_start_engine
 from .satellite import Satellite, satellite_settings
 from .services import async_setup_services, mark_false_alarm
-from .sources.push import PushSource, async_register_push_view, async_unregister_push_view
+from .sources import new_push_key
+from .sources.push import (
+    PushSource,
+    async_register_push_view,
+    async_unregister_push_view,
+    push_key_issue,
+)
 
 _LOGGER = logging.getLogger(__name__)
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -51,6 +66,32 @@ PLATFORMS: list[Platform] = [
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register Guard Mode's actions (they work once the hub is set up)."""
     async_setup_services(hass)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> bool:
+    """Bring an older entry up to date (1.1 → 1.2: each push satellite gets its own key)."""
+    if entry.version > 1:
+        return False  # a newer Guard Mode's entry: don't guess
+    if entry.minor_version < 2:
+        for subentry in list(entry.subentries.values()):
+            data = subentry.data
+            if data.get(CONF_SOURCE) != SourceType.PUSH or data.get(CONF_PUSH_KEY):
+                continue
+            key = new_push_key()
+            hass.config_entries.async_update_subentry(
+                entry, subentry, data={**data, CONF_PUSH_KEY: key}
+            )
+            ir.async_create_issue(
+                hass,
+                DOMAIN,
+                push_key_issue(subentry.subentry_id),
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="push_key_created",
+                translation_placeholders={"name": subentry.title, "key": key},
+            )
+        hass.config_entries.async_update_entry(entry, minor_version=2)
     return True
 
 
@@ -177,7 +218,14 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
 
 def _engine_settings(options: dict[str, Any]) -> tuple[Any, ...]:
     """Return the options that choose the engine (a change needs a reload)."""
-    return tuple(options.get(key) for key in (CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT))
+    keys = (
+        CONF_ENGINE,
+        CONF_ENGINE_HOST,
+        CONF_ENGINE_PORT,
+        CONF_ENGINE_TOKEN,
+        CONF_ENGINE_FINGERPRINT,
+    )
+    return tuple(options.get(key) for key in keys)
 
 
 @callback

@@ -1,8 +1,9 @@
 """Evidence clips on disk (opt-in): WAV files under the media folder, removed after retention.
 
 Clips live in ``<media>/guard_mode/<satellite>/``, so the Media Browser shows them under
-"My media"; events and notifications link them by media-source id. With clips off nothing is
-kept in memory beyond processing and nothing is ever written.
+"My media"; events and notifications link them by media-source id. Names are bounded and safe
+whatever a satellite is called (a slug of at most ``MAX_SLUG`` characters per part). With clips
+off nothing is kept in memory beyond processing and nothing is ever written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .engine.frontend import SAMPLE_RATE
 _LOGGER = logging.getLogger(__name__)
 MEDIA_SOURCE_PREFIX = "media-source://media_source/local"
 CLEANUP_INTERVAL = timedelta(hours=6)
+MAX_SLUG = 40  # characters of a name in a clip's path: far below any file system's limit
 
 
 def clips_root(hass: HomeAssistant) -> Path:
@@ -33,10 +35,23 @@ def clips_root(hass: HomeAssistant) -> Path:
     return Path(media) / DOMAIN
 
 
+def _slug(text: str, fallback: str) -> str:
+    return slugify(text)[:MAX_SLUG].strip("_") or fallback
+
+
 def clip_name(satellite: str, sound: str, started: datetime, detection_id: str) -> str:
-    """Return a clip's path relative to the clips folder."""
+    """Return a clip's path relative to the clips folder: bounded, and safe for any names."""
     stamp = dt_util.as_local(started).strftime("%Y%m%d-%H%M%S")
-    return f"{slugify(satellite)}/{stamp}_{sound}_{slugify(detection_id)}.wav"
+    folder = _slug(satellite, "satellite")
+    return f"{folder}/{stamp}_{_slug(sound, 'sound')}_{_slug(detection_id, 'clip')}.wav"
+
+
+def check_folder(folder: Path) -> None:
+    """Raise OSError unless clips can be written in folder (blocking: run in an executor)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".write_test.part"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def media_source_id(relative: str) -> str:

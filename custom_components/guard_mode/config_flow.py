@@ -49,13 +49,16 @@ from .const import (
     CONF_CAMERA,
     CONF_CLIP_RETENTION_DAYS,
     CONF_ENGINE,
+    CONF_ENGINE_FINGERPRINT,
     CONF_ENGINE_HOST,
     CONF_ENGINE_PORT,
+    CONF_ENGINE_TOKEN,
     CONF_EVIDENCE_CLIPS,
     CONF_MEDIA_PLAYERS,
     CONF_NOTIFY_TARGETS,
     CONF_PRESENCE_ENTITIES,
     CONF_PUSH_ID,
+    CONF_PUSH_KEY,
     CONF_SOURCE,
     CONF_TTS_ENGINE,
     CONF_UNREACHABLE_MINUTES,
@@ -72,9 +75,10 @@ from .const import (
     SourceType,
 )
 from .discovery import async_identify
+from .engine.protocol import MIN_TOKEN_LENGTH
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
-from .remote import RemoteEngineError, async_describe
-from .sources import create_source
+from .remote import RemoteEngineError, RemoteSettings, async_describe, normalize_fingerprint
+from .sources import create_source, new_push_key
 from .sources.base import SourceError
 
 if TYPE_CHECKING:
@@ -97,6 +101,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
     """Create the single Guard Mode hub; offer discovered Wyoming microphones as satellites."""
 
     VERSION = 1
+    MINOR_VERSION = 2  # 1.2: every push satellite has a key of its own
 
     def __init__(self) -> None:
         """Start with nothing discovered."""
@@ -419,27 +424,47 @@ class GuardModeOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         placeholders = {"detail": ""}
         if user_input is not None:
-            host, port = user_input[CONF_ENGINE_HOST].strip(), int(user_input[CONF_ENGINE_PORT])
-            try:
-                info = await async_describe(host, port)
-            except RemoteEngineError as err:
-                errors["base"] = err.reason
-                placeholders["detail"] = f"\n\n**{err}**"
-            else:
-                self._options.update({CONF_ENGINE_HOST: host, CONF_ENGINE_PORT: port})
-                LOGGER.debug("Remote engine %s:%s runs %s", host, port, info.backend)
-                return await self._async_next()
+            options = {
+                CONF_ENGINE_HOST: user_input[CONF_ENGINE_HOST].strip(),
+                CONF_ENGINE_PORT: int(user_input[CONF_ENGINE_PORT]),
+                CONF_ENGINE_TOKEN: user_input[CONF_ENGINE_TOKEN].strip(),
+                CONF_ENGINE_FINGERPRINT: user_input.get(CONF_ENGINE_FINGERPRINT, "").strip(),
+            }
+            token = options[CONF_ENGINE_TOKEN]
+            pin = options[CONF_ENGINE_FINGERPRINT]
+            if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+                errors[CONF_ENGINE_TOKEN] = "bad_token"
+            if pin and normalize_fingerprint(pin) is None:
+                errors[CONF_ENGINE_FINGERPRINT] = "bad_fingerprint"
+            if not errors:
+                try:
+                    info = await async_describe(RemoteSettings.from_options(options))
+                except RemoteEngineError as err:
+                    errors["base"] = err.reason
+                    placeholders["detail"] = f"\n\n**{err}**"
+                else:
+                    self._options.update(options)
+                    LOGGER.debug("The remote engine runs %s", info.backend)
+                    return await self._async_next()
         schema = vol.Schema(
             {
                 vol.Required(CONF_ENGINE_HOST): TextSelector(),
                 vol.Required(CONF_ENGINE_PORT, default=DEFAULT_ENGINE_PORT): _whole_number(
                     1, 65535
                 ),
+                vol.Required(CONF_ENGINE_TOKEN): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.PASSWORD)
+                ),
+                vol.Optional(CONF_ENGINE_FINGERPRINT): TextSelector(),
             }
         )
+        suggested = user_input or {
+            CONF_ENGINE_TOKEN: secrets.token_urlsafe(24),
+            **{k: v for k, v in self._options.items() if v},
+        }
         return self.async_show_form(
             step_id="remote_engine",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input or self._options),
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -478,7 +503,9 @@ def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
     return vol.Schema(fields)
 
 
-def _source_data(kind: SourceType, user_input: dict[str, Any], push_id: str) -> dict[str, Any]:
+def _source_data(
+    kind: SourceType, user_input: dict[str, Any], push_id: str, push_key: str
+) -> dict[str, Any]:
     data: dict[str, Any] = {CONF_SOURCE: kind.value}
     for key in (CONF_AREA, CONF_MEDIA_PLAYERS):
         if user_input.get(key):
@@ -492,6 +519,7 @@ def _source_data(kind: SourceType, user_input: dict[str, Any], push_id: str) -> 
         data[CONF_URL] = str(user_input.get(CONF_URL, "")).strip()
     else:
         data[CONF_PUSH_ID] = push_id
+        data[CONF_PUSH_KEY] = push_key
     return data
 
 
@@ -517,8 +545,9 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
     """Add or reconfigure a satellite: a microphone in an area, tested before it is saved."""
 
     def __init__(self) -> None:
-        """Start with a fresh push id (used only by push satellites)."""
+        """Start with a fresh push id and key (used only by push satellites)."""
         self._push_id = secrets.token_hex(8)
+        self._push_key = new_push_key()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Choose where the satellite's audio comes from."""
@@ -546,6 +575,7 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
         """Change a satellite's settings; its device and entities stay."""
         subentry = self._get_reconfigure_subentry()
         self._push_id = subentry.data.get(CONF_PUSH_ID, self._push_id)
+        self._push_key = subentry.data.get(CONF_PUSH_KEY, self._push_key)
         return await self._async_source_step(SourceType(subentry.data[CONF_SOURCE]), user_input)
 
     async def _async_source_step(
@@ -562,15 +592,17 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
         errors: dict[str, str] = {}
         placeholders = {
             "push_id": self._push_id,
+            "push_key": self._push_key,
             "detail": "",
-            "push_note": f"\n\nSatellite id for the agent: `{self._push_id}`"
+            "push_note": f"\n\nSatellite id for the agent: `{self._push_id}`; its key: "
+            f"`{self._push_key}`"
             if kind is SourceType.PUSH
             else "",
         }
         if user_input is not None and _camera_and_url(kind, user_input) in (0, 2):
             errors["base"] = "camera_or_url"  # one of the two, please
         elif user_input is not None:
-            data = _source_data(kind, user_input, self._push_id)
+            data = _source_data(kind, user_input, self._push_id, self._push_key)
             unique_id = _unique_id(data)
             entry = self._get_entry()
             duplicate = any(

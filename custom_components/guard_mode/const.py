@@ -32,6 +32,8 @@ ENGINE_LOCAL: Final = "local"
 ENGINE_REMOTE: Final = "remote"
 CONF_ENGINE_HOST: Final = "engine_host"
 CONF_ENGINE_PORT: Final = "engine_port"
+CONF_ENGINE_TOKEN: Final = "engine_token"  # the engine service's token (its add-on option too)
+CONF_ENGINE_FINGERPRINT: Final = "engine_fingerprint"  # SHA-256 of its TLS certificate: TLS on
 DEFAULT_ENGINE_PORT: Final = 10800
 CONF_EVIDENCE_CLIPS: Final = "evidence_clips"
 CONF_CLIP_RETENTION_DAYS: Final = "clip_retention_days"
@@ -70,6 +72,7 @@ CONF_AREA: Final = "area"
 CONF_PUSH_ID: Final = "push_id"
 CONF_CAMERA: Final = "camera"  # a stream satellite's camera entity (else: its URL)
 CONF_ZEROCONF_NAME: Final = "zeroconf_name"  # a discovered Wyoming mic's service name
+CONF_PUSH_KEY: Final = "push_key"  # the push satellite's own secret, created with it
 CONF_MEDIA_PLAYERS: Final = "media_players"
 
 SIGNAL_NEW_SATELLITE: Final = f"{DOMAIN}_new_satellite"

@@ -1,24 +1,39 @@
-"""Diagnostics: the hub, the engine and every satellite, with hosts, URLs and tokens redacted."""
+"""Diagnostics: the hub, the engine and every satellite, with no host, address or secret.
+
+Settings are redacted by key; messages (a satellite's last error) have every setting value of
+the satellite replaced wherever it appears (redact.py), and are built without the addresses a
+host name resolved to in the first place.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
-from homeassistant.components.diagnostics import REDACTED, async_redact_data
+from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_HOST, CONF_URL
 from homeassistant.core import HomeAssistant
+from yarl import URL
 
-from .const import CONF_ENGINE_HOST, CONF_NOTIFY_TARGETS, CONF_PUSH_ID
+from .const import (
+    CONF_ENGINE_HOST,
+    CONF_ENGINE_TOKEN,
+    CONF_NOTIFY_TARGETS,
+    CONF_PUSH_ID,
+    CONF_PUSH_KEY,
+)
 from .models import GuardModeConfigEntry
+from .redact import redact_url, scrub
 from .satellite import Satellite
 
 TO_REDACT = {
     CONF_HOST,
     CONF_URL,
     CONF_PUSH_ID,
+    CONF_PUSH_KEY,
     CONF_ENGINE_HOST,
+    CONF_ENGINE_TOKEN,
     CONF_NOTIFY_TARGETS,
     "token",
     "access_token",
@@ -26,16 +41,20 @@ TO_REDACT = {
 
 
 def _scrub(text: str | None, satellite: Satellite) -> str | None:
-    """Remove the satellite's host and URL from a message (errors name where they failed)."""
+    """Remove the satellite's host, URL, push id and key from a message."""
     if text is None:
         return None
     data = satellite.subentry.data
-    secrets = [str(data[key]) for key in (CONF_URL, CONF_HOST) if data.get(key)]
+    secrets = [
+        str(data[key])
+        for key in (CONF_URL, CONF_HOST, CONF_PUSH_ID, CONF_PUSH_KEY)
+        if data.get(key)
+    ]
     if url := data.get(CONF_URL):
-        secrets.append(urlsplit(str(url)).hostname or "")
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+        secrets.append(redact_url(str(url)))
+        with contextlib.suppress(ValueError):
+            secrets.extend(part for part in (URL(str(url)).host, URL(str(url)).raw_host) if part)
+    return scrub(text, secrets)
 
 
 def _satellite(satellite: Satellite) -> dict[str, Any]:

@@ -1,17 +1,26 @@
 """The remote engine: satellites' audio relayed to a Guard Mode engine service (the add-on).
 
-One TCP connection per satellite stream speaks the engine protocol (engine/protocol.py): audio
-goes out, detections and status come back into the same decider → entities path as with the
-in-process engine. Connections reconnect with backoff like satellites do; while the engine can't
-be reached the satellites' detection entities are unavailable and a repair explains why.
+One TCP connection per satellite stream speaks the engine protocol (engine/protocol.py): the
+token first, then audio out, detections and status back into the same decider → entities path as
+with the in-process engine. With a certificate fingerprint in the options the connection is TLS,
+and the engine's certificate must be exactly that one (pinned) before the token is sent.
+
+The engine is a peer like any other (engine/bounds.py): its events are read with bounded sizes
+and rates, and anything wrong on a connection — a refused token, a malformed or out-of-bounds
+event, silence past the idle timeout, a broken connection, or a bug — ends that connection and
+the stream reconnects with backoff. While any stream is down the satellites' detection entities
+are unavailable, the outage is logged once, and a repair explains it after a minute; both go
+when every stream is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import contextlib
+from dataclasses import dataclass
+import hmac
 import logging
 import random
 from typing import Any
@@ -19,18 +28,28 @@ from typing import Any
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util.ssl import client_context_no_verify
 from wyoming.audio import AudioChunk, AudioStart
+from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
+from wyoming.ping import Ping
 
-from .const import DOMAIN
-from .engine import protocol
+from .const import (
+    CONF_ENGINE_FINGERPRINT,
+    CONF_ENGINE_HOST,
+    CONF_ENGINE_PORT,
+    CONF_ENGINE_TOKEN,
+    DOMAIN,
+)
+from .engine import bounds, protocol
 from .engine.clips import ClipRecorder
 from .engine.decider import DeciderEvent, Floats
 from .engine.labels import Sound
 from .engine.pcm import AudioFormatError, PcmConverter
 from .engine.tagger import DEFAULT_MODEL, ModelError, Tagger, load_shipped_tagger
 from .engine.worker import ClipCallback, StreamStats
+from .redact import error_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +58,9 @@ QUEUE_S = 10.0  # audio waiting to be sent before the oldest is dropped
 BACKOFF_MAX_S = 30.0
 ISSUE_REMOTE = "remote_engine_unreachable"
 REPAIR_AFTER_S = 60.0
+# Detections an honest engine reports are a few a minute; more than this is throttled.
+DETECTION_RATE = 1.0
+DETECTION_BURST = 20.0
 
 # (stream, events, stream time when produced): the same shape as the in-process engine's.
 RemoteCallback = Callable[["RemoteStream", list[DeciderEvent], float], None]
@@ -48,19 +70,122 @@ class RemoteEngineError(Exception):
     """The remote engine can't be used; ``reason`` is a translation key of the options flow."""
 
     def __init__(self, message: str, reason: str) -> None:
-        """Describe the failure (logged) with a reason key (shown)."""
+        """Describe the failure (logged, without host or address) with a reason key (shown)."""
         super().__init__(message)
         self.reason = reason
 
 
-async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+def normalize_fingerprint(text: str) -> str | None:
+    """Return a SHA-256 fingerprint as 64 upper-case hex digits; None if it isn't one."""
+    digits = "".join(ch for ch in text if ch not in ": \t").upper()
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        return None
+    return digits
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSettings:
+    """Where the engine service is and how Guard Mode proves itself to it."""
+
+    host: str
+    port: int
+    token: str
+    fingerprint: str | None = None  # 64 hex digits: TLS, and only this certificate
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RemoteSettings:
+        """Return the settings the integration's options hold."""
+        pin = options.get(CONF_ENGINE_FINGERPRINT) or None
+        return cls(
+            host=str(options[CONF_ENGINE_HOST]),
+            port=int(options[CONF_ENGINE_PORT]),
+            token=str(options.get(CONF_ENGINE_TOKEN) or ""),
+            fingerprint=normalize_fingerprint(pin) if pin else None,
+        )
+
+    def __repr__(self) -> str:
+        """Show neither host nor token."""
+        return f"RemoteSettings(tls={self.fingerprint is not None})"
+
+
+async def _connect(
+    settings: RemoteSettings,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect (TLS with the pinned certificate, if any) and send the token."""
+    context = client_context_no_verify() if settings.fingerprint else None
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            return await asyncio.open_connection(host, port, limit=protocol.MAX_HEADER)
+            reader, writer = await asyncio.open_connection(
+                settings.host, settings.port, limit=protocol.MAX_HEADER, ssl=context
+            )
     except (OSError, TimeoutError) as err:
         raise RemoteEngineError(
-            f"cannot connect to {host}:{port}: {err}", "cannot_connect"
+            f"cannot connect to the remote engine: {error_text(err)}", "cannot_connect"
         ) from err
+    if settings.fingerprint is not None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        seen = normalize_fingerprint(protocol.fingerprint(der)) if der else None
+        if seen is None or not hmac.compare_digest(seen, settings.fingerprint):
+            await _close(writer)
+            raise RemoteEngineError(
+                "the remote engine's TLS certificate is not the one whose fingerprint is in "
+                "the options (nothing was sent)",
+                "tls_mismatch",
+            )
+    try:
+        await async_write_event(protocol.GuardModeAuth(settings.token).event(), writer)
+        await async_write_event(Describe().event(), writer)
+    except (OSError, ConnectionError) as err:
+        await _close(writer)
+        raise RemoteEngineError(
+            f"the remote engine closed the connection: {error_text(err)}", "cannot_connect"
+        ) from err
+    return reader, writer
+
+
+async def _handshake(
+    settings: RemoteSettings,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, protocol.GuardModeInfo]:
+    """Connect, authenticate and read the engine's info; RemoteEngineError otherwise."""
+    reader, writer = await _connect(settings)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            info = await _read_info(reader)
+    except BaseException as err:
+        await _close(writer)
+        if isinstance(err, TimeoutError):
+            raise RemoteEngineError("the remote engine did not answer", "not_engine") from err
+        if isinstance(err, protocol.ProtocolError):
+            raise RemoteEngineError(f"the remote engine: {err}", "not_engine") from err
+        if isinstance(err, OSError):
+            raise RemoteEngineError(
+                f"the remote engine closed the connection: {error_text(err)}", "cannot_connect"
+            ) from err
+        raise
+    return reader, writer, info
+
+
+async def _read_info(reader: asyncio.StreamReader) -> protocol.GuardModeInfo:
+    """Read events until the engine's info (or its refusal)."""
+    while True:
+        event = await protocol.read_event(reader)
+        if event is None:
+            raise RemoteEngineError("the remote engine closed the connection", "not_engine")
+        if event.type == "info":
+            return protocol.GuardModeInfo.from_event(event)
+        if not Error.is_type(event.type):
+            continue
+        error = Error.from_event(event)
+        if error.code == protocol.ERROR_UNAUTHORIZED:
+            raise RemoteEngineError(
+                "the remote engine refused the token: set the same token in its "
+                "configuration and in Guard Mode's options",
+                "invalid_auth",
+            )
+        raise RemoteEngineError(
+            f"the remote engine said: {bounds.printable(error.text, 200)}", "not_engine"
+        )
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -70,38 +195,27 @@ async def _close(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
 
 
-async def async_describe(host: str, port: int) -> protocol.GuardModeInfo:
+async def async_describe(settings: RemoteSettings) -> protocol.GuardModeInfo:
     """Ask a remote engine what it is (test-before-configure); RemoteEngineError if it isn't."""
-    reader, writer = await _connect(host, port)
-    try:
-        await async_write_event(Describe().event(), writer)
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            while True:
-                event = await protocol.read_event(reader)
-                if event is None:
-                    raise RemoteEngineError(f"{host}:{port} closed the connection", "not_engine")
-                if event.type == "info":
-                    return protocol.GuardModeInfo.from_event(event)
-    except TimeoutError as err:
-        raise RemoteEngineError(f"{host}:{port} did not answer", "not_engine") from err
-    except protocol.ProtocolError as err:
-        raise RemoteEngineError(f"{host}:{port}: {err}", "not_engine") from err
-    finally:
-        await _close(writer)
+    _, writer, info = await _handshake(settings)
+    await _close(writer)
+    return info
 
 
 class RemoteEngine:
-    """Relays satellites to a remote engine; tracks whether it can be reached."""
+    """Relays satellites to a remote engine; tracks whether every stream reaches it."""
 
-    def __init__(self, hass: HomeAssistant, host: str, port: int, info: protocol.GuardModeInfo):
-        """Use the engine at host:port (info: what it said it is)."""
+    def __init__(
+        self, hass: HomeAssistant, settings: RemoteSettings, info: protocol.GuardModeInfo
+    ) -> None:
+        """Use the engine the settings name (info: what it said it is)."""
         self.hass = hass
-        self.host = host
-        self.port = port
+        self.settings = settings
         self.info = info
         self.backend = "remote"
         self.available = True
         self._streams: list[RemoteStream] = []
+        self._failing: dict[RemoteStream, str] = {}  # streams whose connection is down: why
         self._listeners: list[Callable[[], None]] = []
         self._repair_timer: asyncio.TimerHandle | None = None
         self._tagger: Tagger | None = None
@@ -140,13 +254,15 @@ class RemoteEngine:
         return lambda: self._listeners.remove(listener)
 
     def diagnostics(self) -> dict[str, Any]:
-        """Return the engine's state (no host)."""
+        """Return the engine's state (no host, no token)."""
         return {
             "backend": "remote",
             "remote_backend": self.info.backend,
             "remote_version": self.info.version,
+            "tls": self.settings.fingerprint is not None,
             "available": self.available,
             "streams": len(self._streams),
+            "streams_down": len(self._failing),
         }
 
     async def async_stop(self, hass: HomeAssistant) -> None:
@@ -163,32 +279,49 @@ class RemoteEngine:
     def _forget(self, stream: RemoteStream) -> None:
         if stream in self._streams:
             self._streams.remove(stream)
+        if self._failing.pop(stream, None) is not None:
+            self._update()
 
     @callback
-    def _reachable(self, reachable: bool, error: str | None = None) -> None:
-        if not self._streams and not reachable:
+    def _down(self, stream: RemoteStream, error: str, exc: BaseException | None = None) -> None:
+        """Note that a stream's connection failed (it reconnects by itself)."""
+        if stream.closed:
             return  # stopping: the last streams' failures mean nothing
-        if reachable and not self.available:
-            _LOGGER.info("Remote engine %s:%s is back", self.host, self.port)
-        if not reachable and self.available:
-            _LOGGER.warning("Remote engine %s:%s is unreachable: %s", self.host, self.port, error)
-            self._repair_timer = self.hass.loop.call_later(
-                REPAIR_AFTER_S, self._raise_repair, error or ""
-            )
-        if reachable:
+        self._failing[stream] = error
+        if not self.available:
+            _LOGGER.debug("Remote engine still unreachable (%s): %s", stream.name, error)
+        self._update(exc)
+
+    @callback
+    def _up(self, stream: RemoteStream) -> None:
+        """Note that a stream's connection works."""
+        if self._failing.pop(stream, None) is not None:
+            self._update()
+
+    @callback
+    def _update(self, exc: BaseException | None = None) -> None:
+        available = not self._failing
+        if available == self.available:
+            return
+        self.available = available
+        if available:
+            _LOGGER.info("The remote engine is back")
             if self._repair_timer is not None:
                 self._repair_timer.cancel()
                 self._repair_timer = None
             ir.async_delete_issue(self.hass, DOMAIN, ISSUE_REMOTE)
-        if reachable != self.available:
-            self.available = reachable
-            for listener in list(self._listeners):
-                listener()
+        else:
+            error = next(iter(self._failing.values()))
+            # Once per outage; a bug (not a network or protocol failure) with its traceback.
+            _LOGGER.warning("The remote engine is unreachable: %s", error, exc_info=exc)
+            self._repair_timer = self.hass.loop.call_later(REPAIR_AFTER_S, self._raise_repair)
+        for listener in list(self._listeners):
+            listener()
 
     @callback
-    def _raise_repair(self, error: str) -> None:
+    def _raise_repair(self) -> None:
         self._repair_timer = None
-        if self.available:
+        if self.available or not self._failing:
             return
         ir.async_create_issue(
             self.hass,
@@ -197,7 +330,7 @@ class RemoteEngine:
             is_fixable=False,
             severity=ir.IssueSeverity.ERROR,
             translation_key=ISSUE_REMOTE,
-            translation_placeholders={"error": error},
+            translation_placeholders={"error": next(iter(self._failing.values()))},
         )
 
 
@@ -214,6 +347,7 @@ class RemoteStream:
         self._callback = callback
         self._queue: deque[tuple[bytes, int, int, int]] = deque()
         self._queued_s = 0.0
+        self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._settings = protocol.GuardModeStream(
             name=name, enabled=frozenset(Sound), media_player_playing=False
@@ -235,19 +369,29 @@ class RemoteStream:
         )
         self._engine._tasks.add(self._task)
         self._task.add_done_callback(self._engine._tasks.discard)
+        self._task.add_done_callback(self._ended)
+
+    @callback
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Note the end of the connection loop: fine when closed, an outage otherwise."""
+        if not self.closed and not task.cancelled():
+            error = task.exception()
+            self._engine._down(self, f"the stream to it stopped: {error!r}", error)
 
     def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
         """Queue PCM to send; the oldest is dropped (and counted) if the engine falls behind."""
         if self.closed or not data:
             return
-        seconds = len(data) / max(rate * width * channels, 1)
+        seconds = bounds.chunk_seconds(len(data), rate, width, channels)
         self._queue.append((data, rate, width, channels))
         self._queued_s += seconds
+        self._queued_bytes += len(data)
         self.stats.seconds_in += seconds
-        while self._queued_s > QUEUE_S and len(self._queue) > 1:
+        while self._queue and (self._queued_s > QUEUE_S or self._queued_bytes > bounds.QUEUE_BYTES):
             old = self._queue.popleft()
-            dropped = len(old[0]) / max(old[1] * old[2] * old[3], 1)
+            dropped = bounds.chunk_seconds(len(old[0]), *old[1:])
             self._queued_s -= dropped
+            self._queued_bytes -= len(old[0])
             self.stats.seconds_dropped += dropped
             self.stats.chunks_dropped += 1
         self._record(data, rate, width, channels)
@@ -357,22 +501,27 @@ class RemoteStream:
         engine = self._engine
         while not self.closed:
             try:
-                reader, writer = await _connect(engine.host, engine.port)
+                reader, writer, _ = await _handshake(engine.settings)
             except RemoteEngineError as err:
-                engine._reachable(False, str(err))
+                engine._down(self, str(err))
                 attempt += 1
                 delay = min(BACKOFF_MAX_S, 2.0 ** min(attempt, 5))
                 await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))
                 continue
-            engine._reachable(True)
             attempt = 0
             self._format = None
             self._settings_dirty = True
             receiver = asyncio.create_task(self._receive(reader))
             try:
                 await self._send(writer, receiver)
-            except (OSError, protocol.ProtocolError, ConnectionError) as err:
-                engine._reachable(False, str(err))
+            except (OSError, ConnectionError, TimeoutError) as err:
+                engine._down(self, f"the connection failed: {error_text(err)}")
+            except RemoteEngineError as err:
+                engine._down(self, str(err))
+            except protocol.ProtocolError as err:
+                engine._down(self, f"it sent something Guard Mode can't use: {err}")
+            except Exception as err:  # a bug must not end the stream: reconnect, log once
+                engine._down(self, f"unexpected error: {err!r}", err)
             finally:
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
@@ -381,33 +530,59 @@ class RemoteStream:
                 await asyncio.sleep(self._rng.uniform(0.5, 1.5))
 
     async def _send(self, writer: asyncio.StreamWriter, receiver: asyncio.Task[None]) -> None:
+        await async_write_event(Ping().event(), writer)  # its pong shows the stream works
         while not self.closed:
             if receiver.done():
                 receiver.result()  # re-raise what ended it
                 raise ConnectionError("the remote engine closed the connection")
+            sent = False
             if self._settings_dirty:
                 self._settings_dirty = False
                 await async_write_event(self._settings.event(), writer)
             while self._queue:
                 data, rate, width, channels = self._queue.popleft()
-                self._queued_s -= len(data) / max(rate * width * channels, 1)
+                self._queued_s -= bounds.chunk_seconds(len(data), rate, width, channels)
+                self._queued_bytes -= len(data)
                 if self._format != (rate, width, channels):
                     self._format = (rate, width, channels)
                     await async_write_event(AudioStart(rate, width, channels).event(), writer)
                 await async_write_event(AudioChunk(rate, width, channels, data).event(), writer)
+                sent = True
             self._wake.clear()
             waiter = asyncio.create_task(self._wake.wait())
             try:
-                await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {waiter, receiver},
+                    timeout=bounds.KEEPALIVE_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             finally:  # also when the stream is closed while waiting: no task left behind
                 waiter.cancel()
+            if not done and not sent:  # nothing to say for a while: show we are here
+                await async_write_event(Ping().event(), writer)
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
+        events = bounds.event_budget()
+        detections = bounds.Budget(DETECTION_RATE, DETECTION_BURST)
         while True:
-            event = await protocol.read_event(reader)
+            try:
+                async with asyncio.timeout(bounds.IDLE_TIMEOUT_S):
+                    event = await protocol.read_event(reader)
+            except TimeoutError:
+                raise RemoteEngineError(
+                    f"the remote engine said nothing for {bounds.IDLE_TIMEOUT_S:.0f} s",
+                    "cannot_connect",
+                ) from None
             if event is None:
                 return
+            wait = events.spend(1)
+            if protocol.GuardModeDetection.is_type(event.type):
+                wait = max(wait, detections.spend(1))
             self._handle(event)
+            self._engine._up(self)  # an event it could use: the connection works
+            if wait:
+                _LOGGER.debug("The remote engine sends too much for %s: waiting", self.name)
+                await asyncio.sleep(wait)
 
     def _handle(self, event: Event) -> None:
         if protocol.GuardModeDetection.is_type(event.type):
@@ -423,5 +598,11 @@ class RemoteStream:
                 self._peak_db is None or status.level_db > self._peak_db
             ):
                 self._peak_db = status.level_db
-        elif event.type == "error":
-            _LOGGER.debug("Remote engine said about %s: %s", self.name, event.data)
+        elif Error.is_type(event.type):
+            error = Error.from_event(event)
+            if error.code in (protocol.ERROR_UNAUTHORIZED, protocol.ERROR_TIMEOUT):
+                raise RemoteEngineError(
+                    f"the remote engine closed the stream: {bounds.printable(error.text, 200)}",
+                    "cannot_connect",
+                )
+            _LOGGER.debug("Remote engine said about %s: %s", self.name, error.code)

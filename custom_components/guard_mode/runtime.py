@@ -11,10 +11,16 @@ from typing import Any
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .const import CONF_ENGINE, CONF_ENGINE_HOST, CONF_ENGINE_PORT, DOMAIN, ENGINE_REMOTE
+from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
 from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
 from .engine.worker import EngineStream, EngineWorker, EventCallback
-from .remote import ISSUE_REMOTE, RemoteEngine, RemoteEngineError, async_describe
+from .remote import (
+    ISSUE_REMOTE,
+    RemoteEngine,
+    RemoteEngineError,
+    RemoteSettings,
+    async_describe,
+)
 
 type Engine = EngineRuntime | RemoteEngine
 
@@ -126,14 +132,14 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     """
     if options.get(CONF_ENGINE) != ENGINE_REMOTE:
         return await async_start_local_engine(hass)
-    host, port = str(options[CONF_ENGINE_HOST]), int(options[CONF_ENGINE_PORT])
+    settings = RemoteSettings.from_options(options)
     try:
-        info = await async_describe(host, port)
+        info = await async_describe(settings)
     except RemoteEngineError as err:
         raise _not_ready(hass, ISSUE_REMOTE, {"error": str(err)}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
-    _LOGGER.debug("Using the remote engine at %s:%s (%s)", host, port, info.backend)
-    return RemoteEngine(hass, host, port, info)
+    _LOGGER.debug("Using the remote engine (%s backend, %r)", info.backend, settings)
+    return RemoteEngine(hass, settings, info)
 
 
 async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 import logging
 import random
 import time
@@ -23,7 +22,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
 from .alerts import AlertManager, SatelliteDetections
-from .clips import clip_name, clips_root, media_source_id, write_clip
+from .clips import check_folder, clip_name, clips_root, media_source_id, write_clip
 from .const import (
     CONF_AREA,
     CONF_EVIDENCE_CLIPS,
@@ -40,6 +39,7 @@ from .engine.worker import EngineStream
 from .media import MediaPlayerWatch
 from .sources import create_source
 from .sources.base import AudioSource, SourceError
+from .sources.push import PushSource, push_key_issue
 
 if TYPE_CHECKING:
     from .hub import GuardHub
@@ -116,6 +116,9 @@ class Satellite:
         self.learning = learning
         self.sensitivity = "normal"
         self.source: AudioSource = create_source(subentry.data, hass)
+        self.source.satellite = subentry.title  # its logs name the satellite, not the host
+        if isinstance(self.source, PushSource):
+            self.source.key_issue = push_key_issue(subentry.subentry_id)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
         self.stream: EngineStream | RemoteStream | None = None
@@ -129,6 +132,7 @@ class Satellite:
         self._repair_timer: CALLBACK_TYPE | None = None
         self._level_unsub: CALLBACK_TYPE | None = None
         self.simulations: set[CALLBACK_TYPE] = set()  # ends of simulated detections
+        self.clips_failing: str | None = None  # why clips can't be written (alerts say no clip)
         self._rng = random.Random()
 
     @property
@@ -380,9 +384,17 @@ class Satellite:
             self.alerts.async_handle(self, event, seconds_ago=now_s - event.detection.start_s)
 
     def clip_for(self, detection: Detection, started: datetime) -> str | None:
-        """Start an evidence clip of detection if clips are on; return its media-source id."""
+        """Start an evidence clip of detection if clips are on; return its media-source id.
+
+        None (the event says: no clip) when clips are off, or can't be written just now.
+        """
         recorder = self.stream.recorder if self.stream is not None else None
         if recorder is None:
+            return None
+        if self.clips_failing is not None:  # look again, for the next alert
+            self.hass.async_create_background_task(
+                self._async_write_clip(None, None), f"{DOMAIN} clip folder {self.name}"
+            )
             return None
         name = clip_name(self.name, str(detection.sound), started, detection.id)
         return media_source_id(name) if recorder.start(name) else None
@@ -394,15 +406,44 @@ class Satellite:
         wanted = bool(self.hub.options.get(CONF_EVIDENCE_CLIPS))
         if wanted and self.stream.recorder is None:
             self.stream.record_clips(ClipRecorder(), self._clip_done)
+            self.hass.async_create_background_task(
+                self._async_write_clip(None, None), f"{DOMAIN} clip folder {self.name}"
+            )
         elif not wanted and self.stream.recorder is not None:
             self.stream.record_clips(None, None)
 
     def _clip_done(self, name: str, pcm: Pcm16) -> None:
         """Write a finished clip (called on the engine thread)."""
-        path = clips_root(self.hass) / name
-        self.hass.loop.call_soon_threadsafe(
-            partial(self.hass.async_add_executor_job, write_clip, path, pcm)
+        self.hass.loop.call_soon_threadsafe(self._write_clip_later, name, pcm)
+
+    @callback
+    def _write_clip_later(self, name: str, pcm: Pcm16) -> None:
+        self.hass.async_create_background_task(
+            self._async_write_clip(name, pcm), f"{DOMAIN} clip {self.name}"
         )
+
+    async def _async_write_clip(self, name: str | None, pcm: Pcm16 | None) -> None:
+        """Write a clip (None: only check the folder); a failure is logged once, not raised."""
+        root = clips_root(self.hass)
+        try:
+            if name is None or pcm is None:
+                await self.hass.async_add_executor_job(check_folder, root)
+            else:
+                await self.hass.async_add_executor_job(write_clip, root / name, pcm)
+        except OSError as err:
+            if self.clips_failing is None:
+                _LOGGER.warning(
+                    "Satellite %s: evidence clips can't be written in %s (%s); alerts say "
+                    "they have no clip until they can",
+                    self.name,
+                    root,
+                    err.strerror or type(err).__name__,
+                )
+            self.clips_failing = err.strerror or type(err).__name__
+            return
+        if self.clips_failing is not None:
+            _LOGGER.info("Satellite %s: evidence clips are written again", self.name)
+            self.clips_failing = None
 
     @callback
     def async_notify(self) -> None:

@@ -1,9 +1,19 @@
-"""Actions: simulate a detection (to test automations) and analyze an audio file."""
+"""Actions: simulate, analyze a file, "not a threat", forget, list and teach.
+
+Every action that changes the guard or what it has learned — or reads files from the host —
+is an admin action (``async_register_admin_service``, as Home Assistant's own admin actions):
+``simulate`` (it fires alerts and notifications), ``analyze_file``, ``mark_false_alarm``,
+``forget_learned`` and ``teach`` (it reloads the integration, closing every microphone). A
+non-admin user gets Home Assistant's "unauthorized" error. ``list_learned`` only reads counts
+and names, so every user may call it. The companion app's "Not a threat" button on a
+notification marks the detection for whoever the admin chose to notify (see __init__.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import PurePath
 from typing import Any
 
 from homeassistant.const import ATTR_DEVICE_ID
@@ -17,6 +27,7 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.service import async_register_admin_service
 from homeassistant.util import slugify
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +35,13 @@ import probatio as vol
 
 from .alerts import simulated_detection
 from .const import DOMAIN
+from .engine import bounds
 from .engine.analyze import analyze_file
 from .engine.decider import DeciderEvent, EventKind, WindowEvidence
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.learning import TeachError, teach
 from .engine.pcm import AudioFormatError
-from .engine.teaching import examples_from_files, split_examples
+from .engine.teaching import EVENT_DB, examples_from_files, split_examples
 from .engine.worker import EngineStream
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
@@ -53,6 +65,7 @@ ATTR_CONFIDENCE = "confidence"
 ATTR_PATH = "path"
 SIMULATED_HOLD_S = 10.0
 MAX_ANALYZE_S = 900.0  # 15 min of audio: 58 MB decoded
+MAX_PATH = 4096
 
 SIMULATE_SCHEMA = vol.Schema(
     {
@@ -128,17 +141,44 @@ async def _simulate(call: ServiceCall) -> None:
     satellite.simulations.add(cancel)
 
 
+async def _allowed_path(hass: HomeAssistant, path: str) -> str:
+    """Return path if it is a usable file path in an allowed folder; else say why not."""
+    shown = bounds.printable(path, 200)
+    problem = None
+    if not path or len(path) > MAX_PATH:
+        problem = f"it must be 1 to {MAX_PATH} characters long"
+    elif not path.isprintable():
+        problem = "it holds a control character (a NUL byte or a line break)"
+    elif not PurePath(path).is_absolute():
+        problem = "use the full path, e.g. /media/guard_mode/test.wav"
+    if problem is not None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_path",
+            translation_placeholders={"path": shown, "error": problem},
+        )
+    try:
+        allowed = await hass.async_add_executor_job(hass.config.is_allowed_path, path)
+    except (ValueError, OSError) as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_path",
+            translation_placeholders={"path": shown, "error": str(err)},
+        ) from err
+    if not allowed:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="path_not_allowed",
+            translation_placeholders={"path": shown},
+        )
+    return path
+
+
 async def _analyze(call: ServiceCall) -> ServiceResponse:
     """Run the engine on an audio file under an allowed folder; return what it heard."""
     hass = call.hass
     entry = _entry(hass)
-    path = call.data[ATTR_PATH]
-    if not await hass.async_add_executor_job(hass.config.is_allowed_path, path):
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="path_not_allowed",
-            translation_placeholders={"path": path},
-        )
+    path = await _allowed_path(hass, call.data[ATTR_PATH])
     tagger = await entry.runtime_data.engine.async_tagger(hass)
     try:
         result = await hass.async_add_executor_job(
@@ -226,23 +266,21 @@ async def _teach(call: ServiceCall) -> ServiceResponse:
     key = f"custom_{slugify(name)}"
     if key in (str(sound) for sound in Sound):
         key = f"{key}_2"
+    files = [await _allowed_path(hass, path) for path in call.data.get(ATTR_FILES) or []]
     tagger = await data.engine.async_tagger(hass)
-    files = call.data.get(ATTR_FILES) or []
-    for path in files:
-        if not await hass.async_add_executor_job(hass.config.is_allowed_path, path):
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="path_not_allowed",
-                translation_placeholders={"path": path},
-            )
     try:
         if files:
             examples = await hass.async_add_executor_job(examples_from_files, files, tagger)
             background = _background(satellites)
         else:
-            examples, background = await _record_examples(
-                satellites[0], float(call.data[ATTR_SECONDS])
-            )
+            seconds = float(call.data[ATTR_SECONDS])
+            examples, background = await _record_examples(satellites[0], seconds)
+            if not examples:
+                raise TeachError(  # noqa: TRY301 - one message for every refusal, below
+                    "nothing_heard",
+                    f"in {seconds:.0f} s at {satellites[0].name}, no sound was "
+                    f"{EVENT_DB:.0f} dB louder than the room",
+                )
         sound, figures = await hass.async_add_executor_job(teach, key, name, examples, background)
     except TeachError as err:
         raise ServiceValidationError(
@@ -295,23 +333,26 @@ async def _record_examples(satellite: Satellite, seconds: float) -> tuple[list[F
 
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
-    """Register Guard Mode's actions."""
-    hass.services.async_register(DOMAIN, SERVICE_SIMULATE, _simulate, schema=SIMULATE_SCHEMA)
-    hass.services.async_register(
+    """Register Guard Mode's actions (those that change the guard: admins only)."""
+    async_register_admin_service(hass, DOMAIN, SERVICE_SIMULATE, _simulate, schema=SIMULATE_SCHEMA)
+    async_register_admin_service(
+        hass,
         DOMAIN,
         SERVICE_ANALYZE_FILE,
         _analyze,
         schema=ANALYZE_SCHEMA,
         supports_response=SupportsResponse.ONLY,
     )
-    hass.services.async_register(
+    async_register_admin_service(
+        hass,
         DOMAIN,
         SERVICE_MARK_FALSE_ALARM,
         _mark_false_alarm,
         schema=MARK_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
-    hass.services.async_register(
+    async_register_admin_service(
+        hass,
         DOMAIN,
         SERVICE_FORGET_LEARNED,
         _forget,
@@ -321,7 +362,8 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_LIST_LEARNED, _list_learned, supports_response=SupportsResponse.ONLY
     )
-    hass.services.async_register(
+    async_register_admin_service(
+        hass,
         DOMAIN,
         SERVICE_TEACH,
         _teach,

@@ -1,6 +1,7 @@
 """Load, fault and soak tests of Guard Mode in a real Home Assistant.
 
     scripts/loadtest {load,faults,soak} [--satellites N] [--minutes M] [--json]
+    scripts/loadtest hostile [--code DIR] [--only mic|engine] [--json]   (loadtest_hostile.py)
 
 Every mode boots a real Home Assistant (``hass``'s own entry point, in a process of its own) from
 a fresh config dir holding the HACS copy of Guard Mode, adds Guard Mode through its config flow
@@ -1179,6 +1180,11 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     """Parse the command line and run."""
+    if sys.argv[1:2] == ["hostile"]:  # hostile peers: a harness of its own
+        from .loadtest_hostile import main as hostile  # noqa: PLC0415
+
+        hostile(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", choices=["load", "faults", "soak"], default="load")
     parser.add_argument(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import filecmp
 import json
 import os
 from pathlib import Path
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,17 +18,24 @@ from typing import Any
 
 from packaging.requirements import Requirement
 import pytest
-from wyoming.event import async_write_event
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
 import yaml  # type: ignore[import-untyped]
 
 from custom_components.guard_mode.engine.protocol import (
     DEFAULT_PORT,
     ENGINE_VERSION,
+    ERROR_UNAUTHORIZED,
     MAX_HEADER,
+    GuardModeAuth,
     GuardModeInfo,
+    ProtocolError,
+    fingerprint,
     read_event,
 )
+
+from ..certs import make_certificate
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON = REPO / "addon"
@@ -86,8 +95,10 @@ def test_config() -> None:
     assert isinstance(config["description"], str)
     assert config["description"]
     assert sorted(config["arch"]) == ["aarch64", "amd64"]
-    assert config["ports"] == {f"{DEFAULT_PORT}/tcp": DEFAULT_PORT}
+    # Not published on the host by default: Home Assistant reaches it on the add-on network.
+    assert config["ports"] == {f"{DEFAULT_PORT}/tcp": None}
     assert set(config["ports_description"]) == set(config["ports"])
+    assert config["map"] == ["ssl"]  # the TLS certificate, read-only
     assert config["init"] is False
     assert config["startup"] == "services"
     assert config["image"] == "ghcr.io/guard-mode/{arch}-guard-mode-engine"
@@ -112,7 +123,6 @@ def test_config() -> None:
         "hassio_api",
         "homeassistant_api",
         "auth_api",
-        "map",
     }
     assert not forbidden & set(config)
     assert config.get("apparmor", True) is True
@@ -123,9 +133,14 @@ def test_options_match_schema() -> None:
     options, schema = config["options"], config["schema"]
     assert isinstance(options, dict)
     assert isinstance(schema, dict)
-    assert set(options) == set(schema) == {"backend", "log_level"}
+    assert set(options) == set(schema)
+    assert set(schema) == {"backend", "log_level", "token", "tls", "certfile", "keyfile"}
+    assert schema["token"] == "password"
+    assert options["token"] == ""  # the user sets it: the engine never starts without one
+    assert (schema["tls"], options["tls"]) == ("bool", False)
     choices = {}
-    for key, rule in schema.items():
+    for key in ("backend", "log_level"):
+        rule = schema[key]
         match = re.fullmatch(r"list\(([a-z|]+)\)", rule)
         assert match, f"{key}: {rule}"
         choices[key] = match.group(1).split("|")
@@ -255,37 +270,62 @@ def start_logged(
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-@pytest.mark.usefixtures("socket_enabled")
-async def test_run_sh_serves_with_the_options(synced: Path, tmp_path: Path) -> None:
-    """run.sh, as the container runs it: options from the JSON file, the copied package."""
-    options = tmp_path / "options.json"
-    options.write_text(json.dumps({"backend": "numpy", "log_level": "debug"}))
-    log = tmp_path / "engine.log"
+TOKEN = "addon-token-0123456789"
+
+
+def run_sh(tmp_path: Path, synced: Path, options: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start run.sh as the container does: options from a JSON file, the copied package."""
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(options))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(synced.parent),
-        "OPTIONS_FILE": str(options),
+        "OPTIONS_FILE": str(path),
         "ENGINE_URI": "tcp://127.0.0.1:0",
+        "SSL_DIR": str(tmp_path),
     }
-    process = start_logged(["sh", str(ADDON / "run.sh")], tmp_path, env, log)
+    env.pop("GUARD_MODE_ENGINE_TOKEN", None)
+    return start_logged(["sh", str(ADDON / "run.sh")], tmp_path, env, tmp_path / "engine.log")
+
+
+async def wait_listening(process: subprocess.Popen[bytes], log: Path) -> int:
+    deadline = time.monotonic() + 30
+    while not (found := re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", log.read_text())):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        await asyncio.sleep(0.05)
+    return int(found.group(1))
+
+
+async def describe(port: int, token: str, **tls: Any) -> Event | None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEADER, **tls)
     try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", log.read_text())):
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            await asyncio.sleep(0.05)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", int(found.group(1)), limit=MAX_HEADER
-        )
+        await async_write_event(GuardModeAuth(token).event(), writer)
         await async_write_event(Describe().event(), writer)
         async with asyncio.timeout(10):
-            event = await read_event(reader)
+            return await read_event(reader)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_run_sh_serves_with_the_options(synced: Path, tmp_path: Path) -> None:
+    """run.sh, as the container runs it: options from the JSON file, the copied package."""
+    options = {"backend": "numpy", "log_level": "debug", "token": TOKEN, "tls": False}
+    process = run_sh(tmp_path, synced, options)
+    log = tmp_path / "engine.log"
+    try:
+        port = await wait_listening(process, log)
+        event = await describe(port, TOKEN)
         assert event is not None
         info = GuardModeInfo.from_event(event)
         assert info.backend == "numpy"
-        writer.close()
-        await writer.wait_closed()
+        refused = await describe(port, "not-the-token-at-all")
+        assert refused is not None
+        assert Error.from_event(refused).code == ERROR_UNAUTHORIZED
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 10) == 0
     finally:
@@ -295,4 +335,53 @@ async def test_run_sh_serves_with_the_options(synced: Path, tmp_path: Path) -> N
     text = log.read_text()
     assert "DEBUG" in text
     assert "(numpy backend" in text
+    assert "token required, no TLS" in text
+    assert TOKEN not in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_run_sh_with_tls(synced: Path, tmp_path: Path) -> None:
+    """With tls on, the engine speaks TLS only, with the certificate from /ssl."""
+    cert, _ = make_certificate(tmp_path, "fullchain.pem", "privkey.pem")
+    options = {"backend": "numpy", "log_level": "info", "token": TOKEN, "tls": True}
+    options |= {"certfile": "fullchain.pem", "keyfile": "privkey.pem"}
+    process = run_sh(tmp_path, synced, options)
+    log = tmp_path / "engine.log"
+    try:
+        port = await wait_listening(process, log)
+        assert f"certificate SHA-256 {fingerprint(cert)}" in log.read_text()
+        context = ssl.create_default_context(cafile=str(tmp_path / "fullchain.pem"))
+        context.check_hostname = False
+        event = await describe(port, TOKEN, ssl=context)
+        assert event is not None
+        assert GuardModeInfo.from_event(event).backend == "numpy"
+        plain: Event | None = None
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ProtocolError):
+            plain = await describe(port, TOKEN)
+        assert plain is None  # plain TCP gets nothing
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"token": ""}, "set the add-on's `token` option"),
+        ({"token": "short"}, "at least 16 characters"),
+        ({"token": TOKEN, "tls": True, "certfile": "../etc/passwd"}, "must be a file name"),
+        (
+            {"token": TOKEN, "tls": True, "certfile": "missing.pem", "keyfile": "k.pem"},
+            "cannot use the certificate",
+        ),
+    ],
+)
+def test_run_sh_refuses_to_start(
+    synced: Path, tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    process = run_sh(tmp_path, synced, {"backend": "numpy", **options})
+    assert process.wait(60) == 2
+    text = (tmp_path / "engine.log").read_text()
+    assert message in text, text
     assert "Traceback" not in text

@@ -36,6 +36,7 @@ from custom_components.guard_mode.engine.protocol import (
     ERROR_TOO_MANY,
     MAX_HEADER,
     STATUS_TYPE,
+    GuardModeAuth,
     GuardModeDetection,
     GuardModeInfo,
     GuardModeStatus,
@@ -46,6 +47,7 @@ from custom_components.guard_mode.engine.protocol import (
 from custom_components.guard_mode.engine.server import (
     EngineServer,
     Outbox,
+    event_size,
     parse_uri,
     start_server,
 )
@@ -65,6 +67,8 @@ BACKENDS = [
 ]
 DEFAULT_BACKEND = "onnxruntime" if onnxruntime_available() else "numpy"
 RECV_TIMEOUT_S = 10.0
+TOKEN = "test-token-0123456789"  # what the servers of these tests accept
+FAST = 1000.0  # tests of detection stream faster than real time: read them as fast
 
 
 # --- audio ---------------------------------------------------------------------------------
@@ -98,9 +102,13 @@ class Client:
     events: list[Event] = field(default_factory=list)
 
     @classmethod
-    async def connect(cls, port: int) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEADER)
-        return cls(reader, writer)
+    async def connect(cls, port: int, token: str | None = TOKEN, **tls: object) -> Client:
+        """Connect, and send the token first (None: send nothing)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEADER, **tls)
+        client = cls(reader, writer)
+        if token is not None:
+            await client.send(GuardModeAuth(token).event())
+        return client
 
     async def send(self, event: Event) -> None:
         await async_write_event(event, self.writer)
@@ -185,6 +193,8 @@ def tagger_for(backend: str) -> Tagger:
 async def running(backend: str = DEFAULT_BACKEND, **options: object) -> AsyncIterator[EngineServer]:
     """A started server (a large engine queue: tests stream much faster than real time)."""
     options.setdefault("queue_s", 120.0)
+    options.setdefault("token", TOKEN)
+    options.setdefault("audio_rate", FAST)
     server = EngineServer(tagger_for(backend), **options)  # type: ignore[arg-type]
     await start_server(server, "127.0.0.1", 0)
     try:
@@ -279,20 +289,24 @@ def test_parse_uri() -> None:
 
 
 async def test_outbox_drops_status_first() -> None:
-    outbox = Outbox(max_droppable=2, max_events=3)
-    status = [Event("guard-mode-status", {"n": i}) for i in range(5)]
-    detections = [Event("guard-mode-detection", {"n": i}) for i in range(4)]
+    status = [Event("status", {"n": i}) for i in range(5)]
+    detections = [Event("detect", {"n": i}) for i in range(4)]  # the same size
+    size = event_size(detections[0])
+    assert event_size(status[0]) == size
+    outbox = Outbox(max_droppable=2, max_bytes=3 * size)
     assert outbox.put(status[0], True)
     assert outbox.put(detections[0], False)
     for event in status[1:]:
         assert outbox.put(event, True)
     assert len(outbox) == 3
     assert outbox.dropped == 3
-    assert outbox.put(detections[1], False)
+    assert outbox.put(detections[1], False)  # room made by dropping the oldest status
     assert outbox.put(detections[2], False)
+    assert outbox.bytes == 3 * size
     assert not outbox.put(detections[3], False)  # too far behind: the caller disconnects
     got = [await outbox.get() for _ in range(len(outbox))]
-    assert got == [detections[0], status[3], status[4], detections[1], detections[2]]
+    assert got == [detections[0], detections[1], detections[2]]
+    assert outbox.dropped == 5
     outbox.close()
     assert await outbox.get() is None
 
@@ -434,7 +448,7 @@ async def test_bad_chunk_is_skipped(client: Client) -> None:
     await client.send(AudioChunk(rate=0, width=2, channels=1, audio=b"\0\0" * 100).event())
     error = Error.from_event(await client.until("error"))
     assert error.code == ERROR_BAD_AUDIO
-    assert "rate=0" in error.text
+    assert "sample rate 0 Hz" in error.text
     await client.send(Event("audio-chunk", {"rate": "fast", "width": 2}, b"\0\0"))
     assert Error.from_event(await client.until("error")).code == ERROR_BAD_AUDIO
     await client.send(Event("guard-mode-stream", {"enabled": ["unicorn"]}))
@@ -482,6 +496,7 @@ async def test_client_that_never_reads() -> None:
         lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lazy.setblocking(False)
         await loop.sock_connect(lazy, ("127.0.0.1", server.port))
+        await loop.sock_sendall(lazy, frame(GuardModeAuth(TOKEN).event()))
         silence = to_pcm(synth.silence(0.5), 16000, 1)  # each chunk completes a window
         chunk = frame(AudioChunk(rate=16000, width=2, channels=1, audio=silence).event())
         await loop.sock_sendall(lazy, frame(AudioStart(rate=16000, width=2, channels=1).event()))
@@ -510,11 +525,12 @@ async def test_client_that_never_reads() -> None:
 async def test_client_far_behind_is_disconnected(caplog: pytest.LogCaptureFixture) -> None:
     """Events that are never dropped (errors, detections) pile up: the client is let go."""
     loop = asyncio.get_running_loop()
-    async with running(send_buffer=4096, max_queued_events=4) as server:
+    async with running(send_buffer=4096, outbox_bytes=1000) as server:
         lazy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # never read from
         lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lazy.setblocking(False)
         await loop.sock_connect(lazy, ("127.0.0.1", server.port))
+        await loop.sock_sendall(lazy, frame(GuardModeAuth(TOKEN).event()))
         bad = frame(AudioChunk(rate=0, width=2, channels=1, audio=b"\0\0").event())
         with contextlib.suppress(ConnectionError):
             for _ in range(50):
@@ -522,7 +538,7 @@ async def test_client_far_behind_is_disconnected(caplog: pytest.LogCaptureFixtur
                 await asyncio.sleep(0.001)
         await wait_for(lambda: not server.connections)
         lazy.close()
-    assert "disconnected: not reading (4 events waiting)" in caplog.text
+    assert re.search(r"disconnected: not reading \(\d+ events, \d+ bytes waiting\)", caplog.text)
 
 
 async def test_disconnect_mid_stream_closes_the_engine_stream(server: EngineServer) -> None:
@@ -558,7 +574,7 @@ def engine_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Pa
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "GUARD_MODE_ENGINE_TOKEN": TOKEN},
         )
     try:
         deadline = time.monotonic() + 30

@@ -160,3 +160,20 @@ def test_a_reconnect_after_a_partial_frame_keeps_the_level() -> None:
     assert stream.take_peak_level() == pytest.approx(-23.0, abs=1.0)
     # time counts the gap; less than a window of new audio still waits in the queue
     assert 0.15 + 1.5 + 6.0 - 0.48 <= stream.time_s <= 0.15 + 1.5 + 6.0
+
+
+def test_queues_are_bounded_in_bytes_whatever_a_chunk_holds() -> None:
+    """A chunk bigger than the whole queue is not kept (the entrances refuse those first)."""
+    worker = EngineWorker(tagger())
+    stream = worker.open_stream("Hall", Events(), queue_s=10.0, queue_bytes=64_000)
+    stream.push_pcm(bytes(48_000), 16000, 2, 1)  # 1.5 s, 48 kB: kept
+    assert stream._queued_bytes == 48_000
+    stream.push_pcm(bytes(32_000), 16000, 2, 1)  # 80 kB in all: the oldest goes
+    assert stream._queued_bytes == 32_000
+    assert stream.stats.chunks_dropped == 1
+    stream.push_pcm(bytes(1 << 20), 4000, 1, 1)  # 1 MiB: never queued, whatever its seconds
+    assert stream._queued_bytes == 0
+    assert stream.stats.chunks_dropped == 3
+    assert stream.stats.seconds_dropped == pytest.approx(1.5 + 1.0 + (1 << 20) / 4000)
+    worker.run_once()  # only the gap is left: it is handled, nothing is converted
+    assert stream.analyzer.windows == 0

@@ -10,17 +10,25 @@ from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 
 
 def make_entry(
-    options: dict[str, Any] | None = None, satellites: Iterable[ConfigSubentryData] = ()
+    options: dict[str, Any] | None = None,
+    satellites: Iterable[ConfigSubentryData] = (),
+    minor_version: int = GuardModeConfigFlow.MINOR_VERSION,
 ) -> MockConfigEntry:
-    """Return a Guard Mode config entry as the config flow creates it, with satellites."""
+    """Return a Guard Mode config entry as the config flow creates it, with satellites.
+
+    An older minor_version makes an entry as an older Guard Mode saved it (it is migrated).
+    """
     return MockConfigEntry(
         domain=DOMAIN,
         title="Guard Mode",
         unique_id=DOMAIN,
+        version=GuardModeConfigFlow.VERSION,
+        minor_version=minor_version,
         data={},
         options={**DEFAULT_OPTIONS, **(options or {})},
         subentries_data=tuple(satellites),

@@ -122,6 +122,7 @@ async def test_a_push_satellite_shows_the_id_for_its_agent(hass: HomeAssistant) 
     )
     assert result["step_id"] == "push"
     push_id = result["description_placeholders"]["push_id"]
+    key = result["description_placeholders"]["push_key"]  # the satellite's own (issue 13)
     assert len(push_id) == 16  # what the agent is started with
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {"name": "Garage mic"}
@@ -129,7 +130,7 @@ async def test_a_push_satellite_shows_the_id_for_its_agent(hass: HomeAssistant) 
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.CREATE_ENTRY  # saved first: the agent connects after
     subentry = next(iter(entry.subentries.values()))
-    assert subentry.data == {"source": "push", "push_id": push_id}
+    assert subentry.data == {"source": "push", "push_id": push_id, "push_key": key}
     assert subentry.unique_id == f"push:{push_id}"
 
     result = await hass.config_entries.subentries.async_init(

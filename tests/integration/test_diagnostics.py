@@ -11,7 +11,7 @@ from custom_components.guard_mode.diagnostics import async_get_config_entry_diag
 from custom_components.guard_mode.engine.server import EngineServer
 
 from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_remote_engine import engine_server  # noqa: F401 - fixture
+from .test_remote_engine import TOKEN, engine_server, remote_options  # noqa: F401 - fixture
 from .test_satellite_wyoming import arm, mic, wait_for  # noqa: F401 - fixture
 from .wyoming_mic import MicServer
 
@@ -33,12 +33,7 @@ async def test_diagnostics_redact_hosts_urls_and_tokens(
         satellite_subentry("Camera", "stream", source="stream", url=CAMERA_URL),
         satellite_subentry("Hall agent", "push", source="push", push_id=PUSH_ID),
     ]
-    options = {
-        "engine": "remote",
-        "engine_host": "127.0.0.1",
-        "engine_port": engine_server.port,
-        "notify_targets": ["notify.mobile_app_alices_phone"],
-    }
+    options = remote_options(engine_server.port, notify_targets=["notify.mobile_app_alices_phone"])
     entry = await setup_entry(hass, make_entry(options, satellites))
     await arm(hass)
     kitchen, camera, _ = entry.runtime_data.satellites.values()
@@ -49,7 +44,7 @@ async def test_diagnostics_redact_hosts_urls_and_tokens(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
     dumped = json.dumps(diagnostics)
-    for secret in ("127.0.0.1", "hunter2", "viewer", PUSH_ID, "alices_phone"):
+    for secret in ("127.0.0.1", "hunter2", "viewer", PUSH_ID, "alices_phone", TOKEN):
         assert secret not in dumped
     # ... while what helps debugging is still there
     assert diagnostics["engine"]["backend"] == "remote"

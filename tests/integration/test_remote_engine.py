@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -22,17 +23,31 @@ from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
+TOKEN = "remote-token-0123456789"
+
+
+def remote_options(port: int, **more: Any) -> dict[str, Any]:
+    """The options of an entry that uses the engine service on loopback."""
+    return {
+        "engine": "remote",
+        "engine_host": "127.0.0.1",
+        "engine_port": port,
+        "engine_token": TOKEN,
+        **more,
+    }
 
 
 @pytest.fixture
 async def engine_server() -> AsyncIterator[EngineServer]:
-    server = EngineServer(load_tagger())
+    server = EngineServer(load_tagger(), token=TOKEN)
     await start_server(server)
     yield server
     await server.stop()
 
 
-async def _choose_remote(hass: HomeAssistant, entry: MockConfigEntry, port: int) -> dict:
+async def _choose_remote(
+    hass: HomeAssistant, entry: MockConfigEntry, port: int, token: str = TOKEN
+) -> dict:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
@@ -45,7 +60,7 @@ async def _choose_remote(hass: HomeAssistant, entry: MockConfigEntry, port: int)
     )
     assert result["step_id"] == "remote_engine"
     return await hass.config_entries.options.async_configure(
-        result["flow_id"], {"engine_host": "127.0.0.1", "engine_port": port}
+        result["flow_id"], {"engine_host": "127.0.0.1", "engine_port": port, "engine_token": token}
     )
 
 
@@ -79,9 +94,7 @@ async def test_detections_through_the_remote_engine_and_outages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(remote, "REPAIR_AFTER_S", 0.2)
-    entry = satellite_entry(
-        alarm_mic.port, engine="remote", engine_host="127.0.0.1", engine_port=engine_server.port
-    )
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
     entry = await setup_entry(hass, entry)
     backend = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}-backend")
     assert hass.states.get(backend).state == "remote"
@@ -105,7 +118,7 @@ async def test_detections_through_the_remote_engine_and_outages(
         limit=5,
     )
 
-    back = EngineServer(load_tagger())
+    back = EngineServer(load_tagger(), token=TOKEN)
     await start_server(back, port=port)
     try:
         await wait_for(lambda: hass.states.get(smoke).state != "unavailable", limit=40)
@@ -120,7 +133,7 @@ async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -
     await closed.start()
     port = closed.port
     await closed.stop()
-    entry = satellite_entry(port, engine="remote", engine_host="127.0.0.1", engine_port=port)
+    entry = satellite_entry(port, **remote_options(port))
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()

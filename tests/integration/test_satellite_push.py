@@ -14,6 +14,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.sources.push import KEY_HEADER
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import smoke_alarm_audio
@@ -22,13 +23,16 @@ from .wyoming_mic import pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 PUSH_ID = "0123456789abcdef"
+KEY = "garage-key-0123456789-abcdefghij"
 HELLO = {"type": "hello", "agent": "test-agent/1", "rate": 16000, "width": 2, "channels": 1}
 
 
 def push_entry() -> MockConfigEntry:
     return make_entry(
         satellites=[
-            satellite_subentry("Garage mic", f"push:{PUSH_ID}", source="push", push_id=PUSH_ID)
+            satellite_subentry(
+                "Garage mic", f"push:{PUSH_ID}", source="push", push_id=PUSH_ID, push_key=KEY
+            )
         ]
     )
 
@@ -49,7 +53,7 @@ async def test_push_agent_streams_only_while_armed(
     assert refused.status == 401  # nothing listens unauthenticated
 
     client = await hass_client()
-    ws = await client.ws_connect(url)
+    ws = await client.ws_connect(url, headers={KEY_HEADER: KEY})
     await ws.send_json(HELLO)
     assert json.loads((await ws.receive(timeout=2)).data) == {"type": "stop"}  # disarmed
 

@@ -25,6 +25,7 @@ import pytest
 from custom_components.guard_mode.sources import push
 from custom_components.guard_mode.sources.base import AudioFormat, CannotConnect, NoAudio
 from custom_components.guard_mode.sources.push import (
+    KEY_HEADER,
     MAX_MESSAGE,
     PushSource,
     async_register_push_view,
@@ -34,6 +35,7 @@ from custom_components.guard_mode.sources.push import (
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agent" / "guard_mode_agent.py"
 PUSH_ID = "kitchen-mic"
+KEY = "kitchen-key-0123456789-abcdefghij"  # the satellite's own key
 URL = f"/api/guard_mode/push/{PUSH_ID}"
 HELLO = {"type": "hello", "agent": "test-agent/1", "rate": 16000, "width": 2, "channels": 1}
 PCM = bytes(range(256)) * 25  # 6400 bytes: 200 ms of 16 kHz s16le mono
@@ -83,7 +85,9 @@ async def http(hass: HomeAssistant) -> None:
 
 @pytest.fixture
 def source() -> PushSource:
-    return PushSource(PUSH_ID)
+    source = PushSource(PUSH_ID, KEY)
+    source.satellite = "Kitchen"
+    return source
 
 
 @pytest.fixture
@@ -101,9 +105,9 @@ async def client(sources: dict[str, PushSource], hass_client: Any) -> TestClient
 
 
 async def connect(
-    client: TestClient, hello: dict[str, Any] | None = None, url: str = URL
+    client: TestClient, hello: dict[str, Any] | None = None, url: str = URL, key: str = KEY
 ) -> ClientWebSocketResponse:
-    ws = await client.ws_connect(url)
+    ws = await client.ws_connect(url, headers={KEY_HEADER: key})
     await ws.send_json(HELLO if hello is None else hello)
     return ws
 
@@ -144,7 +148,7 @@ async def test_refuses_without_valid_token(
 async def test_registering_twice_replaces_the_resolver(
     hass: HomeAssistant, sources: dict[str, PushSource], client: TestClient
 ) -> None:
-    other = PushSource("other")
+    other = PushSource("other", "other-key")
     async_register_push_view(hass, {"other": other}.get)
     routes = [
         route
@@ -152,7 +156,7 @@ async def test_registering_twice_replaces_the_resolver(
         if route.method == "GET" and route.resource and route.resource.canonical == push.PUSH_URL
     ]
     assert len(routes) == 1
-    ws = await connect(client, url="/api/guard_mode/push/other")
+    ws = await connect(client, url="/api/guard_mode/push/other", key="other-key")
     assert await next_json(ws) == {"type": "stop"}
     assert other.connected
     await ws.close()
@@ -170,7 +174,7 @@ async def test_unknown_push_id(client: TestClient, source: PushSource, push_id: 
 
 
 async def test_hello_gets_stop_while_not_listening(client: TestClient, source: PushSource) -> None:
-    ws = await client.ws_connect(URL)
+    ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     await ws.send_bytes(PCM)  # audio before hello: ignored, counted
     await ws.send_json(HELLO)
     assert await next_json(ws) == {"type": "stop"}
@@ -254,7 +258,7 @@ async def test_bad_format_message_fails_the_run(client: TestClient, source: Push
 async def test_oversized_message_is_refused(client: TestClient, source: PushSource) -> None:
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
-    await ws.send_bytes(bytes(MAX_MESSAGE))  # exactly the limit is fine
+    await ws.send_bytes(bytes(32000))  # a whole second of audio is fine (ignored: stopped)
     await until(lambda: source.ignored == 1)
     await ws.send_bytes(bytes(MAX_MESSAGE + 1))
     await expect_closed(ws, 1009)
@@ -268,7 +272,7 @@ async def test_oversized_message_is_refused(client: TestClient, source: PushSour
 async def test_garbage_closes_and_the_source_recovers(
     client: TestClient, source: PushSource, first: str, after_hello: bool
 ) -> None:
-    ws = await client.ws_connect(URL)
+    ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     if after_hello:
         await ws.send_json(HELLO)
         assert await next_json(ws) == {"type": "stop"}
@@ -301,7 +305,7 @@ async def test_hello_timeout(
     client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(push, "HELLO_TIMEOUT_S", 0.2)
-    ws = await client.ws_connect(URL)
+    ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     error = await next_json(ws)
     assert error["code"] == "bad_message"
     assert "hello" in error["message"]
@@ -400,7 +404,7 @@ async def test_a_failing_sink_ends_the_run(client: TestClient, source: PushSourc
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
-    assert source.describe() == "push agent kitchen-mic (test-agent/1)"
+    assert source.describe() == "the Guard Mode agent (test-agent/1)"
     async with running(source, Recorder()):
         assert await next_json(ws) == {"type": "start"}
         with pytest.raises(RuntimeError, match="already running"):
@@ -457,7 +461,7 @@ async def test_agent_follows_the_resolver(
     async_register_push_view(hass, resolve)
     del served[PUSH_ID]  # the satellite is being reloaded: the agent stays connected
     await asyncio.wait_for(missed.wait(), 5)  # the connection has seen its push id unserved
-    reloaded = served[PUSH_ID] = PushSource(PUSH_ID)
+    reloaded = served[PUSH_ID] = PushSource(PUSH_ID, KEY)
     sink = Recorder()
     async with running(reloaded, sink):
         assert await next_json(ws) == {"type": "start"}  # within the resolve interval
@@ -571,12 +575,12 @@ class AgentProcess:
         return self.proc.returncode
 
 
-async def start_agent(url: str, token: str, *extra: str) -> AgentProcess:
+async def start_agent(url: str, token: str, *extra: str, key: str = KEY) -> AgentProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(AGENT),
         *("--url", url, "--satellite", PUSH_ID, "--verbose", *extra),
-        env={**os.environ, "GUARD_MODE_TOKEN": token},
+        env={**os.environ, "GUARD_MODE_TOKEN": token, "GUARD_MODE_SATELLITE_KEY": key},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

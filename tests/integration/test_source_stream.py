@@ -23,6 +23,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.redact import redact_url
 from custom_components.guard_mode.sources import base as source_base, stream as stream_module
 from custom_components.guard_mode.sources.base import (
     AudioFormat,
@@ -31,7 +32,7 @@ from custom_components.guard_mode.sources.base import (
     NotAMicrophone,
     SourceError,
 )
-from custom_components.guard_mode.sources.stream import StreamSource, redact_url
+from custom_components.guard_mode.sources.stream import StreamSource
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .stream_server import (
@@ -234,7 +235,8 @@ async def test_closed_port_fails_at_once(scheme: str) -> None:
         await source.probe()
     assert time.monotonic() - start < 1.0
     assert "hunter2" not in str(err.value)
-    assert "***@127.0.0.1" in str(err.value)
+    assert "127.0.0.1" not in str(err.value)
+    assert f"{scheme}://***@***:" in str(err.value)
     with pytest.raises(CannotConnect):
         await source.run(Recorder())
 
@@ -364,23 +366,24 @@ async def test_sink_errors_end_the_run(rtsp: RtspServer) -> None:
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [
-        ("rtsp://user:pass@cam/x", "rtsp://***@cam/x"),
-        ("rtsp://admin@192.168.1.5:554/Streaming/101", "rtsp://***@192.168.1.5:554/Streaming/101"),
-        ("rtsp://cam.local:8554/front?video&audio", "rtsp://cam.local:8554/front?video&audio"),
+        ("rtsp://user:pass@cam/x", "rtsp://***@***/x"),
+        ("rtsp://admin@192.168.1.5:554/Streaming/101", "rtsp://***@***:554/Streaming/101"),
+        ("rtsp://cam.local:8554/front?video&audio", "rtsp://***:8554/front?***&***"),
         (
             "http://go2rtc:1984/api/stream.mp3?src=door&token=s3cret&x-amz-signature=abc",
-            "http://go2rtc:1984/api/stream.mp3?src=door&token=***&x-amz-signature=***",
+            "http://***:1984/api/stream.mp3?src=***&token=***&x-amz-signature=***",
         ),
         (
             "https://u:p@cam/cgi?channel=1&user=admin&password=pw&api_key=k&auth=z",
-            "https://***@cam/cgi?channel=1&user=***&password=***&api_key=***&auth=***",
+            "https://***@***/cgi?channel=***&user=***&password=***&api_key=***&auth=***",
         ),
-        ("http://cam/audio.mp3", "http://cam/audio.mp3"),
+        ("rtsp://cam/user=admin_password=x_channel=1.sdp", "rtsp://***/***"),
+        ("http://cam/audio.mp3", "http://***/audio.mp3"),
         ("http://[::1/x", "***"),
     ],
 )
-def test_redact_url(url: str, redacted: str) -> None:
-    assert redact_url(url) == redacted
+def test_logs_show_no_credential_and_no_host(url: str, redacted: str) -> None:
+    assert redact_url(url, host=False) == redacted
     assert StreamSource(url).describe() == redacted
 
 

@@ -1,6 +1,9 @@
 """Command line: ``python -m custom_components.guard_mode.engine analyze FILE... [--json]``.
 
-``... engine serve [--uri tcp://0.0.0.0:10800]`` runs the engine as a Wyoming service.
+``analyze`` refuses files longer than ``--max-seconds`` (15 min by default: the whole file is
+decoded in memory, about 64 kB per second of audio). ``... engine serve [--uri
+tcp://127.0.0.1:10800]`` runs the engine as a Wyoming service; it needs a token
+(``$GUARD_MODE_ENGINE_TOKEN`` or ``--token-file``) and speaks TLS with ``--tls-cert``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from .analyze import analyze_file
 from .pcm import AudioFormatError
 from .tagger import ModelError, load_shipped_tagger
 
+DEFAULT_MAX_SECONDS = 900.0
+
 
 def _analyze(args: argparse.Namespace) -> int:
     try:
@@ -23,7 +28,8 @@ def _analyze(args: argparse.Namespace) -> int:
     status = 0
     for name in args.files:
         try:
-            result = analyze_file(name, tagger).as_json()
+            limit = args.max_seconds or None
+            result = analyze_file(name, tagger, max_seconds=limit).as_json()
         except (AudioFormatError, OSError) as err:
             status = 1
             result = {"file": name, "error": str(err)}
@@ -55,7 +61,22 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import run  # noqa: PLC0415 - analyze needs neither wyoming nor asyncio
 
     level = "debug" if args.debug else args.log_level
-    return run(args.uri, backend=args.backend, max_streams=args.max_streams, log_level=level)
+    return run(
+        args.uri,
+        backend=args.backend,
+        max_streams=args.max_streams,
+        log_level=level,
+        token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument(
         "--backend", choices=["auto", "onnxruntime", "numpy"], default="auto", help="tagger"
     )
+    analyze.add_argument(
+        "--max-seconds",
+        type=_seconds,
+        default=DEFAULT_MAX_SECONDS,
+        help=f"refuse longer files (default {DEFAULT_MAX_SECONDS:g} s; 0: no limit)",
+    )
     serve = commands.add_parser("serve", help="run the engine as a Wyoming service")
-    serve.add_argument("--uri", default="tcp://0.0.0.0:10800", help="tcp://HOST:PORT to listen on")
+    serve.add_argument(
+        "--uri",
+        default="tcp://127.0.0.1:10800",
+        help="tcp://HOST:PORT to listen on (default: this machine only)",
+    )
+    serve.add_argument(
+        "--token-file",
+        help="file holding the token clients must send (else $GUARD_MODE_ENGINE_TOKEN)",
+    )
+    serve.add_argument("--tls-cert", help="PEM certificate (chain): speak TLS only")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert (if not in that file)")
     serve.add_argument(
         "--backend", choices=["auto", "onnxruntime", "numpy"], default="auto", help="tagger"
     )

@@ -1,7 +1,13 @@
 """The engine service's protocol: Wyoming events between the engine server and its clients.
 
-One TCP connection carries one satellite's stream. Framing is Wyoming's (a JSON header line,
-optional JSON data, optional payload); :func:`read_event` reads it with bounded sizes.
+One TCP connection (TLS where the service is given a certificate) carries one satellite's
+stream. Framing is Wyoming's (a JSON header line, optional JSON data, optional payload);
+:func:`read_event` reads it with bounded sizes (see :mod:`.bounds`).
+
+The first event of a client is ``guard-mode-auth`` (:class:`GuardModeAuth`) with the service's
+token, within ``bounds.HELLO_TIMEOUT_S``; anything else, or a wrong token, is answered with an
+``error`` (code ``unauthorized``) and the connection is closed. A client then says something at
+least every ``bounds.IDLE_TIMEOUT_S`` (a ``ping`` when it has no audio), or it is closed.
 
 Client → server: ``describe`` (answered with ``info`` carrying a ``guard_mode`` block, see
 :class:`GuardModeInfo`), ``guard-mode-stream`` (:class:`GuardModeStream`, optional, any time),
@@ -22,24 +28,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-import json
+import hashlib
 import math
 from typing import Any, Final
 
 from wyoming.event import Event, Eventable
 from wyoming.info import Info
 
+from . import bounds
 from .decider import DeciderEvent, Detection, EventKind, Reason
 from .labels import Sound
 
 ENGINE_VERSION: Final = "0.1.0"  # kept equal to manifest.json and addon/config.yaml (tested)
 PROTOCOL_VERSION: Final = 1  # bumped when an event or field changes meaning
 DEFAULT_PORT: Final = 10800
+MIN_TOKEN_LENGTH: Final = 16
 
-MAX_HEADER: Final = 64 * 1024  # one JSON line
-MAX_DATA: Final = 1024 * 1024
-MAX_PAYLOAD: Final = 16 * 1024 * 1024
+MAX_HEADER: Final = bounds.MAX_HEADER  # one JSON line
+MAX_DATA: Final = bounds.MAX_EVENT_DATA
+MAX_PAYLOAD: Final = bounds.MAX_CHUNK_BYTES
 
+AUTH_TYPE: Final = "guard-mode-auth"
 STREAM_TYPE: Final = "guard-mode-stream"
 DETECTION_TYPE: Final = "guard-mode-detection"
 STATUS_TYPE: Final = "guard-mode-status"
@@ -50,18 +59,21 @@ ERROR_BAD_AUDIO: Final = "bad-audio"  # a chunk that can't be used; it was skipp
 ERROR_BAD_EVENT: Final = "bad-event"  # an event whose data can't be used; it was ignored
 ERROR_PROTOCOL: Final = "protocol"  # not Wyoming: the server closes the connection
 ERROR_TOO_MANY: Final = "too-many-streams"  # the server is full: it closes the connection
+ERROR_UNAUTHORIZED: Final = "unauthorized"  # no or a wrong token: it closes the connection
+ERROR_TIMEOUT: Final = "timeout"  # nothing said in time: it closes the connection
 
-MAX_NAME = 200
 
-
-class ProtocolError(ValueError):
+class ProtocolError(bounds.PeerError):
     """Bytes that are not Wyoming events, or event data that can't be used."""
 
 
-async def read_event(reader: asyncio.StreamReader) -> Event | None:
+async def read_event(
+    reader: asyncio.StreamReader, *, max_data: int = MAX_DATA, max_payload: int = MAX_PAYLOAD
+) -> Event | None:
     """Read one Wyoming event with bounded sizes; None when the peer closed the connection.
 
-    The reader must have been created with ``limit=MAX_HEADER`` for the header bound to hold.
+    Whatever the bytes are, a failure is a ProtocolError (see :mod:`.bounds`). The reader must
+    have been created with ``limit=MAX_HEADER`` for the header bound to hold.
     """
     try:
         line = await reader.readuntil(b"\n")
@@ -72,29 +84,35 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
     except asyncio.LimitOverrunError as err:
         raise ProtocolError(f"event header longer than {MAX_HEADER // 1024} KiB") from err
     try:
-        header = json.loads(line)
-        kind = header["type"]
-        data: dict[str, Any] = header.get("data") or {}
-        data_length = int(header.get("data_length") or 0)
-        payload_length = int(header.get("payload_length") or 0)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ProtocolError("not a Wyoming event header") from err
-    if not isinstance(kind, str) or not isinstance(data, dict):
-        raise ProtocolError("not a Wyoming event header")
-    if not (0 <= data_length <= MAX_DATA and 0 <= payload_length <= MAX_PAYLOAD):
-        raise ProtocolError(f"event claims {data_length + payload_length} bytes")
-    try:
+        header = bounds.parse_json_object(line, "event header")
+        kind = header.get("type")
+        data = header.get("data") or {}
+        if not isinstance(kind, str) or not kind or not isinstance(data, dict):
+            raise ProtocolError("not a Wyoming event header")
+        data_length = bounds.whole_number(header.get("data_length") or 0, "data_length")
+        payload_length = bounds.whole_number(header.get("payload_length") or 0, "payload_length")
+        if data_length > max_data:
+            raise ProtocolError(
+                f"{kind[:40]!r} event data of {data_length} bytes is too big (at most {max_data})"
+            )
+        if payload_length > max_payload:
+            raise ProtocolError(
+                f"{kind[:40]!r} event payload of {payload_length} bytes is too big "
+                f"(at most {max_payload})"
+            )
         if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
-            if not isinstance(extra, dict):
-                raise ProtocolError("event data is not an object")
-            data.update(extra)
+            data.update(bounds.parse_json_object(await reader.readexactly(data_length), "data"))
         payload = await reader.readexactly(payload_length) if payload_length else None
     except asyncio.IncompleteReadError as err:
         raise ProtocolError("connection closed in the middle of an event") from err
-    except ValueError as err:
-        raise ProtocolError("event data is not JSON") from err
+    except bounds.PeerError as err:
+        raise ProtocolError(str(err)) from None
     return Event(type=kind, data=data, payload=payload)
+
+
+def fingerprint(der: bytes) -> str:
+    """Return a certificate's SHA-256 fingerprint as colon-separated hex (what clients pin)."""
+    return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())
 
 
 # --- field helpers -------------------------------------------------------------------------
@@ -195,6 +213,31 @@ class GuardModeInfo:
 
 
 @dataclass(frozen=True)
+class GuardModeAuth(Eventable):
+    """``guard-mode-auth``: the client's first event, with the service's token."""
+
+    token: str
+
+    @staticmethod
+    def is_type(event_type: str) -> bool:
+        """Return True for ``guard-mode-auth``."""
+        return event_type == AUTH_TYPE
+
+    def event(self) -> Event:
+        """Return the event."""
+        return Event(type=AUTH_TYPE, data={"token": self.token})
+
+    @staticmethod
+    def from_event(event: Event) -> GuardModeAuth:
+        """Parse the event; ProtocolError when the token is missing."""
+        return GuardModeAuth(_text(event.data, "token"))
+
+    def __repr__(self) -> str:
+        """Never show the token."""
+        return "GuardModeAuth(token=***)"
+
+
+@dataclass(frozen=True)
 class GuardModeStream(Eventable):
     """``guard-mode-stream``: settings of the connection's stream; None leaves one unchanged."""
 
@@ -222,7 +265,7 @@ class GuardModeStream(Eventable):
     def from_event(event: Event) -> GuardModeStream:
         """Parse the event; ProtocolError when a field has the wrong type or an unknown sound."""
         data = event.data
-        name = _text(data, "name")[:MAX_NAME] if data.get("name") is not None else None
+        name = bounds.printable(_text(data, "name")) if data.get("name") is not None else None
         enabled = _sounds(data["enabled"], "enabled") if data.get("enabled") is not None else None
         playing = (
             _flag(data, "media_player_playing")
@@ -286,12 +329,12 @@ class GuardModeDetection(Eventable):
         except ValueError as err:
             raise ProtocolError(f"{DETECTION_TYPE}: {err}") from err
         detection = Detection(
-            id=_text(data, "id"),
+            id=bounds.printable(_text(data, "id")),
             sound=sound,
             start_s=_number(data, "start_s"),
             end_s=_number(data, "end_s"),
             confidence=_number(data, "confidence"),
-            label=_text(data, "label"),
+            label=bounds.printable(_text(data, "label"), 100),
             peak_db=_number(data, "peak_db"),
             suppressed=_flag(data, "suppressed"),
             reason=reason,

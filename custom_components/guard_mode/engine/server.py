@@ -1,13 +1,23 @@
 """The engine as a Wyoming service: one shared engine, one satellite stream per TCP connection.
 
-``python -m custom_components.guard_mode.engine serve --uri tcp://0.0.0.0:10800`` (or, in the
-add-on, ``python -m guard_mode_engine serve``). The events are described in :mod:`.protocol`.
+``python -m custom_components.guard_mode.engine serve --uri tcp://127.0.0.1:10800`` with the
+token in ``$GUARD_MODE_ENGINE_TOKEN`` or ``--token-file`` (in the add-on: ``python -m
+guard_mode_engine serve``, on the add-on network). The events are described in :mod:`.protocol`.
+
+Who may connect: clients that send the token first (compared in constant time), within
+``bounds.HELLO_TIMEOUT_S``. At most ``max_pending`` connections wait for their token at once (a
+new one closes the longest-waiting), and at most ``max_streams`` are authenticated; a client
+that says nothing for ``bounds.IDLE_TIMEOUT_S`` is closed. With a certificate the service speaks
+TLS only. Names that clients give their streams are logged as :func:`.bounds.printable` text.
 
 Threads: the event loop reads and writes sockets; the :class:`ServerWorker` thread converts,
 tags and decides, and hands its results back with ``loop.call_soon_threadsafe``. Nothing waits
-on a client: each connection has a bounded outbox (status events are dropped first, detections
-never: a client that lets detections pile up is disconnected), and audio the engine can't keep up
-with is dropped and counted by the engine (``seconds_dropped`` in the status).
+on a client, and no client gets more than its share (:mod:`.bounds`): each connection reads
+audio at most ``RATE_FACTOR`` × real time and a bounded number of events a second (it stops
+reading until the client is back within that), refuses chunks over the chunk bounds, and has an
+outbox bounded in bytes (status events are dropped first, detections never: a client that lets
+them pile up is disconnected). Audio the engine can't keep up with is dropped and counted by the
+engine (``seconds_dropped`` in the status).
 """
 
 from __future__ import annotations
@@ -17,13 +27,18 @@ from collections import deque
 from collections.abc import Callable
 import contextlib
 from dataclasses import replace
+import hmac
+import json
 import logging
 import math
+import os
+from pathlib import Path
 import signal
 import socket
+import ssl
 import threading
 import time
-from typing import TypeGuard
+from typing import Any
 from urllib.parse import urlsplit
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -32,22 +47,28 @@ from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 
+from . import bounds
 from .decider import DeciderConfig, DeciderEvent
 from .labels import Sound
-from .pcm import MAX_CHANNELS, MAX_RATE, MIN_RATE
 from .protocol import (
+    AUTH_TYPE,
     DEFAULT_PORT,
     ENGINE_VERSION,
     ERROR_BAD_AUDIO,
     ERROR_BAD_EVENT,
     ERROR_PROTOCOL,
+    ERROR_TIMEOUT,
     ERROR_TOO_MANY,
+    ERROR_UNAUTHORIZED,
     MAX_HEADER,
+    MIN_TOKEN_LENGTH,
+    GuardModeAuth,
     GuardModeDetection,
     GuardModeInfo,
     GuardModeStatus,
     GuardModeStream,
     ProtocolError,
+    fingerprint,
     read_event,
 )
 from .tagger import Backend, ModelError, Tagger, load_shipped_tagger
@@ -57,9 +78,11 @@ _LOGGER = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 5.0  # a status event per this many seconds of audio
 MAX_QUEUED_STATUS = 8  # status events waiting for a slow client; the oldest are dropped
-MAX_QUEUED_EVENTS = 1024  # other events waiting: a client this far behind is disconnected
 CLOSE_TIMEOUT_S = 1.0  # time to send what is queued when a connection ends
 DEFAULT_MAX_STREAMS = 32
+DEFAULT_MAX_PENDING = 16  # connections waiting for their token at once
+TOKEN_ENV = "GUARD_MODE_ENGINE_TOKEN"
+REFUSAL_LOG_INTERVAL_S = 600.0  # refusals are logged once per address in this time
 
 # An outgoing event and whether it may be dropped for a slow client (status events).
 type _Item = tuple[Event, bool]
@@ -193,46 +216,71 @@ class _Segment:
         )
 
 
+def event_size(event: Event) -> int:
+    """Return about how many bytes an event takes on the wire."""
+    data = len(json.dumps(event.data)) if event.data else 0
+    return 64 + len(event.type) + data + len(event.payload or b"")
+
+
 class Outbox:
-    """A connection's outgoing events: bounded, status events dropped first."""
+    """A connection's outgoing events: bounded in bytes, status events dropped first."""
 
     def __init__(
-        self, max_droppable: int = MAX_QUEUED_STATUS, max_events: int = MAX_QUEUED_EVENTS
+        self, max_droppable: int = MAX_QUEUED_STATUS, max_bytes: int = bounds.OUTBOX_BYTES
     ) -> None:
-        """Hold at most max_droppable status events and max_events others."""
-        self._queue: deque[_Item] = deque()
+        """Hold at most max_droppable status events and max_bytes of events in all."""
+        self._queue: deque[tuple[Event, bool, int]] = deque()
         self._droppable = 0
+        self._bytes = 0
         self._max_droppable = max_droppable
-        self._max_events = max_events
+        self._max_bytes = max_bytes
         self._ready = asyncio.Event()
         self._closed = False
         self.dropped = 0  # status events dropped because the client didn't read
         self.max_length = 0  # most events ever waiting
+        self.max_bytes_seen = 0  # most bytes ever waiting
 
     def __len__(self) -> int:
         """Return how many events wait."""
         return len(self._queue)
 
+    @property
+    def bytes(self) -> int:
+        """Return how many bytes wait."""
+        return self._bytes
+
     def put(self, event: Event, droppable: bool) -> bool:
         """Queue an event; False when the client is too far behind (the caller closes it)."""
         if self._closed:
             return True
-        if droppable:
-            if self._max_droppable <= 0:
+        size = event_size(event)
+        if droppable and self._max_droppable <= 0:
+            self.dropped += 1
+            return True
+        while self._droppable and (
+            self._bytes + size > self._max_bytes
+            or (droppable and self._droppable >= self._max_droppable)
+        ):
+            self._drop_oldest_status()
+        if self._bytes + size > self._max_bytes:
+            if droppable:
                 self.dropped += 1
                 return True
-            if self._droppable >= self._max_droppable:
-                oldest = next(i for i, (_, drop) in enumerate(self._queue) if drop)
-                del self._queue[oldest]
-                self._droppable -= 1
-                self.dropped += 1
-            self._droppable += 1
-        elif len(self._queue) - self._droppable >= self._max_events:
             return False
-        self._queue.append((event, droppable))
+        self._queue.append((event, droppable, size))
+        self._droppable += droppable
+        self._bytes += size
         self.max_length = max(self.max_length, len(self._queue))
+        self.max_bytes_seen = max(self.max_bytes_seen, self._bytes)
         self._ready.set()
         return True
+
+    def _drop_oldest_status(self) -> None:
+        oldest = next(i for i, item in enumerate(self._queue) if item[1])
+        self._bytes -= self._queue[oldest][2]
+        del self._queue[oldest]
+        self._droppable -= 1
+        self.dropped += 1
 
     def close(self) -> None:
         """Take no more events; :meth:`get` returns None once the queue is empty."""
@@ -246,10 +294,18 @@ class Outbox:
                 return None
             self._ready.clear()
             await self._ready.wait()
-        event, droppable = self._queue.popleft()
-        if droppable:
-            self._droppable -= 1
+        event, droppable, size = self._queue.popleft()
+        self._droppable -= droppable
+        self._bytes -= size
         return event
+
+
+class _Refused(Exception):
+    """The connection is closed for a reason the client is told (an error event)."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
 
 
 class Connection:
@@ -263,10 +319,16 @@ class Connection:
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "client")
+        self.host = str(peer[0]) if isinstance(peer, tuple) else "client"
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "client"
         self.name = self.peer
-        self.outbox = Outbox(server.max_queued_status, server.max_queued_events)
+        self.outbox = Outbox(server.max_queued_status, server.outbox_bytes)
+        self.authenticated = False
+        self.connected_at = time.monotonic()
         self._loop = asyncio.get_running_loop()
+        self._audio = bounds.Budget(server.audio_rate, bounds.BURST_S)
+        self._events = bounds.event_budget()
+        self._throttled = False
         self._enabled: frozenset[Sound] | None = None
         self._media_player_playing = False
         self._segment: _Segment | None = None
@@ -279,21 +341,18 @@ class Connection:
 
     async def run(self) -> None:
         """Read events until the client leaves or misbehaves; log one line each way."""
-        _LOGGER.info(
-            "Client %s connected (%d of %d streams)",
-            self.peer,
-            len(self.server.connections),
-            self.server.max_streams,
-        )
         writing = asyncio.create_task(self._write_loop())
         reason = "disconnected"
         try:
             await self._read_loop()
+        except _Refused as err:
+            reason = f"closed: {err}"
+            self._send(Error(text=str(err), code=err.code).event())
         except ProtocolError as err:
             reason = f"closed: protocol error: {err}"
             self._send(Error(text=str(err), code=ERROR_PROTOCOL).event())
         except (ConnectionError, OSError) as err:
-            reason = f"disconnected: {err}"
+            reason = f"disconnected: {err.strerror or err or type(err).__name__}"
         except asyncio.CancelledError:
             reason = "closed: server stopping"
             raise
@@ -302,30 +361,84 @@ class Connection:
             if self._segment is not None:
                 self._segment.stream.close()
                 self._segment = None
-            await self._finish_writing(writing)
-            _LOGGER.info(
-                "Client %s (%s) %s after %.1f s of audio, %d detections",
-                self.peer,
-                self.name,
-                self._abort_reason or reason,
-                self.seconds_in,
-                self.detections,
-            )
+            await self._finish_writing(writing, linger=not self.authenticated)
+            if self.authenticated:
+                _LOGGER.info(
+                    "Client %s (%s) %s after %.1f s of audio, %d detections",
+                    self.peer,
+                    self.name,
+                    self._abort_reason or reason,
+                    self.seconds_in,
+                    self.detections,
+                )
+            else:
+                message = f"Client {self.peer} {self._abort_reason or reason}"
+                self.server.log_refusal(self.host, message)
 
     def close(self, reason: str) -> None:
-        """Close the connection now (the server stops)."""
+        """Close the connection now (the server stops, or it waited too long for its token)."""
         if self._abort_reason is None:
             self._abort_reason = reason
         self.writer.transport.abort()
 
     async def _read_loop(self) -> None:
-        while (event := await read_event(self.reader)) is not None:
-            self._handle(event)
+        await self._authenticate()
+        while True:
+            try:
+                async with asyncio.timeout(bounds.IDLE_TIMEOUT_S):
+                    event = await read_event(self.reader)
+            except TimeoutError:
+                raise _Refused(
+                    ERROR_TIMEOUT, f"nothing received for {bounds.IDLE_TIMEOUT_S:.0f} s"
+                ) from None
+            if event is None:
+                return
+            wait = max(self._events.spend(1), self._handle(event))
+            if wait:
+                if not self._throttled:
+                    self._throttled = True
+                    _LOGGER.warning(
+                        "Client %s (%s) sends faster than real time: reading it at %g× real time",
+                        self.peer,
+                        self.name,
+                        self.server.audio_rate,
+                    )
+                await asyncio.sleep(wait)
 
-    def _handle(self, event: Event) -> None:
+    async def _authenticate(self) -> None:
+        """Read the token (the first event, within the hello timeout) and check it."""
+        try:
+            async with asyncio.timeout(bounds.HELLO_TIMEOUT_S):
+                event = await read_event(self.reader)
+        except TimeoutError:
+            raise _Refused(
+                ERROR_UNAUTHORIZED, f"no token within {bounds.HELLO_TIMEOUT_S:.0f} s"
+            ) from None
+        if event is None:
+            raise ConnectionError("closed before sending a token")
+        if not GuardModeAuth.is_type(event.type):
+            raise _Refused(ERROR_UNAUTHORIZED, f"the first event must be {AUTH_TYPE}")
+        token = GuardModeAuth.from_event(event).token
+        if not hmac.compare_digest(token.encode(), self.server.token.encode()):
+            raise _Refused(ERROR_UNAUTHORIZED, "wrong token")
+        if len(self.server.connections) - self.server.pending >= self.server.max_streams:
+            raise _Refused(
+                ERROR_TOO_MANY,
+                f"the engine serves at most {self.server.max_streams} streams (--max-streams)",
+            )
+        self.authenticated = True
+        _LOGGER.info(
+            "Client %s connected (%d of %d streams)",
+            self.peer,
+            len(self.server.connections) - self.server.pending,
+            self.server.max_streams,
+        )
+
+    def _handle(self, event: Event) -> float:
+        """Act on an event; return how long to wait before reading more (audio budget)."""
         if AudioChunk.is_type(event.type):
-            self._audio_chunk(event)
-        elif AudioStart.is_type(event.type):
+            return self._audio_chunk(event)
+        if AudioStart.is_type(event.type):
             self._open_segment()
         elif AudioStop.is_type(event.type):
             self._end_segment()
@@ -342,27 +455,26 @@ class Connection:
             self._send(Pong(text=Ping.from_event(event).text).event())
         else:
             _LOGGER.debug("Client %s: ignored a %r event", self.peer, event.type[:40])
+        return 0.0
 
-    def _audio_chunk(self, event: Event) -> None:
+    def _audio_chunk(self, event: Event) -> float:
         data = event.data
-        rate, width, channels = data.get("rate"), data.get("width"), data.get("channels")
-        if not (
-            _is_int(rate, MIN_RATE, MAX_RATE)
-            and _is_int(width, 1, 4)
-            and _is_int(channels, 1, MAX_CHANNELS)
-        ):
-            text = (
-                f"audio chunk skipped: unusable format rate={rate!r:.20} width={width!r:.20} "
-                f"channels={channels!r:.20} (rate {MIN_RATE}–{MAX_RATE} Hz, width 1–4 bytes, "
-                f"1–{MAX_CHANNELS} channels)"
+        try:
+            rate, width, channels = bounds.check_format(
+                data.get("rate"), data.get("width"), data.get("channels")
             )
-            self._send(Error(text=text, code=ERROR_BAD_AUDIO).event())
-            return
+        except bounds.PeerError as err:
+            self._send(Error(text=f"audio chunk skipped: {err}", code=ERROR_BAD_AUDIO).event())
+            return 0.0
         if not event.payload:
-            return
+            return 0.0
+        if (problem := bounds.chunk_error(len(event.payload), rate, width, channels)) is not None:
+            raise ProtocolError(problem)
         segment = self._segment or self._open_segment()
         segment.stream.push_pcm(event.payload, rate, width, channels)
-        self.seconds_in += len(event.payload) / (rate * width * channels)
+        seconds = bounds.chunk_seconds(len(event.payload), rate, width, channels)
+        self.seconds_in += seconds
+        return self._audio.spend(seconds)
 
     def _open_segment(self) -> _Segment:
         if self._segment is None:
@@ -430,7 +542,10 @@ class Connection:
         if self._abort_reason is not None:
             return
         if not self.outbox.put(event, droppable):
-            self._abort_reason = f"disconnected: not reading ({len(self.outbox)} events waiting)"
+            self._abort_reason = (
+                f"disconnected: not reading ({len(self.outbox)} events, "
+                f"{self.outbox.bytes} bytes waiting)"
+            )
             self.writer.transport.abort()
 
     async def _write_loop(self) -> None:
@@ -438,8 +553,13 @@ class Connection:
             while (event := await self.outbox.get()) is not None:
                 await async_write_event(event, self.writer)
 
-    async def _finish_writing(self, writing: asyncio.Task[None]) -> None:
-        """Send what is queued (for a moment at most), then close the connection."""
+    async def _finish_writing(self, writing: asyncio.Task[None], *, linger: bool) -> None:
+        """Send what is queued (for a moment at most), then close the connection.
+
+        With linger (a refused client), half-close and read what the client still sends for
+        a moment before closing: closing with unread data resets the connection, and the
+        client could lose the error that says why it was refused.
+        """
         self.outbox.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -447,16 +567,22 @@ class Connection:
         writing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writing
+        if linger and self._abort_reason is None and self.writer.can_write_eof():
+            with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+                self.writer.write_eof()
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    drained = 0
+                    while drained < bounds.MAX_CHUNK_BYTES:
+                        data = await self.reader.read(1 << 16)
+                        if not data:
+                            break
+                        drained += len(data)
         self.writer.close()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.writer.wait_closed()
         except TimeoutError, ConnectionError, OSError:
             self.writer.transport.abort()
-
-
-def _is_int(value: object, low: int, high: int) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 class EngineServer:
@@ -466,29 +592,43 @@ class EngineServer:
         self,
         tagger: Tagger,
         *,
+        token: str,
+        ssl_context: ssl.SSLContext | None = None,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        max_pending: int = DEFAULT_MAX_PENDING,
         status_interval_s: float = STATUS_INTERVAL_S,
         queue_s: float = DEFAULT_QUEUE_S,
         max_queued_status: int = MAX_QUEUED_STATUS,
-        max_queued_events: int = MAX_QUEUED_EVENTS,
+        outbox_bytes: int = bounds.OUTBOX_BYTES,
+        audio_rate: float = bounds.RATE_FACTOR,
         send_buffer: int | None = None,
     ) -> None:
-        """Serve with tagger; queue_s is the audio a stream may have waiting for the engine.
+        """Serve with tagger to clients that send token; queue_s is audio waiting per stream.
 
-        ``send_buffer`` caps what is buffered for a client below its outbox (the socket's
-        SO_SNDBUF and the transport's high-water mark; None: the defaults); tests use a small one
-        to see a slow client's outbox fill.
+        ``audio_rate`` is how much faster than real time a client's audio is read (tests of
+        detection stream faster). ``send_buffer`` caps what is buffered for a client below its
+        outbox (the socket's SO_SNDBUF and the transport's high-water mark; None: the
+        defaults); tests use a small one to see a slow client's outbox fill.
         """
+        if not token:
+            raise ValueError("the engine service needs a token")
         self.worker = ServerWorker(tagger)
+        self.token = token
+        self.ssl_context = ssl_context
         self.max_streams = max_streams
+        self.max_pending = max_pending
         self.status_interval_s = status_interval_s
         self.queue_s = queue_s
         self.max_queued_status = max_queued_status
-        self.max_queued_events = max_queued_events
+        self.outbox_bytes = outbox_bytes
+        self.audio_rate = audio_rate
         self.send_buffer = send_buffer
         self.connections: list[Connection] = []
         self._tasks: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
+        self._refusals: dict[str, float] = {}  # address: when a refusal was last logged
+        self._loop_handler: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+        self._loop_handler = None
 
     @property
     def port(self) -> int:
@@ -497,11 +637,26 @@ class EngineServer:
             return 0
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def pending(self) -> int:
+        """Return how many connections wait for their token."""
+        return sum(not c.authenticated for c in self.connections)
+
     async def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
         """Start the worker and listen on host:port (0: any free port); return the port."""
+        loop = asyncio.get_running_loop()
+        self._loop_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         self.worker.start()
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEADER)
+            self._server = await asyncio.start_server(
+                self._accept,
+                host,
+                port,
+                limit=MAX_HEADER,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=bounds.HELLO_TIMEOUT_S if self.ssl_context else None,
+            )
         except OSError:
             await asyncio.to_thread(self.worker.stop)
             raise
@@ -525,6 +680,33 @@ class EngineServer:
                     await self._server.wait_closed()
             self._server = None
         await asyncio.to_thread(self.worker.stop)
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() == self._loop_exception:
+            loop.set_exception_handler(self._loop_handler)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """Log a peer's failed TLS handshake as a refusal, not as an error with a traceback."""
+        error = context.get("exception")
+        if isinstance(error, ssl.SSLError | ConnectionError | TimeoutError) and (
+            "incoming connection" in str(context.get("message", ""))
+        ):
+            self.log_refusal("TLS", f"A client failed the TLS handshake: {error}")
+            return
+        if self._loop_handler is not None:
+            self._loop_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def log_refusal(self, host: str, message: str) -> None:
+        """Log a connection that never authenticated: once per address every 10 minutes."""
+        now = time.monotonic()
+        if now - self._refusals.get(host, -math.inf) < REFUSAL_LOG_INTERVAL_S:
+            _LOGGER.debug("%s", message)
+            return
+        if len(self._refusals) >= 256:
+            self._refusals.clear()
+        self._refusals[host] = now
+        _LOGGER.warning("%s (logged once per address every 10 min)", message)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -536,28 +718,16 @@ class EngineServer:
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
             writer.transport.set_write_buffer_limits(high=self.send_buffer)
-        if len(self.connections) >= self.max_streams:
-            await self._refuse(writer)
-            return
+        waiting = [c for c in self.connections if not c.authenticated]
+        if len(waiting) >= self.max_pending:  # the longest-waiting makes room: not the newest
+            oldest = min(waiting, key=lambda c: c.connected_at)
+            oldest.close(f"closed: no token after {time.monotonic() - oldest.connected_at:.1f} s")
         connection = Connection(self, reader, writer)
         self.connections.append(connection)
         try:
             await connection.run()
         finally:
             self.connections.remove(connection)
-
-    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        _LOGGER.warning(
-            "Client %s refused: already %d streams (--max-streams)", peer, len(self.connections)
-        )
-        text = f"the engine serves at most {self.max_streams} streams"
-        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await async_write_event(Error(text=text, code=ERROR_TOO_MANY).event(), writer)
-                writer.close()
-                await writer.wait_closed()
-        writer.transport.abort()
 
 
 async def start_server(server: EngineServer, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -574,7 +744,41 @@ def parse_uri(uri: str) -> tuple[str, int]:
     return parts.hostname, DEFAULT_PORT if port is None else port
 
 
-async def serve(server: EngineServer, uri: str) -> None:
+def load_token(token_file: str | None) -> str:
+    """Return the token from token_file, else from $GUARD_MODE_ENGINE_TOKEN; ValueError if bad."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeError) as err:
+            raise ValueError(f"cannot read the token file: {err}") from err
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ValueError(
+            f"no token: set ${TOKEN_ENV} or use --token-file (the same token as in Guard "
+            "Mode's options): the engine never listens without one"
+        )
+    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+        raise ValueError(
+            f"the token must be at least {MIN_TOKEN_LENGTH} characters without spaces "
+            "(Guard Mode's options suggest one)"
+        )
+    return token
+
+
+def tls_context(cert: str, key: str | None) -> tuple[ssl.SSLContext, str]:
+    """Return a server TLS context and the certificate's SHA-256 fingerprint; ValueError if bad."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+        der = ssl.PEM_cert_to_DER_cert(Path(cert).read_text(encoding="ascii"))
+    except (OSError, ssl.SSLError, ValueError, UnicodeError) as err:
+        raise ValueError(f"cannot use the certificate {cert}: {err}") from err
+    return context, fingerprint(der)
+
+
+async def serve(server: EngineServer, uri: str, tls_fingerprint: str | None = None) -> None:
     """Serve on uri until SIGTERM or SIGINT, then shut down cleanly."""
     host, port = parse_uri(uri)
     loop = asyncio.get_running_loop()
@@ -585,13 +789,15 @@ async def serve(server: EngineServer, uri: str) -> None:
         bound = await server.start(host, port)
         tagger = server.worker.tagger
         _LOGGER.info(
-            "Guard Mode engine %s listening on tcp://%s:%d (%s backend, %s, at most %d streams)",
+            "Guard Mode engine %s listening on tcp://%s:%d (%s backend, %s, at most %d streams, "
+            "token required, %s)",
             ENGINE_VERSION,
             host,
             bound,
             tagger.backend,
             tagger.model_path.name,
             server.max_streams,
+            "no TLS" if tls_fingerprint is None else f"TLS, certificate SHA-256 {tls_fingerprint}",
         )
         await stopping.wait()
         _LOGGER.info("Stopping (%d clients connected)", len(server.connections))
@@ -607,6 +813,9 @@ def run(
     backend: Backend = "auto",
     max_streams: int = DEFAULT_MAX_STREAMS,
     log_level: str = "info",
+    token_file: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> int:
     """Load the model and serve (the ``serve`` command); return the exit status."""
     logging.basicConfig(
@@ -614,14 +823,17 @@ def run(
     )
     try:
         parse_uri(uri)
+        token = load_token(token_file)
+        context, pin = tls_context(tls_cert, tls_key) if tls_cert else (None, None)
         started = time.perf_counter()
         tagger = load_shipped_tagger(backend=backend)
     except (ModelError, ValueError) as err:
         _LOGGER.error("Cannot start: %s", err)  # noqa: TRY400 - the message is the whole story
         return 2
     _LOGGER.debug("Model loaded in %.2f s", time.perf_counter() - started)
+    server = EngineServer(tagger, token=token, ssl_context=context, max_streams=max_streams)
     try:
-        asyncio.run(serve(EngineServer(tagger, max_streams=max_streams), uri))
+        asyncio.run(serve(server, uri, pin))
     except OSError as err:
         _LOGGER.error("Cannot listen on %s: %s", uri, err)  # noqa: TRY400
         return 1

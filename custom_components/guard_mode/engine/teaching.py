@@ -1,4 +1,10 @@
-"""Examples for teaching a custom sound: from audio files, or cut from a live recording."""
+"""Examples for teaching a custom sound: from audio files, or cut from a live recording.
+
+An example must hold a sound event: a file that is silent (its loudest part below the level the
+engine listens to at all) or that holds no sound standing out of the rest (a steady hum or
+noise) is refused with a TeachError that says which file and why, instead of becoming a
+detector of silence.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,46 @@ import numpy.typing as npt
 
 from .decider import WindowEvidence
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
-from .learning import unit
+from .learning import TeachError, unit
 from .pcm import read_audio
+from .stream import DEFAULT_GATE_DB
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]
 EVENT_DB = 10.0  # a window this much louder than the quiet part of a recording holds the sound
 MAX_SECONDS = 30.0  # an example file longer than this is not one example
+WINDOW = SAMPLE_RATE * 96 // 100  # 0.96 s, the tagger's window
+HOP = WINDOW // 2
+STEADY_WINDOWS = 4  # a file this long (2 s) must have a part that stands out
+
+
+def window_levels(samples: Floats) -> Floats:
+    """Return the RMS level (dBFS) of each 0.96 s window of samples, 0.48 s apart."""
+    if not len(samples):
+        return np.zeros(0, np.float32)
+    starts = range(0, max(len(samples) - WINDOW, 0) + 1, HOP)
+    rms = np.array([np.sqrt(np.mean(np.square(samples[i : i + WINDOW]))) for i in starts])
+    return np.asarray(20 * np.log10(np.maximum(rms, 1e-6)), np.float32)
+
+
+def check_example(samples: Floats, name: str) -> None:
+    """Raise TeachError when a file holds no sound event (silent, or steady throughout)."""
+    levels = window_levels(samples)
+    peak = float(levels.max()) if len(levels) else -120.0
+    if peak < DEFAULT_GATE_DB:
+        raise TeachError(
+            "silent_example",
+            f"{name} is silent: its loudest part is {peak:.0f} dBFS, below the "
+            f"{DEFAULT_GATE_DB:.0f} dBFS Guard Mode listens to",
+        )
+    quiet = float(np.percentile(levels, 20))
+    if len(levels) >= STEADY_WINDOWS and peak - quiet < EVENT_DB:
+        raise TeachError(
+            "not_an_event",
+            f"{name} holds no sound that stands out: its loudest part is only "
+            f"{peak - quiet:.0f} dB above its quiet part (a steady hum or noise is not a sound "
+            f"event; at least {EVENT_DB:.0f} dB)",
+        )
 
 
 def examples_from_files(paths: Sequence[str | Path], tagger: Tagger) -> list[Floats]:
@@ -24,6 +63,7 @@ def examples_from_files(paths: Sequence[str | Path], tagger: Tagger) -> list[Flo
     examples = []
     for path in paths:
         samples = read_audio(path, max_seconds=MAX_SECONDS).samples
+        check_example(samples, Path(path).name)
         padded = np.concatenate(
             [np.zeros(SAMPLE_RATE // 2, np.float32), samples, np.zeros(PATCH_SAMPLES, np.float32)]
         )

@@ -1,10 +1,12 @@
 """The shared engine: one tagger for every stream, run in one worker thread.
 
 Streams push audio from any thread (in Home Assistant: the event loop) without blocking: each
-stream has a bounded queue, and when the host can't keep up the oldest audio is dropped and
-counted, never queued without bound. The worker drains all queues, runs each stream's signal
-processing, tags every ready window of every stream in one batch, and hands each stream's
-decider events to its callback — on the worker thread; callers hop threads themselves.
+stream has a queue bounded in seconds and in bytes, and when the host can't keep up the oldest
+audio is dropped and counted, never queued without bound (a chunk bigger than the whole bound
+is dropped at once: entrances refuse those before, see :mod:`.bounds`). The worker drains all
+queues, runs each stream's signal processing, tags every ready window of every stream in one
+batch, and hands each stream's decider events to its callback — on the worker thread; callers
+hop threads themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .bounds import QUEUE_BYTES
 from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
 from .frontend import SAMPLE_RATE
@@ -61,6 +64,10 @@ class StreamStats:
 type _Chunk = tuple[Floats, None] | tuple[bytes, tuple[int, int, int]]
 
 
+def _bytes(chunk: _Chunk) -> int:
+    return int(chunk[0].nbytes) if chunk[1] is None else len(chunk[0])
+
+
 def _seconds(chunk: _Chunk) -> float:
     data, fmt = chunk
     if fmt is None:
@@ -79,6 +86,8 @@ class EngineStream:
         callback: EventCallback,
         analyzer: StreamAnalyzer,
         max_queued_s: float,
+        *,
+        max_queued_bytes: int = QUEUE_BYTES,
     ) -> None:
         """Create through :meth:`EngineWorker.open_stream`."""
         self.name = name
@@ -89,8 +98,10 @@ class EngineStream:
         # Chunks with their phases, and gaps (seconds of lost audio) where they happened.
         self._queue: deque[tuple[_Chunk, int] | float] = deque()
         self._queued_s = 0.0
+        self._queued_bytes = 0
         self._chunks = 0  # chunks in the queue
         self._max_queued_s = max_queued_s
+        self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
         # PCM bytes since the start of the format (or connection), modulo the frame size: where
         # the next chunk starts inside a frame. Chunks need not hold whole frames.
@@ -123,20 +134,24 @@ class EngineStream:
     def _enqueue(self, chunk: _Chunk) -> None:
         if self.closed:
             return
-        seconds = _seconds(chunk)
+        seconds, size = _seconds(chunk), _bytes(chunk)
         with self._lock:
             self._queue.append((chunk, self._next_phase(chunk)))
             self._queued_s += seconds
+            self._queued_bytes += size
             self._chunks += 1
             self.stats.seconds_in += seconds
             lost = 0.0
-            while self._queued_s > self._max_queued_s and self._chunks > 1:
+            while self._chunks and (
+                self._queued_s > self._max_queued_s or self._queued_bytes > self._max_queued_bytes
+            ):
                 item = self._queue.popleft()
                 if isinstance(item, float):  # an older gap: the new one includes it
                     lost += item
                     continue
                 dropped = _seconds(item[0])
                 self._queued_s -= dropped
+                self._queued_bytes -= _bytes(item[0])
                 self._chunks -= 1
                 self.stats.seconds_dropped += dropped
                 self.stats.chunks_dropped += 1
@@ -229,7 +244,7 @@ class EngineStream:
         self._worker.remove(self)
         with self._lock:
             self._queue.clear()
-            self._queued_s, self._chunks = 0.0, 0
+            self._queued_s, self._queued_bytes, self._chunks = 0.0, 0, 0
         recorder, on_clip = self.recorder, self._on_clip
         self.recorder = None
         if recorder is not None and on_clip is not None:
@@ -269,7 +284,9 @@ class EngineStream:
                 queued.append(head)
                 self._queue.popleft()
             self._chunks -= len(queued)
-            self._queued_s = sum(_seconds(i[0]) for i in self._queue if not isinstance(i, float))
+            waiting = [i[0] for i in self._queue if not isinstance(i, float)]
+            self._queued_s = sum(_seconds(chunk) for chunk in waiting)
+            self._queued_bytes = sum(_bytes(chunk) for chunk in waiting)
             if self._queue:  # a gap, and maybe audio after it: the next round handles them
                 self._worker.wake()
         if gap:
@@ -353,6 +370,7 @@ class EngineWorker:
         decider_config: DeciderConfig | None = None,
         gate_db: float | None = None,
         queue_s: float = DEFAULT_QUEUE_S,
+        queue_bytes: int = QUEUE_BYTES,
     ) -> EngineStream:
         """Open a stream; callback gets its events on the worker thread."""
         analyzer = (
@@ -360,7 +378,7 @@ class EngineWorker:
             if gate_db is None
             else StreamAnalyzer(decider_config=decider_config, gate_db=gate_db)
         )
-        stream = EngineStream(self, name, callback, analyzer, queue_s)
+        stream = EngineStream(self, name, callback, analyzer, queue_s, max_queued_bytes=queue_bytes)
         with self._lock:
             self._streams.append(stream)
         return stream

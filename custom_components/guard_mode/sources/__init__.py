@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import secrets
 from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
 from homeassistant.core import HomeAssistant
 
-from ..const import CONF_CAMERA, CONF_PUSH_ID, CONF_SOURCE, SourceType
+from ..const import CONF_CAMERA, CONF_PUSH_ID, CONF_PUSH_KEY, CONF_SOURCE, SourceType
 from .base import AudioSource
+
+
+def new_push_key() -> str:
+    """Return a new push satellite key: what binds the satellite to its own agent."""
+    return secrets.token_urlsafe(32)
 
 
 def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
@@ -29,4 +35,4 @@ def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
         return StreamSource(data[CONF_URL])
     from .push import PushSource  # noqa: PLC0415
 
-    return PushSource(data[CONF_PUSH_ID])
+    return PushSource(data[CONF_PUSH_ID], str(data.get(CONF_PUSH_KEY) or ""))

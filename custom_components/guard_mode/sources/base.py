@@ -6,6 +6,11 @@ from abc import ABC, abstractmethod
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+import logging
+
+from ..engine import bounds
+
+_LOGGER = logging.getLogger(__name__)
 
 # Called with each chunk of PCM as the source declares it: (audio, rate, width, channels).
 AudioSink = Callable[[bytes, int, int, int], None]
@@ -65,13 +70,9 @@ class AudioFormat:
 
 
 def check_format(rate: int, width: int, channels: int) -> AudioFormat:
-    """Return the format if Guard Mode can use it, else raise BadAudio."""
-    if not 4000 <= rate <= 384000:
-        raise BadAudio(f"sample rate {rate} Hz is not usable")
-    if width not in (1, 2, 3, 4):
-        raise BadAudio(f"sample width {width} bytes is not usable")
-    if not 1 <= channels <= 8:
-        raise BadAudio(f"{channels} channels is not usable")
+    """Return the format if Guard Mode can use it (engine/bounds.py), else raise BadAudio."""
+    if (problem := bounds.format_error(rate, width, channels)) is not None:
+        raise BadAudio(problem)
     return AudioFormat(rate, width, channels)
 
 
@@ -79,6 +80,8 @@ class AudioSource(ABC):
     """A microphone Guard Mode can listen to."""
 
     kind: str  # "wyoming", "stream" or "push"
+    satellite = "?"  # the satellite's name, for logs (set by the satellite)
+    _throttled = False
 
     @abstractmethod
     async def probe(self) -> AudioFormat:
@@ -90,7 +93,20 @@ class AudioSource(ABC):
 
     @abstractmethod
     def describe(self) -> str:
-        """Return where the audio comes from, for logs (no credentials)."""
+        """Return what the source is, for logs: no credential, host or address (redact.py)."""
+
+    def throttled(self, wait_s: float) -> None:
+        """Note that the peer sends faster than its budget allows (logged the first time)."""
+        if not self._throttled:
+            self._throttled = True
+            _LOGGER.warning(
+                "Satellite %s: %s sends faster than real time; taking its audio at %g× real "
+                "time (the rest waits)",
+                self.satellite,
+                self.describe(),
+                bounds.RATE_FACTOR,
+            )
+        _LOGGER.debug("Satellite %s: holding the source back %.2f s", self.satellite, wait_s)
 
     async def wait_before_retry(self, delay_s: float) -> None:
         """Wait delay_s before reconnecting; a source may end the wait early when it can tell."""

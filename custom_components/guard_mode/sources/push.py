@@ -3,7 +3,11 @@
 The agent (``agent/guard_mode_agent.py``) connects to a websocket on Home Assistant's own HTTP
 server and authenticates the way every Home Assistant API client does, with
 ``Authorization: Bearer <long-lived access token>``; unauthenticated requests are refused with
-401 before any websocket exists. The microphone is opened only while guard mode listens.
+401 before any websocket exists. A push satellite is fed only by its own agent: the satellite
+has a key of its own (created when it is added, shown in its settings), and a request for its
+push id without that key in ``X-Guard-Mode-Key`` is refused with 403 before any websocket exists
+— whichever Home Assistant user's token it carries — so another user can neither feed it nor
+close its agent. The microphone is opened only while guard mode listens.
 
 Protocol (``GET /api/guard_mode/push/{push_id}``, websocket; text messages are JSON objects)::
 
@@ -15,14 +19,20 @@ Protocol (``GET /api/guard_mode/push/{push_id}``, websocket; text messages are J
     HA → agent  {"type": "error", "code": "…", "message": "…"}  then HA closes the websocket
 
 The agent opens its microphone on "start" and closes it (ends the capture process) on "stop";
-"stop" is sent the moment guard mode disarms. Limits: one message is at most 1 MiB (close code
-1009 otherwise); a bad format (``check_format``) closes with 4415 ``bad_format``; malformed
-JSON, a missing hello or hello timeout close with 4400 ``bad_message``; an unknown push id
+"stop" is sent the moment guard mode disarms. Limits (engine/bounds.py): one message is at most
+1 MiB (close code 1009 otherwise) and 1 s of audio (4413 ``chunk_too_big``); audio is taken at
+most ``RATE_FACTOR`` × real time and text messages at a bounded rate (the websocket is read no
+faster: the rest waits in the agent's socket); a bad format (``check_format``) closes with 4415
+``bad_format``; anything that isn't a JSON object with a type (bad JSON, numbers too big,
+nesting too deep), a missing hello or hello timeout close with 4400 ``bad_message``; an
+unexpected error closes with 1011 (logged once); an unknown push id
 closes with 4404 ``unknown_push_id``; a second agent for the same push id replaces the first,
-which is closed with 4409 ``replaced``; a removed satellite closes with 4404, a reloaded one
+which is closed with 4409 ``replaced`` (both hold the satellite's key); a removed satellite
+closes with 4404, a reloaded one
 with 1012 ``restart`` (reconnect), Home Assistant stopping with 1001 ``stopping``. Audio that
 arrives before the hello or while stopped is ignored and counted; messages of an unknown type
 are ignored (and counted) so that later agents may add some. Websocket pings are sent every 30 s.
+Logs name the satellite, never its push id or key.
 
 No audio is buffered here beyond the one message being handed to the sink.
 """
@@ -33,17 +43,19 @@ import asyncio
 from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
-import json
+import hmac
 import logging
 import re
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
 from homeassistant.util.hass_dict import HassKey
 
 from ..const import DOMAIN
+from ..engine import bounds
 from .base import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -60,23 +72,27 @@ from .base import (
 _LOGGER = logging.getLogger(__name__)
 
 PUSH_URL: Final = "/api/guard_mode/push/{push_id}"
-MAX_MESSAGE: Final = 1024 * 1024  # one websocket message (100 ms of audio is ~3 KiB)
+KEY_HEADER: Final = "X-Guard-Mode-Key"
+REFUSED_HEADER: Final = "X-Guard-Mode-Refused"  # on the 403: what was refused (the agent's cue)
+KEY_REFUSED: Final = "key"
+MAX_MESSAGE: Final = bounds.MAX_CHUNK_BYTES  # one websocket message (100 ms of audio is ~3 KiB)
 HEARTBEAT_S: Final = 30.0
-HELLO_TIMEOUT_S: Final = 10.0
+HELLO_TIMEOUT_S: Final = bounds.HELLO_TIMEOUT_S
 CLOSE_TIMEOUT_S: Final = 2.0
 RESOLVE_INTERVAL_S: Final = 1.0  # how often a connection checks its push id is still served
 RESOLVE_GRACE_S: Final = 5.0  # a push id unserved this long is gone (not just reloading)
 AGENT_NAME_MAX: Final = 64
 
 CLOSE_GOING_AWAY: Final = 1001
+CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_RESTART: Final = 1012
 CLOSE_BAD_MESSAGE: Final = 4400
 CLOSE_UNKNOWN_PUSH_ID: Final = 4404
 CLOSE_REPLACED: Final = 4409
+CLOSE_CHUNK_TOO_BIG: Final = 4413
 CLOSE_BAD_FORMAT: Final = 4415
 
 _PUSH_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 type PushResolver = Callable[[str], "PushSource | None"]
 
@@ -106,6 +122,11 @@ def async_unregister_push_view(hass: HomeAssistant) -> None:
         view.resolve = _resolve_nothing
 
 
+def push_key_issue(subentry_id: str) -> str:
+    """Return the repair issue id that shows a push satellite's new key (migration)."""
+    return f"push_key_created_{subentry_id}"
+
+
 def _resolve_nothing(_push_id: str) -> PushSource | None:
     return None
 
@@ -130,10 +151,14 @@ class _ProtocolError(Exception):
 class AgentConnection:
     """One connected agent: its websocket, what it declared and what it was last told."""
 
-    def __init__(self, ws: web.WebSocketResponse, push_id: str, user: str | None) -> None:
-        """Wrap the prepared websocket of an agent for push_id, authenticated as user."""
+    def __init__(
+        self, ws: web.WebSocketResponse, push_id: str, user: str | None, key: str = ""
+    ) -> None:
+        """Wrap the prepared websocket of an agent for push_id (with key), of user."""
         self.ws = ws
         self.push_id = push_id
+        self.key = key
+        self.key_issue: str | None = None  # a repair showing the key, gone once the agent has it
         self.user = user
         self.agent: str | None = None
         self.format: AudioFormat | None = None
@@ -173,9 +198,11 @@ class PushSource(AudioSource):
 
     kind = "push"
 
-    def __init__(self, push_id: str) -> None:
-        """Receive audio from the agent that connects with push_id."""
+    def __init__(self, push_id: str, key: str) -> None:
+        """Receive audio from the agent that connects with push_id and the satellite's key."""
         self.push_id = push_id
+        self.key = key
+        self.key_issue: str | None = None  # a repair showing the key, gone once the agent has it
         self.messages = 0  # audio messages received (delivered or used by a probe)
         self.bytes = 0
         self.ignored = 0  # messages ignored (audio before hello or while stopped, unknown types)
@@ -208,9 +235,13 @@ class PushSource(AudioSource):
         return self._sink is not None or bool(self._probes)
 
     def describe(self) -> str:
-        """Return the push id (and the agent, when one is connected)."""
+        """Return what the source is (and the agent, when one is connected); never the push id."""
         agent = f" ({self.agent})" if self.agent else ""
-        return f"push agent {self.push_id}{agent}"
+        return f"the Guard Mode agent{agent}"
+
+    def key_matches(self, key: str) -> bool:
+        """Return whether key is this satellite's key (compared in constant time)."""
+        return bool(self.key) and hmac.compare_digest(key.encode(), self.key.encode())
 
     def diagnostics(self) -> dict[str, Any]:
         """Return the source's state and counters (no hosts, no tokens)."""
@@ -231,8 +262,8 @@ class PushSource(AudioSource):
         conn = self._conn
         if conn is None:
             raise NoAudio(
-                f"no agent connected: run guard_mode_agent.py on the device with --satellite "
-                f"{self.push_id}"
+                "no agent connected: run guard_mode_agent.py on the device with this "
+                "satellite's id and key (shown when you reconfigure the satellite)"
             )
         future: asyncio.Future[AudioFormat] = asyncio.get_running_loop().create_future()
         self._probes.append(future)
@@ -290,7 +321,7 @@ class PushSource(AudioSource):
         if self._conn is None:
             return CannotConnect(
                 f"no agent connected for {STALL_TIMEOUT_S:.0f} s: run guard_mode_agent.py on the "
-                f"device with --satellite {self.push_id}"
+                "device with this satellite's id and key (shown when you reconfigure it)"
             )
         return NoAudio(f"{self.describe()} sent no audio for {STALL_TIMEOUT_S:.0f} s")
 
@@ -318,13 +349,14 @@ class PushSource(AudioSource):
         self.connections += 1
         if old is not None and old is not conn:
             _LOGGER.warning(
-                "Guard Mode push %s: a new agent connected (user %s), closing the previous one",
-                self.push_id,
+                "Satellite %s: a new agent connected (with its key, user %s), closing the "
+                "previous one",
+                self.satellite,
                 conn.user,
             )
             old.source = None
             old.request_close(
-                CLOSE_REPLACED, "replaced", "another agent connected with the same push id"
+                CLOSE_REPLACED, "replaced", "another agent connected for this satellite"
             )
         self._since = asyncio.get_running_loop().time()
         conn.update()
@@ -338,7 +370,7 @@ class PushSource(AudioSource):
         if self._conn is not conn:
             return
         self._conn = None
-        failure = error or CannotConnect(f"the agent on push id {self.push_id} disconnected")
+        failure = error or CannotConnect("the agent disconnected")
         for future in self._probes:
             if not future.done():
                 future.set_exception(failure)
@@ -380,30 +412,62 @@ class PushView(HomeAssistantView):
         self.resolve = resolve
         self._warned: set[str] = set()  # problems logged once: agents retry forever
 
-    async def get(self, request: web.Request, push_id: str) -> web.WebSocketResponse:
+    async def get(self, request: web.Request, push_id: str) -> web.StreamResponse:
         """Accept an agent, answer its hello, relay start/stop and its audio."""
         hass = request.app[KEY_HASS]
         user = request.get("hass_user")
+        user_name = bounds.printable(user.name) if user is not None and user.name else "?"
+        source = self.resolve(push_id) if _PUSH_ID.fullmatch(push_id) else None
+        if source is not None and not source.key_matches(request.headers.get(KEY_HEADER, "")):
+            # Before any websocket: another user's token can't feed or close this satellite.
+            self._warn_once(
+                f"Satellite {source.satellite}: refused an agent without this satellite's key "
+                f"(Home Assistant user {user_name})"
+            )
+            return web.Response(
+                status=403,
+                headers={REFUSED_HEADER: KEY_REFUSED},
+                text="This satellite's key is missing or wrong: give the agent the key shown "
+                "in the satellite's settings (Reconfigure).",
+            )
         ws = web.WebSocketResponse(
             heartbeat=HEARTBEAT_S,
             max_msg_size=MAX_MESSAGE + 1,  # aiohttp refuses a message of max_msg_size bytes
             compress=False,
         )
         await ws.prepare(request)
-        conn = AgentConnection(ws, push_id, user.name if user is not None else None)
-        label = _printable(push_id, AGENT_NAME_MAX)
-        source = self.resolve(push_id) if _PUSH_ID.fullmatch(push_id) else None
+        try:
+            await self._serve(hass, ws, request, push_id, source=source, user=user_name)
+        finally:  # however it ends (cancelled too): no heartbeat left to ping a closed socket
+            _disarm_heartbeat(ws)
+        return ws
+
+    async def _serve(
+        self,
+        hass: HomeAssistant,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        push_id: str,
+        *,
+        source: PushSource | None,
+        user: str,
+    ) -> None:
+        """Run one agent's connection on its prepared websocket."""
+        conn = AgentConnection(ws, push_id, user, request.headers.get(KEY_HEADER, ""))
         if source is None:
-            self._warn_once(f"Guard Mode push: an agent asked for unknown push id {label!r}")
+            self._warn_once("Guard Mode push: an agent asked for a push id no satellite has")
             await _close(
                 ws,
                 _Close(
                     CLOSE_UNKNOWN_PUSH_ID,
                     "unknown_push_id",
-                    f"no Guard Mode satellite has push id {label!r}: check --satellite",
+                    "no Guard Mode satellite has this push id: check --satellite",
                 ),
             )
-            return ws
+            return
+        label = source.satellite
+        if source.key_issue is not None:
+            ir.async_delete_issue(hass, DOMAIN, source.key_issue)
         control: asyncio.Task[None] | None = None
         close: _Close | None = None
         try:
@@ -412,14 +476,17 @@ class PushView(HomeAssistantView):
             control = hass.async_create_background_task(
                 self._control(hass, conn), f"{DOMAIN} push {label} control", eager_start=False
             )
-            _LOGGER.debug("Guard Mode push %s: %s connected", label, conn.agent)
+            _LOGGER.debug("Satellite %s: agent %s connected", label, conn.agent)
             await self._receive(conn)
         except _ProtocolError as err:
             close = err.close
             if ws.closed:  # gone before its hello: nothing to tell, nothing to warn about
-                _LOGGER.debug("Guard Mode push %s: %s", label, close.message)
+                _LOGGER.debug("Satellite %s: agent: %s", label, close.message)
             else:
-                self._warn_once(f"Guard Mode push {label}: {close.message}")
+                self._warn_once(f"Satellite {label}: agent {conn.agent}: {close.message}")
+        except Exception as err:  # a bug must not leave the agent without a reason
+            close = _Close(CLOSE_INTERNAL_ERROR, "internal_error", "internal error")
+            self._warn_once(f"Satellite {label}: agent connection failed: {err!r}", exc=err)
         finally:
             # First what can't be interrupted: the handler is cancelled when the peer is gone.
             if conn.source is not None:
@@ -437,10 +504,9 @@ class PushView(HomeAssistantView):
             await _close(ws, close)
         elif not ws.closed:
             await ws.close()
-        _LOGGER.debug("Guard Mode push %s: %s disconnected", label, conn.agent)
-        return ws
+        _LOGGER.debug("Satellite %s: agent %s disconnected", label, conn.agent)
 
-    def _warn_once(self, message: str) -> None:
+    def _warn_once(self, message: str, exc: BaseException | None = None) -> None:
         """Log a warning the first time (later at debug level: a broken agent retries)."""
         if message in self._warned:
             _LOGGER.debug("%s", message)
@@ -448,16 +514,25 @@ class PushView(HomeAssistantView):
         if len(self._warned) >= 100:
             self._warned.clear()
         self._warned.add(message)
-        _LOGGER.warning("%s", message)
+        _LOGGER.warning("%s", message, exc_info=exc)
 
     async def _receive(self, conn: AgentConnection) -> None:
-        """Handle the agent's messages until the websocket closes."""
+        """Handle the agent's messages until the websocket closes (within the agent's budget)."""
+        audio, events = bounds.audio_budget(), bounds.event_budget()
         while True:
             msg = await conn.ws.receive()
+            wait = events.spend(1)
             if msg.type is WSMsgType.BINARY:
                 source = conn.source
-                if source is not None:
+                if source is not None and (fmt := conn.format) is not None:
+                    size = len(msg.data)
+                    if problem := bounds.chunk_error(size, fmt.rate, fmt.width, fmt.channels):
+                        raise _ProtocolError(
+                            _Close(CLOSE_CHUNK_TOO_BIG, "chunk_too_big", f"it sent {problem}")
+                        )
                     source.deliver(conn, msg.data)
+                    seconds = bounds.chunk_seconds(size, fmt.rate, fmt.width, fmt.channels)
+                    wait = max(wait, audio.spend(seconds))
             elif msg.type is WSMsgType.TEXT:
                 message = _parse(msg.data)
                 kind = message.get("type")
@@ -467,13 +542,17 @@ class PushView(HomeAssistantView):
                     conn.source.ignored += 1
                     _LOGGER.debug("Guard Mode push: ignoring a %r message", kind)
             else:  # close, closing, closed, error (too big, broken connection)
-                if msg.type is WSMsgType.ERROR:
+                if msg.type is WSMsgType.ERROR and conn.source is not None:
                     _LOGGER.warning(
-                        "Guard Mode push %s: connection error: %s",
-                        _printable(conn.push_id, AGENT_NAME_MAX),
-                        msg.data,
+                        "Satellite %s: agent connection error: %s",
+                        conn.source.satellite,
+                        bounds.printable(msg.data, 200),
                     )
                 return
+            if wait:
+                if conn.source is not None:
+                    conn.source.throttled(wait)
+                await asyncio.sleep(wait)
 
     async def _control(self, hass: HomeAssistant, conn: AgentConnection) -> None:
         """Tell the agent start/stop as it changes; follow the resolver; close on request."""
@@ -495,8 +574,9 @@ class PushView(HomeAssistantView):
             pass  # the receive loop sees the connection end
         except Exception:
             # Without this task the agent would not hear "stop": close, so that it stops.
-            _LOGGER.exception("Guard Mode push %s: unexpected error", conn.push_id)
-            await ws.close(code=1011, message=b"internal error")
+            _LOGGER.exception("Guard Mode push: unexpected error")
+            await ws.close(code=CLOSE_INTERNAL_ERROR, message=b"internal error")
+            _disarm_heartbeat(ws)
 
     def _follow(self, hass: HomeAssistant, conn: AgentConnection) -> None:
         """Move conn to the source now serving its push id (a reloaded satellite), if any."""
@@ -504,6 +584,8 @@ class PushView(HomeAssistantView):
             conn.request_close(CLOSE_GOING_AWAY, "stopping", "Home Assistant is stopping")
             return
         source = self.resolve(conn.push_id)
+        if source is not None and source is not conn.source and not source.key_matches(conn.key):
+            source = None  # reconfigured with a new key: this agent's key is no longer it
         if source is None:  # removed, or being reloaded: give it a moment to come back
             now = hass.loop.time()
             if conn.unserved_since is None:
@@ -515,7 +597,7 @@ class PushView(HomeAssistantView):
             conn.request_close(
                 CLOSE_UNKNOWN_PUSH_ID,
                 "unknown_push_id",
-                f"the Guard Mode satellite with push id {conn.push_id} was removed",
+                "this Guard Mode satellite was removed (or its key changed)",
             )
             return
         conn.unserved_since = None
@@ -528,6 +610,7 @@ class PushView(HomeAssistantView):
 
 async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushSource) -> None:
     """Read the agent's hello (audio before it is ignored); raise _ProtocolError otherwise."""
+    events = bounds.event_budget()
     try:
         async with asyncio.timeout(HELLO_TIMEOUT_S):
             while True:
@@ -535,6 +618,8 @@ async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushS
                 if msg.type is not WSMsgType.BINARY:
                     break
                 source.ignored += 1  # audio before hello
+                if wait := events.spend(1):
+                    await asyncio.sleep(wait)
     except TimeoutError as err:
         raise _ProtocolError(
             _Close(CLOSE_BAD_MESSAGE, "bad_message", f"no hello within {HELLO_TIMEOUT_S:.0f} s")
@@ -548,17 +633,17 @@ async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushS
         )
     conn.format = _format(message)
     agent = message.get("agent")
-    conn.agent = _printable(agent, AGENT_NAME_MAX) if isinstance(agent, str) else "unknown"
+    conn.agent = bounds.printable(agent, AGENT_NAME_MAX) if isinstance(agent, str) else "unknown"
 
 
 def _parse(text: str) -> dict[str, Any]:
     try:
-        message = json.loads(text)
-    except ValueError as err:
+        message = bounds.parse_json_object(text, "a text message")
+    except bounds.PeerError as err:
         raise _ProtocolError(
-            _Close(CLOSE_BAD_MESSAGE, "bad_message", "text messages must be JSON objects")
-        ) from err
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", f"text messages must be JSON objects: {err}")
+        ) from None
+    if not isinstance(message.get("type"), str):
         raise _ProtocolError(
             _Close(CLOSE_BAD_MESSAGE, "bad_message", "text messages must be objects with a type")
         )
@@ -579,13 +664,12 @@ def _format(message: dict[str, Any]) -> AudioFormat:
 
 async def _close(ws: web.WebSocketResponse, close: _Close) -> None:
     """Send the error message (when the socket is still open) and close with close.code."""
-    if ws.closed:
-        return
-    try:
-        await ws.send_json({"type": "error", "code": close.error, "message": close.message})
-        await ws.close(code=close.code, message=close.error.encode()[:120])
-    except ConnectionError:
-        pass
+    if not ws.closed:
+        try:
+            await ws.send_json({"type": "error", "code": close.error, "message": close.message})
+            await ws.close(code=close.code, message=close.error.encode()[:120])
+        except ConnectionError:
+            pass
     _disarm_heartbeat(ws)
 
 
@@ -598,8 +682,3 @@ def _disarm_heartbeat(ws: web.WebSocketResponse) -> None:
     cancel = getattr(ws, "_cancel_heartbeat", None)
     if callable(cancel):
         cancel()
-
-
-def _printable(text: str, limit: int) -> str:
-    """Return text safe for logs: printable ASCII, at most limit characters."""
-    return _UNPRINTABLE.sub("?", text)[:limit]

@@ -40,13 +40,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 import logging
-import re
 import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ..redact import redact_url
 from . import base
 from .base import (
     AudioFormat,
@@ -78,35 +78,6 @@ SCHEMES: Final = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "rtmps"})
 # What FFmpeg may open on the way (redirects, playlists): never files, pipes or the like.
 PROTOCOLS: Final = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,rtmp,rtmps"
 
-_SECRET_PARAM = re.compile(r"token|key|pass|pwd|auth|sig|secret|cred|session|user", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """Return url without credentials: no user or password, no secret-looking query values.
-
-    Query parameters whose names contain token, key, pass, pwd, auth, sig, secret, cred,
-    session or user keep their names, not their values.
-
-    ``rtsp://user:pass@cam/x`` becomes ``rtsp://***@cam/x`` and ``...?token=abc&ch=1`` becomes
-    ``...?token=***&ch=1``.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"  # not even a URL: it might be anything
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = "&".join(_redact_param(param) for param in parts.query.split("&"))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _redact_param(param: str) -> str:
-    name, sep, value = param.partition("=")
-    if sep and value and _SECRET_PARAM.search(unquote(name)):
-        return f"{name}=***"
-    return param
-
 
 @dataclass(slots=True)
 class StreamStats:
@@ -130,8 +101,8 @@ class StreamSource(AudioSource):
         self.stats = StreamStats()
 
     def describe(self) -> str:
-        """Return the URL without credentials."""
-        return redact_url(self.url)
+        """Return the URL without credentials or host (redact.py: parsed, not pattern-matched)."""
+        return redact_url(self.url, host=False)
 
     async def probe(self) -> AudioFormat:
         """Connect, decode the first audio and return its format (as decoded, 16-bit)."""

@@ -1,4 +1,11 @@
-"""Wyoming microphone services (e.g. wyoming-mic-external): audio-start / audio-chunk over TCP."""
+"""Wyoming microphone services (e.g. wyoming-mic-external): audio-start / audio-chunk over TCP.
+
+A mic service is a peer on the network, bounded like every entrance (engine/bounds.py): events
+are read with bounded sizes and any parsing failure is a protocol error; a chunk over the chunk
+bounds, or in an unusable format, ends the connection with one clear reason (the satellite logs
+it once per outage and reconnects); audio is read at most ``RATE_FACTOR`` × real time (the rest
+waits in the socket); a service that sends no audio for ``STALL_TIMEOUT_S`` is reconnected.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
-from ..engine import protocol
+from ..engine import bounds, protocol
+from ..redact import error_text
 from .base import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -25,6 +33,7 @@ from .base import (
 )
 
 CONNECT_TIMEOUT_S = 5.0
+MAX_INFO = 1 << 20  # a service's info (a text-to-speech service lists all its voices)
 
 
 class ProtocolError(SourceError):
@@ -36,7 +45,7 @@ class ProtocolError(SourceError):
 async def read_event(reader: asyncio.StreamReader) -> Event | None:
     """Read one Wyoming event with bounded sizes; None when the peer closed the connection."""
     try:
-        return await protocol.read_event(reader)
+        return await protocol.read_event(reader, max_data=MAX_INFO)
     except protocol.ProtocolError as err:
         raise ProtocolError(str(err)) from err
 
@@ -52,8 +61,8 @@ class WyomingMicSource(AudioSource):
         self.port = port
 
     def describe(self) -> str:
-        """Return the service's address."""
-        return f"tcp://{self.host}:{self.port}"
+        """Return what the source is (not its host: logs name the satellite instead)."""
+        return "the Wyoming mic service"
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -62,7 +71,7 @@ class WyomingMicSource(AudioSource):
                     self.host, self.port, limit=protocol.MAX_HEADER
                 )
         except (OSError, TimeoutError) as err:
-            raise CannotConnect(f"cannot connect to {self.describe()}: {err}") from err
+            raise CannotConnect(f"cannot connect to {self.describe()}: {error_text(err)}") from err
         # Mic services ignore it; other Wyoming services answer with what they are.
         await async_write_event(Describe().event(), writer)
         return reader, writer
@@ -90,21 +99,35 @@ class WyomingMicSource(AudioSource):
     async def run(self, sink: AudioSink) -> None:
         """Stream chunks into sink until cancelled; raise when the service fails or stalls."""
         reader, writer = await self._connect()
+        audio, events = bounds.audio_budget(), bounds.event_budget()
+        loop = asyncio.get_running_loop()
+        stall_at = loop.time() + STALL_TIMEOUT_S  # no audio by then: stalled, whatever else
         try:
             while True:
+                if loop.time() >= stall_at:  # no audio, whatever else kept coming
+                    raise NoAudio(f"{self.describe()} stopped sending audio")
                 try:
-                    async with asyncio.timeout(STALL_TIMEOUT_S):
+                    async with asyncio.timeout_at(stall_at):
                         event = await read_event(reader)
                 except TimeoutError as err:
                     raise NoAudio(f"{self.describe()} stopped sending audio") from err
                 if event is None:
                     raise CannotConnect(f"{self.describe()} closed the connection")
-                if AudioChunk.is_type(event.type):
+                wait = events.spend(1)
+                if AudioChunk.is_type(event.type) and event.payload:
                     fmt = _format(event)
-                    if event.payload:
-                        sink(event.payload, fmt.rate, fmt.width, fmt.channels)
+                    size = len(event.payload)
+                    if problem := bounds.chunk_error(size, fmt.rate, fmt.width, fmt.channels):
+                        raise ProtocolError(f"{self.describe()} sent {problem}")
+                    sink(event.payload, fmt.rate, fmt.width, fmt.channels)
+                    seconds = bounds.chunk_seconds(size, fmt.rate, fmt.width, fmt.channels)
+                    wait = max(wait, audio.spend(seconds))
+                    stall_at = loop.time() + wait + STALL_TIMEOUT_S
                 elif AudioStop.is_type(event.type):
                     raise NoAudio(f"{self.describe()} stopped its microphone")
+                if wait:
+                    self.throttled(wait)
+                    await asyncio.sleep(wait)
         finally:
             await _close(writer)
 
@@ -114,7 +137,7 @@ def _format(event: Event) -> AudioFormat:
         return check_format(
             int(event.data["rate"]), int(event.data["width"]), int(event.data["channels"])
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise BadAudio(f"audio event without a valid format: {event.data!r:.200}") from err
 
 

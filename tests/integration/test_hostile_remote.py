@@ -1,0 +1,323 @@
+"""Hostile or broken engine services against Home Assistant's remote-engine client.
+
+A real Home Assistant with one Wyoming satellite playing a smoke alarm, its audio relayed to an
+"engine" on loopback: a fake one that answers the handshake and then misbehaves, or the real
+engine service with another token or a TLS certificate. Each test asserts what a user sees (the
+detection entities unavailable, a repair, one log line per outage, no traceback), the bound,
+and the recovery once a real engine answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import async_capture_events
+from wyoming.event import Event, async_write_event
+
+from custom_components.guard_mode import remote
+from custom_components.guard_mode.alerts import EVENT_DETECTION
+from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine import bounds, protocol, server as server_module
+from custom_components.guard_mode.engine.server import EngineServer, start_server
+from custom_components.guard_mode.engine.tagger import load_tagger
+
+from ..certs import make_certificate
+from .conftest import setup_entry
+from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
+from .test_remote_engine import TOKEN, _choose_remote, remote_options
+from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from .wyoming_mic import MicServer
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+INFO = protocol.GuardModeInfo("0.1.0", "numpy", "yamnet.onnx").event()
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class FakeEngine:
+    """Answers Guard Mode's handshake (token, describe) like the engine, then runs behaviour."""
+
+    def __init__(self, behaviour: Behaviour, port: int = 0) -> None:
+        self.behaviour = behaviour
+        self.port = port
+        self.connections = 0
+        self.tokens: list[str] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> FakeEngine:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, limit=protocol.MAX_HEADER
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError, protocol.ProtocolError):
+            auth = await protocol.read_event(reader)
+            assert auth is not None
+            self.tokens.append(protocol.GuardModeAuth.from_event(auth).token)
+            await protocol.read_event(reader)  # describe
+            await async_write_event(INFO, writer)
+            await self.behaviour(reader, writer)
+        self._tasks.discard(task)
+        writer.close()
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+async def raw(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()
+    await asyncio.Event().wait()
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 0.3)
+    monkeypatch.setattr(remote, "BACKOFF_MAX_S", 0.3)
+
+
+def smoke_entity(hass: HomeAssistant, entry: Any) -> str:
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    found = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{satellite.id}-smoke_alarm"
+    )
+    assert found is not None
+    return found
+
+
+async def recovers_with_a_real_engine(hass: HomeAssistant, fake: FakeEngine, entity: str) -> None:
+    """Replace the fake engine by the real one on its port: everything comes back by itself."""
+    port = fake.port
+    await fake.stop()
+    real = EngineServer(load_tagger(), token=TOKEN)
+    await start_server(real, port=port)
+    try:
+        await wait_for(lambda: hass.states.get(entity).state != "unavailable", limit=20)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
+        await arm(hass, False)
+    finally:
+        await real.stop()
+
+
+MALFORMED = {
+    "inf-length": b'{"type": "guard-mode-status", "data_length": 1e999}\n',
+    "deep-nesting": b'{"type": "ping", "data_length": 200000}\n' + b"[" * 100_000 + b"]" * 100_000,
+    "bad-utf8": b'{"type": "guard-mode-status", "data_length": 4}\n\xff\xfe\xfd\xfc',
+    "bad-detection": b'{"type": "guard-mode-detection", "data": {"kind": "onset", "id": 5}}\n',
+    "huge-payload": b'{"type": "pong", "payload_length": 99999999999}\n',
+}
+
+
+@pytest.mark.parametrize("garbage", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_event_never_kills_the_stream_silently(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+    garbage: bytes,
+) -> None:
+    fake = await FakeEngine(lambda _r, w: raw(w, garbage)).start()
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
+    entity = smoke_entity(hass, entry)
+    await arm(hass)
+    await wait_for(lambda: hass.states.get(entity).state == "unavailable", limit=10)
+    await wait_for(
+        lambda: ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
+    )
+    await wait_for(lambda: fake.connections >= 4, limit=15)  # it keeps reconnecting
+    assert caplog.text.count("The remote engine is unreachable") == 1  # once per outage
+    ours = [r for r in caplog.records if r.name.startswith("custom_components")]
+    assert not [r for r in ours if r.exc_info], "a parser failure escaped"
+    await recovers_with_a_real_engine(hass, fake, entity)
+    assert caplog.text.count("The remote engine is back") == 1
+
+
+async def test_a_silent_engine_is_dropped_after_the_idle_timeout(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bounds, "IDLE_TIMEOUT_S", 1.0)
+    fake = await FakeEngine(lambda _r, _w: asyncio.Event().wait()).start()  # says nothing
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
+    entity = smoke_entity(hass, entry)
+    await arm(hass)
+    await wait_for(lambda: hass.states.get(entity).state == "unavailable", limit=10)
+    await wait_for(lambda: fake.connections >= 2, limit=10)
+    await recovers_with_a_real_engine(hass, fake, entity)
+
+
+async def test_a_detection_flood_is_throttled(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+) -> None:
+    """An engine reporting endless onsets can't turn them into endless alerts."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def flood(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(100_000):
+            data = {
+                "kind": "onset",
+                "id": f"fake-{n}",
+                "sound": "glass_break",
+                "start_s": 0.0,
+                "end_s": 0.0,
+                "confidence": 0.9,
+                "label": "Glass",
+                "peak_db": -10.0,
+                "suppressed": False,
+                "reason": None,
+                "time_s": 0.0,
+            }
+            await async_write_event(Event(protocol.DETECTION_TYPE, data), writer)
+
+    fake = await FakeEngine(flood).start()
+    await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=10)
+    await asyncio.sleep(2.0)
+    elapsed = loop.time() - started
+    assert len(detections) <= remote.DETECTION_BURST + remote.DETECTION_RATE * elapsed + 1
+    await arm(hass, False)
+    await fake.stop()
+
+
+async def test_a_wrong_token_is_refused_and_said_so(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    engine = EngineServer(load_tagger(), token="the-engines-own-token-42")
+    await start_server(engine)
+    try:
+        entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+        result = await _choose_remote(hass, entry, engine.port, token="not-the-engines-token")
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {"base": "invalid_auth"}
+        result = await _choose_remote(hass, entry, engine.port, token="short")
+        assert result["errors"] == {"engine_token": "bad_token"}
+        assert engine.worker.streams == []
+    finally:
+        await engine.stop()
+    assert "not-the-engines-token" not in caplog.text
+    assert "the-engines-own-token-42" not in caplog.text
+
+
+async def test_setup_with_a_refused_token_retries_with_a_repair(hass: HomeAssistant) -> None:
+    engine = EngineServer(load_tagger(), token="the-engines-own-token-42")
+    await start_server(engine)
+    try:
+        entry = satellite_entry(1, **remote_options(engine.port))
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE)
+        assert issue is not None
+        assert "refused the token" in issue.translation_placeholders["error"]
+    finally:
+        await engine.stop()
+
+
+@pytest.fixture
+async def tls_engine(tmp_path: Path) -> AsyncIterator[tuple[EngineServer, str]]:
+    _, cert = make_certificate(tmp_path)
+    context, pin = server_module.tls_context(str(cert), str(tmp_path / "key.pem"))
+    engine = EngineServer(load_tagger(), token=TOKEN, ssl_context=context)
+    await start_server(engine)
+    yield engine, pin
+    await engine.stop()
+
+
+async def test_tls_with_the_pinned_certificate(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    tls_engine: tuple[EngineServer, str],
+) -> None:
+    engine, pin = tls_engine
+    options = remote_options(engine.port, engine_fingerprint=pin.lower())
+    await setup_entry(hass, satellite_entry(alarm_mic.port, **options))
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    assert detections[0].data["sound"] == "smoke_alarm"
+    assert engine.worker.stats.windows_tagged > 0
+    await arm(hass, False)
+
+
+async def test_tls_with_another_certificate_sends_nothing(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    tls_engine: tuple[EngineServer, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, _ = tls_engine
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"arming_mode": "manual", "always_listen_alarms": False, "evidence_clips": False}
+        | {"engine": "remote"},
+    )
+    impostor = "AB:" * 31 + "AB"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "engine_host": "127.0.0.1",
+            "engine_port": engine.port,
+            "engine_token": TOKEN,
+            "engine_fingerprint": impostor,
+        },
+    )
+    assert result["errors"] == {"base": "tls_mismatch"}
+    await wait_for(lambda: not engine.connections)
+    assert "wrong token" not in caplog.text  # the token was never sent to it
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "engine_host": "127.0.0.1",
+            "engine_port": engine.port,
+            "engine_token": TOKEN,
+            "engine_fingerprint": "not a fingerprint",
+        },
+    )
+    assert result["errors"] == {"engine_fingerprint": "bad_fingerprint"}
+
+
+async def test_the_remote_engine_errors_name_no_host(hass: HomeAssistant) -> None:
+    closed = await FakeEngine(lambda _r, _w: asyncio.sleep(0)).start()
+    port = closed.port
+    await closed.stop()
+    settings = remote.RemoteSettings("localhost", port, TOKEN)
+    with pytest.raises(remote.RemoteEngineError) as err:
+        await remote.async_describe(settings)
+    assert err.value.reason == "cannot_connect"
+    assert "localhost" not in str(err.value)
+    assert "127.0.0.1" not in str(err.value)
+    assert "connection refused" in str(err.value)
+    assert TOKEN not in repr(settings)
+    _ = smoke_alarm_audio  # the alarm the satellite of the other tests plays
