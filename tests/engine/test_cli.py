@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import subprocess
-import sys
 import wave
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from .test_analyze_contract import analyze as run_analyze
 
 
 def write_wav(path: Path, seconds: float, rate: int = 4000) -> Path:
@@ -23,14 +22,7 @@ def write_wav(path: Path, seconds: float, rate: int = 4000) -> Path:
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "custom_components.guard_mode.engine", "analyze", "--json", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_analyze("--json", *args)
 
 
 def test_long_files_are_refused_before_they_are_decoded(tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-import wave
+from typing import Any
 
 from homeassistant.auth.models import User
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import device_registry as dr
-import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
@@ -30,19 +29,21 @@ from tests import synth
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import alarm_mic, the_satellite  # noqa: F401 - fixture
+from .test_learning import _wav as write_wav
 from .test_satellite_wyoming import arm, fast_timeouts, satellite_entry, wait_for  # noqa: F401
-from .wyoming_mic import MicServer, pcm16
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
-def write_wav(path: Path, audio: np.ndarray) -> str:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm16(audio))
-    return str(path)
+def satellite_device(hass: HomeAssistant, entry: Any) -> str:
+    """Return the device id of the entry's only satellite."""
+    satellite = the_satellite(hass)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, satellite.id), entry.entry_id
+    )
+    assert device is not None
+    return device.id
 
 
 @pytest.fixture
@@ -60,21 +61,17 @@ async def test_guard_changing_actions_are_admin_only(
     plain_user: User,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-    satellite = the_satellite(hass)
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        (DOMAIN, satellite.id), entry.entry_id
-    )
-    assert device is not None
+    device = satellite_device(hass, entry)
     media = tmp_path / "media"
     media.mkdir()
     hass.config.allowlist_external_dirs = {str(media)}
     wav = write_wav(media / "bell.wav", synth.chime())
     calls = {
-        "simulate": {"device_id": device.id, "sound": "glass_break"},
+        "simulate": {"device_id": device, "sound": "glass_break"},
         "analyze_file": {"path": wav},
         "mark_false_alarm": {"detection_id": "abc-1"},
         "forget_learned": {},
-        "teach": {"name": "Bell", "satellites": [device.id], "files": [wav, wav, wav]},
+        "teach": {"name": "Bell", "satellites": [device], "files": [wav, wav, wav]},
     }
     detections = async_capture_events(hass, EVENT_DETECTION)
     for user in (hass_read_only_user, plain_user):
@@ -137,11 +134,7 @@ async def test_teach_refuses_silent_and_steady_examples(
     tmp_path: Path,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-    satellite = the_satellite(hass)
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        (DOMAIN, satellite.id), entry.entry_id
-    )
-    assert device is not None
+    device = satellite_device(hass, entry)
     media = tmp_path / "media"
     media.mkdir()
     hass.config.allowlist_external_dirs = {str(media)}
@@ -150,7 +143,7 @@ async def test_teach_refuses_silent_and_steady_examples(
         await hass.services.async_call(
             DOMAIN,
             "teach",
-            {"name": "Hush", "satellites": [device.id], "files": silent},
+            {"name": "Hush", "satellites": [device], "files": silent},
             blocking=True,
         )
     assert "-55 dBFS" in str(err.value)
@@ -159,7 +152,7 @@ async def test_teach_refuses_silent_and_steady_examples(
         await hass.services.async_call(
             DOMAIN,
             "teach",
-            {"name": "Hum", "satellites": [device.id], "files": hum},
+            {"name": "Hum", "satellites": [device], "files": hum},
             blocking=True,
         )
     assert entry.runtime_data.learning.summary()["custom_sounds"] == {}

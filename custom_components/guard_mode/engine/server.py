@@ -381,16 +381,18 @@ class Connection:
             self._abort_reason = reason
         self.writer.transport.abort()
 
+    async def _next_event(self, timeout_s: float, code: str, what: str) -> Event | None:
+        """Read an event within timeout_s; refuse the client with code otherwise."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await read_event(self.reader)
+        except TimeoutError:
+            raise _Refused(code, f"{what} within {timeout_s:.0f} s") from None
+
     async def _read_loop(self) -> None:
         await self._authenticate()
         while True:
-            try:
-                async with asyncio.timeout(bounds.IDLE_TIMEOUT_S):
-                    event = await read_event(self.reader)
-            except TimeoutError:
-                raise _Refused(
-                    ERROR_TIMEOUT, f"nothing received for {bounds.IDLE_TIMEOUT_S:.0f} s"
-                ) from None
+            event = await self._next_event(bounds.IDLE_TIMEOUT_S, ERROR_TIMEOUT, "nothing")
             if event is None:
                 return
             wait = max(self._events.spend(1), self._handle(event))
@@ -407,13 +409,7 @@ class Connection:
 
     async def _authenticate(self) -> None:
         """Read the token (the first event, within the hello timeout) and check it."""
-        try:
-            async with asyncio.timeout(bounds.HELLO_TIMEOUT_S):
-                event = await read_event(self.reader)
-        except TimeoutError:
-            raise _Refused(
-                ERROR_UNAUTHORIZED, f"no token within {bounds.HELLO_TIMEOUT_S:.0f} s"
-            ) from None
+        event = await self._next_event(bounds.HELLO_TIMEOUT_S, ERROR_UNAUTHORIZED, "no token")
         if event is None:
             raise ConnectionError("closed before sending a token")
         if not GuardModeAuth.is_type(event.type):
