@@ -246,8 +246,10 @@ def convert(source: onnx.ModelProto, source_info: dict[str, str]) -> onnx.ModelP
     nodes.append(helper.make_node("Sigmoid", [LOGITS], [SCORES], name="scores/sigmoid"))
     nodes.append(helper.make_node("Identity", [EMBEDDING_SOURCE], [EMBEDDING], name="embedding"))
 
+    tensors = {**init, **new_init}
+    _own_weight_quantization(nodes, tensors)
     used = {name for node in nodes for name in node.input}
-    tensors = {**{k: v for k, v in init.items() if k in used}, **new_init}
+    tensors = {k: v for k, v in tensors.items() if k in used}
     initializers = [numpy_helper.from_array(tensors[k], k) for k in sorted(tensors) if k in used]
     inputs = [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 1, 96, 64])]
     outputs = [
@@ -279,6 +281,25 @@ def convert(source: onnx.ModelProto, source_info: dict[str, str]) -> onnx.ModelP
     )
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _own_weight_quantization(nodes: list[onnx.NodeProto], tensors: dict[str, Array]) -> None:
+    """Give each weight's DequantizeLinear its own scale and zero-point initializers.
+
+    The source shares them between weights. onnxruntime's exact u8u8 kernels for x86 CPUs
+    without VNNI (``session.x64quantprecision``) rewrite each int8 weight and its zero point to
+    uint8, and refuse to load a model where one zero point serves several weights.
+    """
+    for node in nodes:
+        if node.op_type != "DequantizeLinear" or tensors.get(node.input[0]) is None:
+            continue
+        if tensors[node.input[0]].dtype != np.int8:
+            continue
+        for i in (1, 2):
+            own = f"{node.input[0]}_{'scale' if i == 1 else 'zero_point'}"
+            if node.input[i] != own:
+                tensors[own] = tensors[node.input[i]].copy()
+                node.input[i] = own
 
 
 def _quantize_bias(

@@ -394,7 +394,9 @@ def test_numpy_quantized_graph_matches_onnxruntime(tmp_path: Path) -> None:
     model.ir_version = 10
     path = _save(model, tmp_path / "qdq.onnx")
     x_in = rng.uniform(-6, 6, (4, 3, 13, 10)).astype(np.float32)
-    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.x64quantprecision", "1")  # as the tagger does
+    want = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(
         None, {"x": x_in}
     )
     have = NumpyNetwork.load(path).run({"x": x_in}, ["y", "c3", "p_dq"])
