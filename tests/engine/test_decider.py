@@ -16,8 +16,12 @@ from custom_components.guard_mode.engine.decider import (
     WindowEvidence,
 )
 from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.engine.onset import Onset
 
 HOP = 0.48
+# What a shot's onset shows (it dies away), and a breaking pane's (it also showers shards).
+SHOT = Onset(frame=0, rise_db=40.0, peak_db=-12.0, decay_db=25.0, shower=0)
+BREAK = Onset(frame=0, rise_db=40.0, peak_db=-12.0, decay_db=25.0, shower=9)
 
 
 def window(
@@ -26,6 +30,9 @@ def window(
     *,
     media: float = 0.0,
     peak_db: float = -30.0,
+    onset: Onset | None = None,
+    head: dict[str, float] | None = None,
+    aligned: bool = False,
 ) -> WindowEvidence:
     """Window number index (0.96 s long, every 0.48 s) with normalized group scores."""
     scores = scores or {}
@@ -39,6 +46,9 @@ def window(
         labels=dict.fromkeys(scores, "Dog"),  # the broad label: the strictest case
         media=media,
         onset_s=index * HOP + 0.1,
+        onset=onset,
+        head=head or {},
+        aligned=aligned,
     )
 
 
@@ -59,29 +69,65 @@ def onsets(events: list[DeciderEvent]) -> list[tuple[Sound, bool, Reason | None]
 
 def test_one_weak_window_is_not_enough_two_are() -> None:
     decider = Decider()
-    events = run(decider, [window(0, {Sound.GLASS_BREAK: 1.1}), window(1), window(2), window(3)])
+    events = run(decider, [window(0, {Sound.DOG_BARK: 1.1}), window(6), window(7), window(8)])
     assert onsets(events) == []
-    events = run(
-        decider, [window(10, {Sound.GLASS_BREAK: 1.1}), window(11, {Sound.GLASS_BREAK: 1.2})]
-    )
-    assert onsets(events) == [(Sound.GLASS_BREAK, False, None)]
+    events = run(decider, [window(10, {Sound.DOG_BARK: 1.1}), window(11, {Sound.DOG_BARK: 1.2})])
+    assert onsets(events) == [(Sound.DOG_BARK, False, None)]
     detection = events[0].detection
     assert detection.start_s == pytest.approx(10 * HOP + 0.1)  # the first hit's onset
     assert detection.confidence == pytest.approx(0.6)
 
 
 def test_one_strong_window_is_enough() -> None:
-    events = run(Decider(), [window(0, {Sound.GUNSHOT: 2.5})])
+    events = run(Decider(), [window(0, {Sound.BABY_CRY: 2.5})])
+    assert onsets(events) == [(Sound.BABY_CRY, False, None)]
+
+
+def test_hits_further_apart_than_the_rule_allows_do_not_add_up() -> None:
+    decider = Decider()
+    rule = decider.config.rules[Sound.DOG_BARK]  # N hits whose ends lie within within_s
+    apart = int(rule.within_s / HOP) + 1
+    spaced = [window(i, {Sound.DOG_BARK: 1.2} if i % apart == 0 else {}) for i in range(30)]
+    assert onsets(run(decider, spaced)) == []
+    close = [window(100 + i, {Sound.DOG_BARK: 1.2}) for i in range(rule.hits)]
+    assert onsets(run(decider, close)) == [(Sound.DOG_BARK, False, None)]
+
+
+def test_a_shot_is_decided_on_its_onset() -> None:
+    decider = Decider()
+    shot = {Sound.GUNSHOT: 3.0}
+    # The tagger alone, however sure: no onset that dies away, no shot (an engine's rattle).
+    assert onsets(run(decider, [window(i, shot) for i in range(4)])) == []
+    ongoing = Onset(frame=0, rise_db=40.0, peak_db=-12.0, decay_db=2.0, shower=0)
+    assert onsets(run(decider, [window(5, shot, onset=ongoing)])) == []
+    # One window holding an onset that dies away is enough, even at a modest score.
+    rule = decider.config.rules[Sound.GUNSHOT].impulse
+    assert rule is not None
+    events = run(decider, [window(9, {Sound.GUNSHOT: rule.score}, onset=SHOT, aligned=True)])
     assert onsets(events) == [(Sound.GUNSHOT, False, None)]
 
 
-def test_hits_outside_the_window_of_m_do_not_add_up() -> None:
-    decider = Decider()
-    rule = decider.config.rules[Sound.BABY_CRY]  # N hits among the last M windows
-    spaced = [window(i, {Sound.BABY_CRY: 1.2} if i % rule.of == 0 else {}) for i in range(30)]
-    assert onsets(run(decider, spaced)) == []  # never two hits within M windows
-    close = [window(100 + i, {Sound.BABY_CRY: 1.2}) for i in range(rule.hits)]
-    assert onsets(run(decider, close)) == [(Sound.BABY_CRY, False, None)]
+def test_glass_must_shower_shards_a_knock_on_glass_does_not() -> None:
+    glass = {Sound.GLASS_BREAK: 2.5}
+    assert onsets(run(Decider(), [window(0, glass, onset=SHOT)])) == []  # rings, no shards
+    assert onsets(run(Decider(), [window(0, glass, onset=BREAK)])) == [
+        (Sound.GLASS_BREAK, False, None)
+    ]
+
+
+def test_the_head_hears_what_the_labels_miss_and_vetoes_what_they_mistake() -> None:
+    # A bark the labels barely hear (0.3) but the head is sure of: two such windows are a dog.
+    sure = {Sound.DOG_BARK: 0.99}
+    events = run(Decider(), [window(i, {Sound.DOG_BARK: 0.3}, head=sure) for i in range(2)])
+    assert onsets(events) == [(Sound.DOG_BARK, False, None)]
+    # A rooster's crow that the labels call a dog: the head hears the rooster.
+    rooster = {"rooster": 0.95}
+    events = run(Decider(), [window(i, {Sound.DOG_BARK: 2.0}, head=rooster) for i in range(4)])
+    assert onsets(events) == []
+    # A crackling fire's pop that the labels call a shot.
+    fire = {"crackling_fire": 0.9}
+    events = run(Decider(), [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head=fire)])
+    assert onsets(events) == []
 
 
 def test_a_baby_crying_is_not_also_a_dog() -> None:
@@ -93,13 +139,22 @@ def test_a_baby_crying_is_not_also_a_dog() -> None:
     only_dog_label = [window(i, {Sound.DOG_BARK: 2.0}) for i in range(4, 7)]
     events = run(decider, [both, *only_dog_label])
     assert Sound.DOG_BARK not in [sound for sound, _, _ in onsets(events)]
-    # A real bark ("Bark" label) during the crying still counts.
-    bark = WindowEvidence(
-        start_s=8 * HOP, end_s=8 * HOP + 0.96, level_db=-36, peak_db=-30,
-        scores={Sound.DOG_BARK: 2.0}, confidence={Sound.DOG_BARK: 0.9},
-        labels={Sound.DOG_BARK: "Bark"}, media=0.0, onset_s=8 * HOP,
-    )  # fmt: skip
-    assert onsets(decider.push_window(bark)) == [(Sound.DOG_BARK, False, None)]
+    # Real barks ("Bark" label) during the crying still count.
+    barks = [
+        WindowEvidence(
+            start_s=i * HOP,
+            end_s=i * HOP + 0.96,
+            level_db=-36,
+            peak_db=-30,
+            scores={Sound.DOG_BARK: 2.0},
+            confidence={Sound.DOG_BARK: 0.9},
+            labels={Sound.DOG_BARK: "Bark"},
+            media=0.0,
+            onset_s=i * HOP,
+        )
+        for i in (8, 9)
+    ]
+    assert onsets(run(decider, barks)) == [(Sound.DOG_BARK, False, None)]
 
 
 def test_hold_keeps_one_detection_open_across_short_gaps_then_ends_it() -> None:
@@ -147,11 +202,11 @@ def test_media_context_does_not_span_a_gap() -> None:
 def test_cooldown_reports_a_repeat_as_cooldown() -> None:
     decider = Decider()
     hit = {Sound.GUNSHOT: 3.0}
-    first = run(decider, [window(0, hit)] + [window(i) for i in range(1, 20)])
-    again = run(decider, [window(20, hit)])
+    first = run(decider, [window(0, hit, onset=SHOT)] + [window(i) for i in range(1, 20)])
+    again = run(decider, [window(20, hit, onset=SHOT)])
     assert onsets(first) == [(Sound.GUNSHOT, False, None)]
     assert onsets(again) == [(Sound.GUNSHOT, True, Reason.COOLDOWN)]
-    later = run(decider, [window(i) for i in range(21, 100)] + [window(100, hit)])
+    later = run(decider, [window(i) for i in range(21, 100)] + [window(100, hit, onset=SHOT)])
     assert onsets(later) == [(Sound.GUNSHOT, False, None)]  # past the cooldown: a new alert
 
 
@@ -160,7 +215,7 @@ def test_media_context_suppresses_media_prone_sounds_with_a_reason() -> None:
     tv = [window(i, media=0.9, peak_db=-25) for i in range(12)]
     events = run(decider, tv)
     assert decider.media_active
-    events = run(decider, [window(12, {Sound.GUNSHOT: 3.0}, media=0.9, peak_db=-20)])
+    events = run(decider, [window(12, {Sound.GUNSHOT: 3.0}, media=0.9, peak_db=-20, onset=SHOT)])
     assert onsets(events) == [(Sound.GUNSHOT, True, Reason.MEDIA)]
     assert decider.media_s > 0
 
@@ -168,15 +223,15 @@ def test_media_context_suppresses_media_prone_sounds_with_a_reason() -> None:
 def test_a_sound_much_louder_than_the_media_is_real() -> None:
     decider = Decider()
     run(decider, [window(i, media=0.9, peak_db=-35) for i in range(12)])
-    events = run(decider, [window(12, {Sound.DOG_BARK: 2.5}, media=0.6, peak_db=-15)])
-    assert onsets(events) == [(Sound.DOG_BARK, False, None)]
+    barks = [window(i, {Sound.DOG_BARK: 2.5}, media=0.6, peak_db=-15) for i in (12, 13)]
+    assert onsets(run(decider, barks)) == [(Sound.DOG_BARK, False, None)]
 
 
 def test_short_media_is_not_media_context() -> None:
     decider = Decider()
     run(decider, [window(i, media=0.9 if i < 5 else 0.0) for i in range(12)])
     assert not decider.media_active
-    events = run(decider, [window(12, {Sound.GLASS_BREAK: 3.0})])
+    events = run(decider, [window(12, {Sound.GLASS_BREAK: 3.0}, onset=BREAK)])
     assert onsets(events) == [(Sound.GLASS_BREAK, False, None)]
 
 
@@ -207,7 +262,7 @@ def test_alarms_are_never_suppressed_by_media(player: bool) -> None:
     decider.media_player_playing = player
     run(decider, [window(i, media=1.0) for i in range(16)])
     assert decider.media_active
-    events = run(decider, [window(16, {Sound.SMOKE_ALARM: 3.0}, media=1.0)])
+    events = run(decider, [window(i, {Sound.SMOKE_ALARM: 3.0}, media=1.0) for i in range(16, 22)])
     assert onsets(events) == [(Sound.SMOKE_ALARM, False, None)]
     hit = AlarmHit("co_alarm", "T4", 3100.0, 20.0, 26.0, 0.9)
     assert onsets(decider.push_alarm(hit)) == [(Sound.CO_ALARM, False, None)]
@@ -233,14 +288,40 @@ def test_tagger_alarm_evidence_during_a_t4_pattern_is_the_co_alarm() -> None:
     assert Sound.SMOKE_ALARM not in [sound for sound, _, _ in onsets(events)]
 
 
+def test_tagger_alarm_evidence_must_outlast_a_t4_burst_before_it_is_smoke() -> None:
+    # A T4 group (four 0.1 s beeps, then 5 s of quiet) is heard by at most 4 windows in a row:
+    # the tagger's "Smoke detector" on those is no smoke alarm (the pattern will say CO).
+    decider = Decider()
+    burst = [window(i, {Sound.SMOKE_ALARM: 3.0} if i % 12 < 4 else {}) for i in range(30)]
+    assert onsets(run(decider, burst)) == []
+    # A T3 or continuous alarm goes on: once its windows span 2.5 s, it is the smoke alarm.
+    events = run(decider, [window(i, {Sound.SMOKE_ALARM: 3.0}) for i in range(40, 47)])
+    assert onsets(events) == [(Sound.SMOKE_ALARM, False, None)]
+    first_end = window(40).end_s
+    opened = next(e for e in events if e.kind is EventKind.ONSET)
+    assert (
+        opened.detection.end_s - window(40).start_s
+        >= decider.config.rules[Sound.SMOKE_ALARM].span_s
+    )
+    assert opened.detection.end_s > first_end
+
+
 def test_disabled_sounds_are_not_reported() -> None:
     decider = Decider(DeciderConfig(enabled=frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM})))
-    events = run(decider, [window(0, {Sound.GUNSHOT: 3.0, Sound.SMOKE_ALARM: 3.0})])
+    both = {Sound.GUNSHOT: 3.0, Sound.SMOKE_ALARM: 3.0}
+    events = run(decider, [window(i, both, onset=SHOT) for i in range(7)])
     assert onsets(events) == [(Sound.SMOKE_ALARM, False, None)]
+
+
+def test_aligned_windows_do_not_count_as_media_context() -> None:
+    decider = Decider()
+    needed = decider.config.media_min_windows
+    run(decider, [window(i, media=0.9, aligned=True) for i in range(2 * needed)])
+    assert not decider.media_active
 
 
 def test_finish_closes_open_detections() -> None:
     decider = Decider()
-    run(decider, [window(0, {Sound.GUNSHOT: 3.0})])
+    run(decider, [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT)])
     assert [e.kind for e in decider.finish()] == [EventKind.OFFSET]
     assert decider.finish() == []

@@ -1,11 +1,21 @@
 """The decider: per-stream evidence over time → detections, with media context.
 
-A pure state machine (no I/O, no clock): it is driven by stream time, one window every 0.48 s
-plus the alarm-pattern detector's hits. For each sound it applies persistence (N hit windows
-among the last M, or one strong window), a hold time that keeps a detection open across short
-gaps, and a cooldown between alerts. Media-prone sounds heard while a TV, radio or music plays
-(acoustic evidence over ≥ 5 s, or a media player near the microphone) are reported as suppressed
-unless they stand out of the media's level. Smoke and CO alarms are never suppressed by media.
+A pure state machine (no I/O, no clock): it is driven by stream time — the regular windows
+every 0.48 s, the windows aligned to onsets, and the alarm-pattern detector's hits. Each sound
+has a :class:`SoundRule`:
+
+* sustained sounds (a dog, a baby, an alarm) need N hit windows within a few seconds, or one
+  strong window; the tagger's smoke-alarm evidence must also span longer than one T4 (CO) burst
+  can, so that a CO alarm is never first reported as smoke;
+* impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
+  onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
+  a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
+  slammed door do not.
+
+A hold time keeps a detection open across short gaps, and a cooldown separates alerts.
+Media-prone sounds heard while a TV, radio or music plays (acoustic evidence over ≥ 5 s, or a
+media player near the microphone) are reported as suppressed unless they stand out of the
+media's level. Smoke and CO alarms are never suppressed by media.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from .alarm_pattern import AlarmHit
 from .frontend import WINDOW_HOP_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
 from .learning import LEARNED_SIMILARITY, CustomSound, best_similarity
+from .onset import Onset
 
 Floats = npt.NDArray[np.float32]
 
@@ -39,14 +50,28 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ImpulseRule:
+    """What the onset of an impulsive sound must show, and the score that then suffices."""
+
+    score: float  # normalized score of a window of the event (1.0 = the threshold)
+    min_decay_db: float = -120.0  # the onset dies away by this much within 0.55 s ...
+    min_shower: int = 0  # ... and showers this many high-frequency transients
+    # A window belongs to the event of an onset that lies in it or at most this long before it
+    # (a breaking pane's shards and a shot's echo follow the impact).
+    event_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SoundRule:
     """Persistence, hold and cooldown of one sound."""
 
     hits: int  # N: hit windows needed ...
-    of: int  # ... among the last M windows
+    within_s: float  # ... whose ends lie within this many seconds
     strong: float  # a single window at this normalized score is enough
     hold_s: float  # a detection stays open this long after its last hit
     cooldown_s: float  # a new detection this soon after the last alert is not alerted again
+    span_s: float = 0.0  # the N hits must also spread over this long (alarms: longer than T4)
+    impulse: ImpulseRule | None = None  # decided on onsets only (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +80,21 @@ class DeciderConfig:
 
     rules: Mapping[str, SoundRule] = field(
         default_factory=lambda: {
-            Sound.GLASS_BREAK: SoundRule(2, 3, 1.6, 4.0, 30.0),
-            Sound.GUNSHOT: SoundRule(2, 3, 1.6, 4.0, 30.0),
-            Sound.DOG_BARK: SoundRule(2, 4, 1.6, 8.0, 60.0),
-            Sound.BABY_CRY: SoundRule(2, 5, 1.8, 10.0, 60.0),
-            Sound.SMOKE_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
-            Sound.CO_ALARM: SoundRule(3, 6, 2.0, 12.0, 60.0),
+            Sound.GLASS_BREAK: SoundRule(
+                1,
+                0.0,
+                99.0,
+                4.0,
+                30.0,
+                impulse=ImpulseRule(1.6, min_decay_db=6.0, min_shower=4, event_s=0.5),
+            ),
+            Sound.GUNSHOT: SoundRule(
+                1, 0.0, 99.0, 4.0, 30.0, impulse=ImpulseRule(1.0, min_decay_db=9.0, event_s=0.5)
+            ),
+            Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0),
+            Sound.BABY_CRY: SoundRule(2, 2.5, 1.8, 10.0, 60.0),
+            Sound.SMOKE_ALARM: SoundRule(3, 4.0, 99.0, 12.0, 60.0, span_s=2.5),
+            Sound.CO_ALARM: SoundRule(3, 4.0, 99.0, 12.0, 60.0, span_s=2.5),
         }
     )
     media_threshold: float = 0.5  # a window with this much media evidence is media-like
@@ -78,6 +112,21 @@ class DeciderConfig:
     broad_labels: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: {Sound.DOG_BARK: frozenset({"Dog", "Canidae, dogs, wolves"})}
     )
+    # The detection head (engine/head.py): a window it gives a sound with this probability is a
+    # hit for the sound (the tagger's labels miss some barks and cries) ...
+    head_sounds: Mapping[str, float] = field(
+        default_factory=lambda: {Sound.DOG_BARK: 0.9, Sound.BABY_CRY: 0.99}
+    )
+    # ... and a window it hears as one of these ordinary sounds is no hit for the sound they are
+    # mistaken for.
+    confusers: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: {
+            # Not for glass: falling shards crackle and tick too.
+            Sound.GUNSHOT: frozenset({"crackling_fire", "rain", "clock_tick"}),
+            Sound.DOG_BARK: frozenset({"rooster"}),
+        }
+    )
+    confuser_probability: float = 0.6
     sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
     noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
     learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
@@ -105,6 +154,9 @@ class WindowEvidence:
     media: float  # media evidence 0..1
     onset_s: float  # where the energy rises most inside the window
     embedding: Floats | None = None  # unit vector, when learning asked for it
+    aligned: bool = False  # an extra window aligned to an onset (not one of the regular ones)
+    onset: Onset | None = None  # the measured onset it holds, if any
+    head: Mapping[str, float] = field(default_factory=dict)  # the detection head's classes
 
 
 @dataclass(slots=True)
@@ -141,17 +193,18 @@ class DeciderEvent:
 class _Track:
     """Per-sound state."""
 
-    recent: deque[WindowEvidence | None]
+    recent: deque[WindowEvidence]  # recent hit windows
     open: Detection | None = None
     last_hit_end_s: float = 0.0
     last_alert_s: float | None = None
 
 
-# Custom sounds: 2 matching windows of 4, or one clearly above the threshold.
-CUSTOM_RULE = SoundRule(hits=2, of=4, strong=0.08, hold_s=6.0, cooldown_s=30.0)
+# Custom sounds: 2 matching windows within 2 s, or one clearly above the threshold.
+CUSTOM_RULE = SoundRule(hits=2, within_s=2.0, strong=0.08, hold_s=6.0, cooldown_s=30.0)
 NOISE_WINDOWS = 120  # the noise floor is the quiet end of the last minute of window levels
 MAX_REMEMBERED = 64  # detections whose embeddings are kept (for "not a threat")
 MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds): 600 KB a stream
+MAX_EVENT_S = 2.0  # onsets are remembered this long (longer than any rule's event_s)
 
 
 class Decider:
@@ -176,6 +229,7 @@ class Decider:
         self.background: deque[npt.NDArray[np.float16]] = deque(maxlen=MAX_BACKGROUND)
         self._background_tick = 0
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
+        self._onsets: deque[tuple[float, Onset]] = deque()  # recent measured onsets (time, onset)
 
     def add_window_listener(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
         """Also give every window to listener (teaching records with it); returns unsubscribe."""
@@ -201,10 +255,11 @@ class Decider:
 
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""
-        self._now = window.end_s
-        self._update_media(window)
-        for listener in list(self._window_listeners):
-            listener(window)
+        self._now = max(self._now, window.end_s)
+        if not window.aligned:  # context is judged on the regular windows only
+            self._update_media(window)
+            for listener in list(self._window_listeners):
+                listener(window)
         events = self._expire(window.end_s)
         config = self.config
         alarm_as_co = (
@@ -214,13 +269,28 @@ class Decider:
         floor = self.noise_floor_db
         stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
         beaten = self._beaten_rivals(window)
+        onsets = self._event_onsets(window)
         any_hit = False
         for sound in config.rules:
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
             source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
-            score = window.scores.get(source, 0.0) * config.sensitivity
-            hit = score >= 1.0 and (stands_out or sound in ALARM_SOUNDS) and sound not in beaten
+            rule = config.rules[sound]
+            score = window.scores.get(source, 0.0)
+            if sound in config.head_sounds:
+                score = max(score, window.head.get(sound, 0.0) / config.head_sounds[sound])
+            score *= config.sensitivity
+            needed = 1.0 if rule.impulse is None else rule.impulse.score
+            hit = (
+                score >= needed
+                and (stands_out or sound in ALARM_SOUNDS)
+                and sound not in beaten
+                and (rule.impulse is None or _shows(onsets, window, rule.impulse))
+                and not any(
+                    window.head.get(other, 0.0) >= config.confuser_probability
+                    for other in config.confusers.get(sound, ())
+                )
+            )
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
                 hit = False
             any_hit |= hit
@@ -228,7 +298,7 @@ class Decider:
                 sound,
                 window,
                 hit=hit,
-                strong=score >= config.rules[sound].strong,
+                strong=score >= rule.strong,
                 confidence=window.confidence.get(source, 0.0),
                 label=window.labels.get(source, ""),
             )
@@ -248,6 +318,8 @@ class Decider:
                 confidence=max(similarity, 0.0),
                 label=custom.name,
             )
+        if window.aligned:
+            return events
         if window.embedding is not None and not any_hit:
             self._background_tick += 1
             if self._background_tick % 3 == 0:
@@ -255,6 +327,14 @@ class Decider:
                 self.background.append(window.embedding.astype(np.float16))
         self._update_floor(window.level_db)
         return events
+
+    def _event_onsets(self, window: WindowEvidence) -> list[tuple[float, Onset]]:
+        """Remember the window's onset; return the recent onsets (time, onset)."""
+        if window.onset is not None and all(o is not window.onset for _, o in self._onsets):
+            self._onsets.append((window.onset_s, window.onset))
+        while self._onsets and self._onsets[0][0] < window.start_s - MAX_EVENT_S:
+            self._onsets.popleft()
+        return list(self._onsets)
 
     def push_alarm(self, hit: AlarmHit) -> list[DeciderEvent]:
         """Add a confirmed smoke (T3) or CO (T4) pattern from the alarm-pattern detector."""
@@ -290,6 +370,7 @@ class Decider:
         for track in self._tracks.values():
             track.recent.clear()
         self._media.clear()
+        self._onsets.clear()
         return self._expire(self._now)
 
     def finish(self) -> list[DeciderEvent]:
@@ -332,7 +413,7 @@ class Decider:
     def _track(self, sound: str) -> _Track:
         track = self._tracks.get(sound)
         if track is None:
-            track = self._tracks[sound] = _Track(deque(maxlen=self._rule(sound).of))
+            track = self._tracks[sound] = _Track(deque())
         return track
 
     def _evidence(
@@ -346,18 +427,22 @@ class Decider:
         label: str,
     ) -> list[DeciderEvent]:
         track = self._track(sound)
-        track.recent.append(window if hit else None)
         if not hit:
             return []
-        track.last_hit_end_s = window.end_s
+        rule = self._rule(sound)
+        track.recent.append(window)
+        while window.end_s - track.recent[0].end_s > rule.within_s:
+            track.recent.popleft()
+        track.last_hit_end_s = max(track.last_hit_end_s, window.end_s)
         if track.open is not None:
-            track.open.end_s = window.end_s
+            track.open.end_s = max(track.open.end_s, window.end_s)
             track.open.confidence = max(track.open.confidence, round(confidence, 4))
             track.open.peak_db = max(track.open.peak_db, window.peak_db)
             self._remember(track.open.id, [window])
             return []
-        hits = [w for w in track.recent if w is not None]
-        if len(hits) < self._rule(sound).hits and not strong:
+        hits = sorted(track.recent, key=lambda w: w.start_s)
+        enough = len(hits) >= rule.hits and hits[-1].end_s - hits[0].start_s >= rule.span_s
+        if not (enough or strong):
             return []
         detection = self._new(
             sound,
@@ -458,3 +543,13 @@ class Decider:
             label=label,
             peak_db=peak,
         )
+
+
+def _shows(onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: ImpulseRule) -> bool:
+    """Return True when the window belongs to an onset that shows what the rule asks."""
+    return any(
+        window.start_s - rule.event_s <= time_s <= window.end_s
+        and onset.decay_db >= rule.min_decay_db
+        and onset.shower >= rule.min_shower
+        for time_s, onset in onsets
+    )

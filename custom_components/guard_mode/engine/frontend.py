@@ -29,6 +29,7 @@ PATCH_HOP_FRAMES = 48  # 0.48 s
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * FRAME_HOP + FRAME_LENGTH  # 15600: audio one patch needs
 WINDOW_S = PATCH_FRAMES / FRAME_RATE  # 0.96 s
 WINDOW_HOP_S = PATCH_HOP_FRAMES / FRAME_RATE  # 0.48 s
+HIGH_BAND = 64  # first FFT bin of the 2-8 kHz band (31.25 Hz bins)
 
 Floats = npt.NDArray[np.float32]
 
@@ -98,6 +99,7 @@ class FrontendChunk:
     first_frame: int
     magnitude: Floats
     energy: Floats  # mean square of each new frame's samples
+    high_db: Floats  # each new frame's 2-8 kHz energy, dB (relative: for transients)
     patch_end_frames: list[int] = field(default_factory=list)
 
 
@@ -109,8 +111,9 @@ class StreamingFrontend:
     the tagger costs no mel filtering.
     """
 
-    def __init__(self) -> None:
-        """Start an empty stream."""
+    def __init__(self, history_frames: int = PATCH_FRAMES - 1) -> None:
+        """Start an empty stream; history_frames older frames stay available to patches()."""
+        self._history = history_frames
         self._pending = np.zeros(0, np.float32)  # samples not yet consumed by a full frame
         self._fft_in = np.zeros((PATCH_HOP_FRAMES, FFT_LENGTH), np.float32)  # zero-padded frames
         # The last 96 frames and the new ones: magnitudes, and log-mel where computed.
@@ -127,7 +130,7 @@ class StreamingFrontend:
         if count == 0:
             self._pending = np.array(audio, np.float32)
             empty = np.zeros((0, SPECTRUM_BINS), np.float32)
-            return FrontendChunk(first, empty, np.zeros(0, np.float32))
+            return FrontendChunk(first, empty, _NO_FLOATS, _NO_FLOATS)
         used = (count - 1) * FRAME_HOP + FRAME_LENGTH
         frames = sliding_window_view(audio[:used], FRAME_LENGTH)[::FRAME_HOP]
         energy = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
@@ -136,10 +139,12 @@ class StreamingFrontend:
         fft_in = self._fft_in[:count]  # windowed frames, written in place; the padding stays 0
         np.multiply(frames, _window(), out=fft_in[:, :FRAME_LENGTH])
         magnitude = np.abs(np.fft.rfft(fft_in))
+        high = magnitude[:, HIGH_BAND:]
+        high_db = 10.0 * np.log10(np.einsum("ij,ij->i", high, high) + np.float32(1e-6))
         self._pending = np.array(audio[count * FRAME_HOP :], np.float32)
         self.frames += count
 
-        keep = PATCH_FRAMES - 1  # older frames can't be in a patch that ends after `first`
+        keep = self._history  # frames before this push that a patch may still need
         self._magnitude = np.concatenate([self._magnitude[-keep:], magnitude])
         self._features = np.concatenate(
             [self._features[-keep:], np.empty((count, MEL_BANDS), np.float32)]
@@ -150,22 +155,38 @@ class StreamingFrontend:
         ends = list(
             range(PATCH_FRAMES + k_first * PATCH_HOP_FRAMES, self.frames + 1, PATCH_HOP_FRAMES)
         )
-        return FrontendChunk(first, magnitude, energy, ends)
+        return FrontendChunk(first, magnitude, energy, high_db.astype(np.float32), ends)
 
-    def patches(self, ends: list[int]) -> Floats:
-        """Return the [N, 96, 64] log-mel patches ending at ends (from the last push)."""
+    def patches(self, ends: list[int], gains_db: list[float] | None = None) -> Floats:
+        """Return the [N, 96, 64] log-mel patches ending at ends (from the last push).
+
+        With gains_db, a patch whose gain is not 0 is computed from its frames amplified by that
+        many dB (the tagger hears a quiet sound at a normal level).
+        """
         if not ends:
             return _NO_PATCHES
         offset = self.frames - len(self._magnitude)  # stream index of row 0
+        if min(ends) - PATCH_FRAMES < offset or max(ends) > self.frames:
+            raise ValueError(f"patches ending at {ends} are not all in frames {offset}..")
+        gains = gains_db or [0.0] * len(ends)
         rows = [slice(end - offset - PATCH_FRAMES, end - offset) for end in ends]
         needed = np.zeros(len(self._known), bool)
-        for row in rows:
-            needed[row] = True
+        for row, gain in zip(rows, gains, strict=True):
+            if not gain:
+                needed[row] = True
         missing = needed & ~self._known
         if missing.any():
             self._features[missing] = log_mel(self._magnitude[missing])
             self._known |= missing
-        return np.stack([self._features[row] for row in rows])
+        return np.stack(
+            [
+                self._features[row]
+                if not gain
+                else log_mel(self._magnitude[row] * np.float32(10.0 ** (gain / 20.0)))
+                for row, gain in zip(rows, gains, strict=True)
+            ]
+        )
 
 
 _NO_PATCHES = np.zeros((0, PATCH_FRAMES, MEL_BANDS), np.float32)
+_NO_FLOATS = np.zeros(0, np.float32)

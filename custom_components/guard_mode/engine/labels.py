@@ -1,8 +1,11 @@
 """AudioSet labels → Guard Mode's sound keys and media evidence.
 
 The tagger scores the 521 AudioSet classes of YAMNet. A sound key is a group of classes, each
-with its own threshold: a window is a *hit* for the key when any member class reaches its
-threshold. How the thresholds were chosen (and the figures) is in models/yamnet/THRESHOLDS.md.
+with its own threshold. A group's normalized score (1.0 = at threshold) is its best member's
+score over that member's threshold — or, for the groups in :data:`SUMMED`, the sum over all
+members: YAMNet spreads a gunshot over sibling classes (Gunshot, Explosion, Fireworks, ...), and
+their sum says "a shot" more reliably than any one of them. How the thresholds were chosen (and
+the figures) is in models/yamnet/THRESHOLDS.md.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Sound(StrEnum):
 
 
 ALARM_SOUNDS = frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM})
+# Groups scored by the sum of their members' normalized scores (see the module docstring).
+SUMMED = frozenset({Sound.GUNSHOT})
 # Sounds a TV or radio often plays; media context can suppress these, never the alarms.
 MEDIA_PRONE = frozenset({Sound.GLASS_BREAK, Sound.DOG_BARK, Sound.BABY_CRY, Sound.GUNSHOT})
 
@@ -53,6 +58,10 @@ TAGGER_GROUPS: dict[Sound, tuple[Member, ...]] = {
         Member("Breaking", 0.40),
         Member("Smash, crash", 0.60),
         Member("Chink, clink", 0.70),
+        # Shards falling over a TV's music: YAMNet hears a tinkling percussion.
+        Member("Jingle, tinkle", 0.30),
+        Member("Tambourine", 0.30),
+        Member("Jingle bell", 0.35),
     ),
     Sound.SMOKE_ALARM: (
         Member("Smoke detector, smoke alarm", 0.40),
@@ -125,10 +134,14 @@ class GroupTable:
     keys: tuple[Sound, ...]
     index: npt.NDArray[np.intp]  # [K, W] class indices (padded by repeating the last member)
     inverse_threshold: npt.NDArray[np.float32]  # [K, W]
+    summed: npt.NDArray[np.bool_]  # [K] groups scored by the sum over their members
+    members: npt.NDArray[np.float32]  # [K, W] 1 for a real member, 0 for padding
 
     def normalized(self, scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Return [N, K] group scores where 1.0 means "at threshold" (max over members)."""
-        return np.asarray((scores[:, self.index] * self.inverse_threshold).max(axis=2), np.float32)
+        """Return [N, K] group scores where 1.0 means "at threshold"."""
+        member = scores[:, self.index] * self.inverse_threshold
+        total = (member * self.members).sum(axis=2)
+        return np.asarray(np.where(self.summed, total, member.max(axis=2)), np.float32)
 
     def label(self, row: int, column: int) -> str:
         """Return the AudioSet class at a row (group) and column (member) of the table."""
@@ -143,13 +156,16 @@ def tagger_groups() -> GroupTable:
     width = max(len(m) for m in TAGGER_GROUPS.values())
     index = np.zeros((len(keys), width), np.intp)
     inverse = np.zeros((len(keys), width), np.float32)
+    real = np.zeros((len(keys), width), np.float32)
     for row, key in enumerate(keys):
         members = TAGGER_GROUPS[key]
+        real[row, : len(members)] = 1.0
         for col in range(width):
             member = members[min(col, len(members) - 1)]
             index[row, col] = class_index(member.label)
             inverse[row, col] = 1.0 / member.threshold
-    return GroupTable(keys, index, inverse)
+    summed = np.array([key in SUMMED for key in keys])
+    return GroupTable(keys, index, inverse, summed, real)
 
 
 @cache

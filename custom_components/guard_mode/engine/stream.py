@@ -1,9 +1,20 @@
-"""One audio stream through the engine: frontend, level gate, alarm patterns, tagger, decider.
+"""One audio stream through the engine: frontend, gate, onsets, alarm patterns, tagger, decider.
 
 Work is split in two so that one shared tagger can serve many streams: :meth:`feed` does the
 per-stream signal processing and returns the windows that need the tagger; the caller runs the
 tagger (batched across streams) and hands the scores to :meth:`complete`, which feeds the
 decider in time order. :meth:`process` does both for a single stream.
+
+Windows: the regular 0.96 s windows every 0.48 s, and for each onset of a short sound (see
+:mod:`.onset`) up to two more, starting 40 ms and 160 ms before it, so that a shot or a bark is
+also tagged whole, near the start of a window, wherever the regular windows fall. Onsets closer
+than a window hop share the first one's windows, and a window that a regular one nearly matches
+is not added, which keeps the extra tagging small (a few per minute in a quiet home).
+
+A quiet event (glass breaking in another room) is tagged at a normal level: an aligned window's
+tagger input is amplified so that its loudest frame reaches :data:`EVENT_LEVEL_DB`, by at most
+:data:`MAX_GAIN_DB`, and never so much that the room it rose from would exceed
+:data:`ROOM_CEILING_DB` (room noise is not blown up into an event).
 """
 
 from __future__ import annotations
@@ -23,13 +34,25 @@ from .frontend import (
     SAMPLE_RATE,
     StreamingFrontend,
 )
+from .head import shipped_head
 from .labels import media_evidence, tagger_groups
 from .learning import unit
+from .onset import MATURE_FRAMES, Onset, OnsetTracker
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]
 SILENCE_DB = -120.0
 DEFAULT_GATE_DB = -55.0
+# Aligned windows start this many frames before an onset (40 ms and 160 ms) ...
+ALIGNED_LEADS = (4, 16)
+# ... unless a regular window starts within this many frames of the same place.
+ALIGNED_NEAR_FRAMES = 1
+# A regular window borrows an onset that lies in its first frames (measured by its end).
+ONSET_IN_WINDOW_FRAMES = PATCH_FRAMES - MATURE_FRAMES
+_ENERGY_FRAMES = PATCH_FRAMES + PATCH_HOP_FRAMES + max(ALIGNED_LEADS)  # energy history kept
+EVENT_LEVEL_DB = -20.0  # an aligned window's loudest frame is tagged at this level ...
+MAX_GAIN_DB = 20.0  # ... amplified by at most this much ...
+ROOM_CEILING_DB = -60.0  # ... keeping the room it rose from below this
 
 
 def to_db(mean_square: float | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -47,6 +70,9 @@ class WindowInfo:
     peak_db: float
     onset_s: float
     gated: bool  # too quiet: the tagger is skipped
+    aligned: bool = False  # an extra window aligned to an onset, not a regular one
+    onset: Onset | None = None  # the onset it is aligned to, or one early in a regular window
+    gain_db: float = 0.0  # how much the tagger's input was amplified (aligned windows)
 
 
 @dataclass(slots=True)
@@ -83,12 +109,13 @@ class StreamAnalyzer:
         self.frontend = StreamingFrontend()
         self.alarms = AlarmPatternDetector()
         self.decider = Decider(decider_config)
-        self._energy = np.zeros(PATCH_FRAMES, np.float32)  # energies of the last 96 frames
+        self._reset_frames()
         self._origin = 0  # stream sample index where the current frontend started
         self._fed = 0  # samples fed to the current frontend
         self.collect_embeddings = False  # teaching: keep embeddings of every window
-        self.windows = 0
+        self.windows = 0  # regular windows
         self.gated_windows = 0
+        self.aligned_windows = 0  # extra windows aligned to onsets, tagged
         self.level_db = SILENCE_DB  # level of the latest window
         self._peak_level_db: float | None = None  # loudest window since take_peak_level
 
@@ -103,13 +130,15 @@ class StreamAnalyzer:
         return level
 
     def seconds_to_next_window(self) -> float:
-        """Return how much more audio completes the next 0.96 s window."""
+        """Return how much more audio completes the next 0.96 s window (regular or aligned)."""
         frames = self.frontend.frames
         next_end = (
             PATCH_FRAMES
             if frames < PATCH_FRAMES
             else frames + PATCH_HOP_FRAMES - ((frames - PATCH_FRAMES) % PATCH_HOP_FRAMES)
         )
+        if self._aligned:
+            next_end = min(next_end, min(start for start, _ in self._aligned) + PATCH_FRAMES)
         needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
         return max(needed, 0) / SAMPLE_RATE
 
@@ -117,10 +146,19 @@ class StreamAnalyzer:
         """Account for lost audio: frames start afresh, time goes on; return decider events."""
         self._origin += self._fed + samples
         self._fed = 0
-        self.frontend = StreamingFrontend()
         self.alarms.reset()
-        self._energy = np.zeros(PATCH_FRAMES, np.float32)
+        self._reset_frames()
         return self.decider.gap(self.time_s)
+
+    def _reset_frames(self) -> None:
+        """Start the per-frame state afresh (a new stream, or after lost audio)."""
+        # An aligned window can end in a later push than its onset: keep its older frames.
+        self.frontend = StreamingFrontend(history_frames=PATCH_FRAMES + max(ALIGNED_LEADS))
+        self.onsets = OnsetTracker()
+        self._energy = np.zeros(_ENERGY_FRAMES, np.float32)  # the last frames' energies
+        self._aligned: list[tuple[int, int]] = []  # (start frame, onset frame) to be tagged
+        self._measured: dict[int, Onset] = {}  # recent measured onsets by frame
+        self._last_aligned_onset = -(10**9)
 
     def feed(self, samples: Floats) -> PendingWindows:
         """Run the signal processing on new samples; return windows awaiting the tagger."""
@@ -136,31 +174,56 @@ class StreamAnalyzer:
         pending = PendingWindows(alarm_hits=hits)
         if not len(chunk.energy):
             return pending
-        energy = np.concatenate([self._energy, chunk.energy])
-        self._energy = energy[-PATCH_FRAMES:]
-        offset = self.frontend.frames - len(energy)  # stream frame index of energy[0]
-        keep = []
+        self._energy = np.concatenate([self._energy, chunk.energy])  # trimmed below
+        new, mature = self.onsets.push(to_db(chunk.energy), chunk.high_db)
+        for onset in mature:
+            self._measured[onset.frame] = onset
+        for frame in new:
+            self._schedule(frame)
+        frames = self.frontend.frames
+        infos: list[tuple[int, WindowInfo]] = []
         for end in chunk.patch_end_frames:
-            frames = energy[end - offset - PATCH_FRAMES : end - offset]
-            info = self._window_info(end, frames)
-            pending.windows.append(info)
-            if not info.gated:
-                keep.append(end)
-        self.windows += len(pending.windows)
-        self.gated_windows += len(pending.windows) - len(keep)
-        if pending.windows:
-            self.level_db = pending.windows[-1].level_db
-            loudest = max(w.level_db for w in pending.windows)
+            infos.append((end, self._window_info(end, aligned=False)))
+        due = [item for item in self._aligned if item[0] + PATCH_FRAMES <= frames]
+        self._aligned = [item for item in self._aligned if item[0] + PATCH_FRAMES > frames]
+        for start, onset_frame in due:
+            info = self._window_info(start + PATCH_FRAMES, aligned=True, onset=onset_frame)
+            if not info.gated and info.onset is not None:
+                infos.append((start + PATCH_FRAMES, info))
+        infos.sort(key=lambda item: item[0])
+        self._energy = self._energy[-_ENERGY_FRAMES:]
+        self._measured = {f: o for f, o in self._measured.items() if f > frames - 2 * PATCH_FRAMES}
+        pending.windows = [info for _, info in infos]
+        regular = [info for info in pending.windows if not info.aligned]
+        self.windows += len(regular)
+        self.gated_windows += sum(info.gated for info in regular)
+        self.aligned_windows += len(pending.windows) - len(regular)
+        if regular:
+            self.level_db = regular[-1].level_db
+            loudest = max(w.level_db for w in regular)
             if self._peak_level_db is None or loudest > self._peak_level_db:
                 self._peak_level_db = loudest
+        keep = [(end, info.gain_db) for end, info in infos if not info.gated]
         if keep:
-            pending.patches = self.frontend.patches(keep)
+            ends, gains = zip(*keep, strict=True)
+            pending.patches = self.frontend.patches(list(ends), list(gains))
         return pending
+
+    def _schedule(self, onset_frame: int) -> None:
+        """Plan the windows aligned to a new onset (none if one was planned a hop ago)."""
+        if onset_frame - self._last_aligned_onset < PATCH_HOP_FRAMES:
+            return
+        self._last_aligned_onset = onset_frame
+        for lead in ALIGNED_LEADS:
+            start = onset_frame - lead
+            offset = start % PATCH_HOP_FRAMES  # regular windows start every 48 frames
+            if start >= 0 and min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES:
+                self._aligned.append((start, onset_frame))
 
     @property
     def wants_embeddings(self) -> bool:
-        """Return True when the tagger should also give this stream's embeddings."""
-        return self.collect_embeddings or self.decider.config.wants_embeddings
+        """Return True: the detection head reads every window's embedding."""
+        return True
 
     def complete(
         self,
@@ -200,21 +263,44 @@ class StreamAnalyzer:
         """End of stream: close open detections."""
         return self.decider.finish()
 
-    def _window_info(self, end_frame: int, energy: Floats) -> WindowInfo:
+    def _window_info(
+        self, end_frame: int, *, aligned: bool, onset: int | None = None
+    ) -> WindowInfo:
         start_frame = end_frame - PATCH_FRAMES
         start_s = (self._origin + start_frame * FRAME_HOP) / SAMPLE_RATE
         end_s = (self._origin + (end_frame - 1) * FRAME_HOP + FRAME_LENGTH) / SAMPLE_RATE
+        last = self.frontend.frames - end_frame  # frames of _energy after this window's end
+        energy = self._energy[len(self._energy) - last - PATCH_FRAMES : len(self._energy) - last]
         frame_db = to_db(energy)
         peak_db = float(frame_db.max())
-        rise = np.diff(frame_db)
-        onset = int(rise.argmax()) + 1 if len(rise) and rise.max() > 6.0 else 0
+        if onset is None:  # the strongest measured onset early in a regular window
+            early = [
+                o
+                for f, o in self._measured.items()
+                if start_frame <= f < start_frame + ONSET_IN_WINDOW_FRAMES
+            ]
+            measured = max(early, key=lambda o: o.peak_db) if early else None
+        else:
+            measured = self._measured.get(onset)
+        if measured is not None:
+            onset_frame = measured.frame - start_frame
+        else:
+            rise = np.diff(frame_db)
+            onset_frame = int(rise.argmax()) + 1 if len(rise) and rise.max() > 6.0 else 0
+        gain = 0.0
+        if aligned and measured is not None:
+            room_headroom = ROOM_CEILING_DB - measured.background_db
+            gain = round(max(0.0, min(EVENT_LEVEL_DB - peak_db, MAX_GAIN_DB, room_headroom)), 1)
         return WindowInfo(
             start_s=start_s,
             end_s=end_s,
             level_db=float(to_db(float(energy.mean()))),
             peak_db=peak_db,
-            onset_s=start_s + onset * FRAME_HOP / SAMPLE_RATE,
+            onset_s=start_s + onset_frame * FRAME_HOP / SAMPLE_RATE,
             gated=peak_db < self.gate_db,
+            aligned=aligned,
+            onset=measured,
+            gain_db=gain,
         )
 
     def _evidence(
@@ -222,28 +308,33 @@ class StreamAnalyzer:
     ) -> list[WindowEvidence]:
         table = tagger_groups()
         keys = table.keys
+        head = shipped_head()
+        keep = self.collect_embeddings or self.decider.config.wants_embeddings
         if len(scores):
             raw = scores[:, table.index]  # [N, K, W]
-            normalized = raw * table.inverse_threshold
-            best = normalized.argmax(axis=2)
-            norm_best = np.take_along_axis(normalized, best[..., None], axis=2)[..., 0]
+            best = (raw * table.inverse_threshold).argmax(axis=2)  # each group's best member
+            group_score = table.normalized(scores)
             raw_best = np.take_along_axis(raw, best[..., None], axis=2)[..., 0]
             media = media_evidence(scores)
+            if embeddings is not None:  # unit rows (see complete)
+                heard = head.probabilities(embeddings)
         out = []
         row = 0
         for info in windows:
-            if info.gated:
-                groups: dict[str, float] = {}
-                confidence: dict[str, float] = {}
-                labels: dict[str, str] = {}
-                media_score = 0.0
-                embedding = None
-            else:
-                groups = {key: float(norm_best[row, k]) for k, key in enumerate(keys)}
+            groups: dict[str, float] = {}
+            confidence: dict[str, float] = {}
+            labels: dict[str, str] = {}
+            classes: dict[str, float] = {}
+            media_score = 0.0
+            embedding = None
+            if not info.gated:
+                groups = {key: float(group_score[row, k]) for k, key in enumerate(keys)}
                 confidence = {key: float(raw_best[row, k]) for k, key in enumerate(keys)}
                 labels = {key: table.label(k, int(best[row, k])) for k, key in enumerate(keys)}
                 media_score = float(media[row])
-                embedding = embeddings[row] if embeddings is not None else None
+                if embeddings is not None:
+                    classes = dict(zip(head.classes, heard[row].tolist(), strict=True))
+                    embedding = embeddings[row] if keep else None
                 row += 1
             out.append(
                 WindowEvidence(
@@ -257,6 +348,9 @@ class StreamAnalyzer:
                     media=media_score,
                     onset_s=info.onset_s,
                     embedding=embedding,
+                    aligned=info.aligned,
+                    onset=info.onset,
+                    head=classes,
                 )
             )
         return out

@@ -1,0 +1,100 @@
+"""The stream's windows: regular ones every 0.48 s, and extra ones aligned to short sounds."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
+from custom_components.guard_mode.engine.stream import (
+    ALIGNED_LEADS,
+    ALIGNED_NEAR_FRAMES,
+    PendingWindows,
+    StreamAnalyzer,
+)
+from tests import synth
+
+FRAME_S = FRAME_HOP / SAMPLE_RATE
+
+
+def click(seconds: float = 0.6, peak_db: float = -12.0) -> np.ndarray:
+    n = synth.samples(seconds)
+    noise = synth.rng(4).standard_normal(n) * np.exp(-np.arange(n) / SAMPLE_RATE / 0.05)
+    return (noise / np.abs(noise).max() * synth.db_to_amp(peak_db)).astype(np.float32)
+
+
+def stream(audio: np.ndarray, chunk: int = 1280) -> tuple[StreamAnalyzer, list[PendingWindows]]:
+    analyzer = StreamAnalyzer()
+    pending = [analyzer.feed(audio[i : i + chunk]) for i in range(0, len(audio), chunk)]
+    return analyzer, pending
+
+
+@pytest.mark.parametrize("at_s", [1.0, 1.13, 1.27, 1.41])
+def test_a_short_sound_gets_windows_that_start_just_before_it(at_s: float) -> None:
+    audio = synth.mix(synth.pink_noise(4.0, -62.0, synth.rng(1)), synth.place(click(), at_s, 4.0))
+    analyzer, pending = stream(audio)
+    windows = [w for p in pending for w in p.windows]
+    aligned = [w for w in windows if w.aligned]
+    assert aligned
+    assert all(w.onset is not None for w in aligned)
+    leads = sorted(round((w.onset_s - w.start_s) / FRAME_S) for w in aligned)
+    onset = aligned[0].onset
+    assert onset is not None
+    wanted = [lead for lead in ALIGNED_LEADS if lead not in _near_regular(onset.frame, lead)]
+    assert leads == sorted(wanted)
+    assert all(abs(w.onset_s - at_s) <= 0.03 for w in aligned)
+    # Windows reach the tagger (and the decider) in the order they end, each once.
+    ends = [w.end_s for w in windows]
+    assert ends == sorted(ends)
+    assert len({(w.start_s, w.end_s) for w in windows}) == len(windows)
+    assert analyzer.aligned_windows == len(aligned)
+    assert analyzer.windows == len(windows) - len(aligned)  # regular windows only
+
+
+def _near_regular(onset: int, lead: int) -> set[int]:
+    """Return {lead} when a regular window starts within ALIGNED_NEAR_FRAMES of that window."""
+    offset = (onset - lead) % PATCH_HOP_FRAMES
+    near = min(offset, PATCH_HOP_FRAMES - offset) <= ALIGNED_NEAR_FRAMES
+    return {lead} if near else set()
+
+
+def test_the_patches_match_the_windows_for_any_chunking() -> None:
+    audio = synth.mix(synth.pink_noise(5.0, -62.0, synth.rng(2)), synth.place(click(), 2.2, 5.0))
+    results = []
+    for chunk in (160, 1280, 16000, len(audio)):
+        _, pending = stream(audio, chunk)
+        patches = np.concatenate([p.patches for p in pending])
+        starts = [w.start_s for p in pending for w in p.windows if not w.gated]
+        assert len(patches) == len(starts)
+        results.append((starts, patches))
+    for starts, patches in results[1:]:
+        assert starts == results[0][0]
+        np.testing.assert_allclose(patches, results[0][1], atol=1e-5)
+
+
+def test_the_worker_is_woken_for_an_aligned_window_before_the_next_regular_one() -> None:
+    audio = synth.mix(synth.pink_noise(3.0, -62.0, synth.rng(3)), synth.place(click(), 1.2, 3.0))
+    analyzer = StreamAnalyzer()
+    sooner = 0
+    for fed in range(160, len(audio), 160):
+        analyzer.feed(audio[fed - 160 : fed])
+        frames = analyzer.frontend.frames
+        end = next(e for e in itertools.count(96, PATCH_HOP_FRAMES) if e > frames)
+        if analyzer._aligned and (aligned := min(s for s, _ in analyzer._aligned) + 96) < end:
+            end, sooner = aligned, sooner + 1
+        wanted = max((end - 1) * FRAME_HOP + 400 - fed, 0) / SAMPLE_RATE
+        assert analyzer.seconds_to_next_window() == pytest.approx(wanted)
+    assert sooner  # there was a stretch where the aligned window came first
+
+
+def test_lost_audio_forgets_planned_windows() -> None:
+    audio = synth.mix(synth.pink_noise(3.0, -62.0, synth.rng(3)), synth.place(click(), 1.2, 3.0))
+    analyzer = StreamAnalyzer()
+    analyzer.feed(audio[: int(1.3 * SAMPLE_RATE)])
+    assert analyzer._aligned
+    analyzer.skip(SAMPLE_RATE)
+    assert analyzer._aligned == []
+    after = analyzer.feed(np.zeros(2 * SAMPLE_RATE, np.float32))
+    assert not any(w.aligned for w in after.windows)
