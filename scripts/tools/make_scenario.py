@@ -722,8 +722,10 @@ def _story(tv_after_film: float | None) -> Story:
         ),
         cues=_story_cues(),
         events={
+            # Continuous battle noise at the TV's level holds no shot that stands out of the
+            # programme: no alert (and no gunshot heard at all).
             "film_gunfire": Event(
-                "TV: battle scene, gunfire in the film (at the TV's level)", "suppressed", "gunshot"
+                "TV: battle scene, gunfire in the film (at the TV's level)", "nothing", "gunshot"
             ),
             "dog": Event("a dog barks in the room (six barks)", "detection", "dog_bark", "dog"),
             "glass": Event("a window breaks in the room", "detection", "glass_break", "window"),
