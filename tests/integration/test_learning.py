@@ -53,7 +53,7 @@ def repeating(sound: np.ndarray, quiet_s: float = 9.0, seconds: float = 60.0) ->
 
 @pytest.fixture
 async def shatter_mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(repeating(synth.shattering(4))), speed=3.0).start()
+    server = await MicServer(audio=pcm16(repeating(synth.shattering(8))), speed=3.0).start()
     yield server
     await server.stop()
 
