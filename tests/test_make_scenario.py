@@ -20,7 +20,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from custom_components.guard_mode.engine.pcm import read_audio_bytes
+from custom_components.guard_mode.engine.audio import read_audio_bytes
 from scripts.tools import make_scenario as ms
 from tests import synth
 

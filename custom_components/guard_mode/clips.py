@@ -20,8 +20,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util, slugify
 
 from .const import DOMAIN
-from .engine.clips import Pcm16
-from .engine.frontend import SAMPLE_RATE
+from .engine.audio import SAMPLE_RATE, Pcm16
 
 _LOGGER = logging.getLogger(__name__)
 MEDIA_SOURCE_PREFIX = "media-source://media_source/local"

@@ -43,12 +43,11 @@ from .const import (
     DOMAIN,
 )
 from .engine import bounds, protocol
-from .engine.clips import ClipRecorder
+from .engine.audio import SAMPLE_RATE, Pcm16
 from .engine.decider import DeciderEvent, Floats
 from .engine.labels import Sound
-from .engine.pcm import AudioFormatError, PcmConverter
 from .engine.tagger import DEFAULT_MODEL, ModelError, Tagger, load_shipped_tagger
-from .engine.worker import ClipCallback, StreamStats
+from .engine.worker import StreamStats
 from .redact import error_text
 
 _LOGGER = logging.getLogger(__name__)
@@ -342,10 +341,9 @@ class RemoteStream:
         self.name = name
         self.stats = StreamStats()
         self.closed = False
-        self.recorder: ClipRecorder | None = None
         self._engine = engine
         self._callback = callback
-        self._queue: deque[tuple[bytes, int, int, int]] = deque()
+        self._queue: deque[Pcm16] = deque()
         self._queued_s = 0.0
         self._queued_bytes = 0
         self._wake = asyncio.Event()
@@ -355,10 +353,8 @@ class RemoteStream:
         self._status: protocol.GuardModeStatus | None = None
         self._peak_db: float | None = None
         self._time_s = 0.0
-        self._format: tuple[int, int, int] | None = None
+        self._started = False  # audio-start sent on this connection
         self._task: asyncio.Task[None] | None = None
-        self._on_clip: ClipCallback | None = None
-        self._clip_converter: PcmConverter | None = None
         self._settings_dirty = True
         self._rng = random.Random()
 
@@ -378,23 +374,22 @@ class RemoteStream:
             error = task.exception()
             self._engine._down(self, f"the stream to it stopped: {error!r}", error)
 
-    def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
-        """Queue PCM to send; the oldest is dropped (and counted) if the engine falls behind."""
-        if self.closed or not data:
+    def push(self, pcm: Pcm16) -> None:
+        """Queue 16 kHz mono audio to send; the oldest is dropped (and counted) when it lags."""
+        if self.closed or not len(pcm):
             return
-        seconds = bounds.chunk_seconds(len(data), rate, width, channels)
-        self._queue.append((data, rate, width, channels))
+        seconds = len(pcm) / SAMPLE_RATE
+        self._queue.append(pcm)
         self._queued_s += seconds
-        self._queued_bytes += len(data)
+        self._queued_bytes += pcm.nbytes
         self.stats.seconds_in += seconds
         while self._queue and (self._queued_s > QUEUE_S or self._queued_bytes > bounds.QUEUE_BYTES):
             old = self._queue.popleft()
-            dropped = bounds.chunk_seconds(len(old[0]), *old[1:])
+            dropped = len(old) / SAMPLE_RATE
             self._queued_s -= dropped
-            self._queued_bytes -= len(old[0])
+            self._queued_bytes -= old.nbytes
             self.stats.seconds_dropped += dropped
             self.stats.chunks_dropped += 1
-        self._record(data, rate, width, channels)
         self._wake.set()
 
     def mark_gap(self, seconds: float) -> None:
@@ -438,7 +433,7 @@ class RemoteStream:
         status = self._status
         return {
             "engine": "remote",
-            "connected": self._format is not None or status is not None,
+            "connected": self._started or status is not None,
             "seconds_in": round(self.stats.seconds_in, 1),
             "seconds_dropped": round(self.stats.seconds_dropped, 2),
             "chunks_dropped": self.stats.chunks_dropped,
@@ -450,22 +445,12 @@ class RemoteStream:
             "enabled_sounds": sorted(self._settings.enabled or ()),
         }
 
-    def record_clips(self, recorder: ClipRecorder | None, on_clip: ClipCallback | None) -> None:
-        """Keep pre-roll audio locally for evidence clips (None: keep nothing)."""
-        self.recorder, self._on_clip = recorder, on_clip
-        self._clip_converter = None
-
     def close(self) -> None:
         """Stop relaying; the connection closes."""
         self.closed = True
         self._engine._forget(self)
         if self._task is not None:
             self._task.cancel()
-        recorder, on_clip = self.recorder, self._on_clip
-        self.recorder = None
-        if recorder is not None and on_clip is not None:
-            for clip_id, pcm in recorder.flush():
-                on_clip(clip_id, pcm)
 
     def _send_settings(self, **changes: Any) -> None:
         self._settings = protocol.GuardModeStream(
@@ -477,24 +462,6 @@ class RemoteStream:
         )
         self._settings_dirty = True
         self._wake.set()
-
-    def _record(self, data: bytes, rate: int, width: int, channels: int) -> None:
-        """Feed the local clip recorder (audio goes to the engine; clips stay here)."""
-        recorder, on_clip = self.recorder, self._on_clip
-        if recorder is None or on_clip is None:
-            return
-        try:
-            if self._clip_converter is None or self._clip_converter.format != (
-                rate,
-                width,
-                channels,
-            ):
-                self._clip_converter = PcmConverter(rate, width, channels)
-            samples = self._clip_converter.convert(data)
-        except AudioFormatError:
-            return
-        for clip_id, pcm in recorder.push(samples):
-            on_clip(clip_id, pcm)
 
     async def _run(self) -> None:
         attempt = 0
@@ -509,7 +476,7 @@ class RemoteStream:
                 await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))
                 continue
             attempt = 0
-            self._format = None
+            self._started = False
             self._settings_dirty = True
             receiver = asyncio.create_task(self._receive(reader))
             try:
@@ -540,13 +507,14 @@ class RemoteStream:
                 self._settings_dirty = False
                 await async_write_event(self._settings.event(), writer)
             while self._queue:
-                data, rate, width, channels = self._queue.popleft()
-                self._queued_s -= bounds.chunk_seconds(len(data), rate, width, channels)
-                self._queued_bytes -= len(data)
-                if self._format != (rate, width, channels):
-                    self._format = (rate, width, channels)
-                    await async_write_event(AudioStart(rate, width, channels).event(), writer)
-                await async_write_event(AudioChunk(rate, width, channels, data).event(), writer)
+                pcm = self._queue.popleft()
+                self._queued_s -= len(pcm) / SAMPLE_RATE
+                self._queued_bytes -= pcm.nbytes
+                if not self._started:
+                    self._started = True
+                    await async_write_event(AudioStart(SAMPLE_RATE, 2, 1).event(), writer)
+                chunk = AudioChunk(SAMPLE_RATE, 2, 1, pcm.astype("<i2").tobytes())
+                await async_write_event(chunk.event(), writer)
                 sent = True
             self._wake.clear()
             waiter = asyncio.create_task(self._wake.wait())

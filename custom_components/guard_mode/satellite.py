@@ -32,7 +32,8 @@ from .const import (
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
 )
-from .engine.clips import ClipRecorder, Pcm16
+from .engine.audio import Pcm16
+from .engine.clips import ClipRecorder
 from .engine.decider import DeciderEvent, Detection, Floats
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.worker import EngineStream
@@ -132,6 +133,7 @@ class Satellite:
         self._repair_timer: CALLBACK_TYPE | None = None
         self._level_unsub: CALLBACK_TYPE | None = None
         self.simulations: set[CALLBACK_TYPE] = set()  # ends of simulated detections
+        self.recorder: ClipRecorder | None = None  # pre-roll, only while clips are on
         self.clips_failing: str | None = None  # why clips can't be written (alerts say no clip)
         self._rng = random.Random()
 
@@ -260,6 +262,7 @@ class Satellite:
         if stream is not None:
             stream.close()
             self._closed_embeddings = stream.recent_detection_embeddings()
+        self._stop_clips()
         self.detections.active.clear()  # nothing is being heard once the microphone is closed
         self.state.listening = False
         self.state.connected = False
@@ -285,13 +288,16 @@ class Satellite:
         while True:
             delivered = False
 
-            def sink(data: bytes, rate: int, width: int, channels: int) -> None:
+            def sink(pcm: Pcm16) -> None:
                 nonlocal delivered
                 if not delivered:
                     delivered = True
                     self._connected()
                 if self.stream is not None:
-                    self.stream.push_pcm(data, rate, width, channels)
+                    self.stream.push(pcm)
+                if self.recorder is not None:
+                    for name, clip in self.recorder.push(pcm):
+                        self._write_clip_later(name, clip)
 
             try:
                 await self.source.run(sink)
@@ -388,7 +394,7 @@ class Satellite:
 
         None (the event says: no clip) when clips are off, or can't be written just now.
         """
-        recorder = self.stream.recorder if self.stream is not None else None
+        recorder = self.recorder
         if recorder is None:
             return None
         if self.clips_failing is not None:  # look again, for the next alert
@@ -404,17 +410,19 @@ class Satellite:
         if self.stream is None:
             return
         wanted = bool(self.hub.options.get(CONF_EVIDENCE_CLIPS))
-        if wanted and self.stream.recorder is None:
-            self.stream.record_clips(ClipRecorder(), self._clip_done)
+        if wanted and self.recorder is None:
+            self.recorder = ClipRecorder()
             self.hass.async_create_background_task(
                 self._async_write_clip(None, None), f"{DOMAIN} clip folder {self.name}"
             )
-        elif not wanted and self.stream.recorder is not None:
-            self.stream.record_clips(None, None)
+        elif not wanted:
+            self.recorder = None  # and the clips being recorded with it
 
-    def _clip_done(self, name: str, pcm: Pcm16) -> None:
-        """Write a finished clip (called on the engine thread)."""
-        self.hass.loop.call_soon_threadsafe(self._write_clip_later, name, pcm)
+    def _stop_clips(self) -> None:
+        """Keep no more audio (closing): the clips being recorded end with what they have."""
+        recorder, self.recorder = self.recorder, None
+        for name, pcm in recorder.flush() if recorder is not None else ():
+            self._write_clip_later(name, pcm)
 
     @callback
     def _write_clip_later(self, name: str, pcm: Pcm16) -> None:

@@ -37,10 +37,10 @@ from .alerts import simulated_detection
 from .const import DOMAIN
 from .engine import bounds
 from .engine.analyze import analyze_file
+from .engine.audio import AudioFormatError
 from .engine.decider import DeciderEvent, EventKind, WindowEvidence
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.learning import TeachError, teach
-from .engine.pcm import AudioFormatError
 from .engine.teaching import EVENT_DB, examples_from_files, split_examples
 from .engine.worker import EngineStream
 from .models import GuardModeConfigEntry

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from custom_components.guard_mode.engine import frontend as fe
-from custom_components.guard_mode.engine.pcm import read_audio
+from custom_components.guard_mode.engine.audio import read_audio
 from custom_components.guard_mode.engine.tagger import (
     DEFAULT_MODEL,
     load_tagger,

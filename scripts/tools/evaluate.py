@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from custom_components.guard_mode.engine.analyze import LEAD_S, with_silence
+from custom_components.guard_mode.engine.audio import read_audio
 from custom_components.guard_mode.engine.decider import EventKind
 from custom_components.guard_mode.engine.frontend import (
     FRAME_HOP,
@@ -53,7 +54,6 @@ from custom_components.guard_mode.engine.frontend import (
     stft_magnitude,
 )
 from custom_components.guard_mode.engine.labels import Sound, class_index
-from custom_components.guard_mode.engine.pcm import read_audio
 from custom_components.guard_mode.engine.stream import StreamAnalyzer, to_db
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 

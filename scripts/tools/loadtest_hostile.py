@@ -7,7 +7,7 @@ measures it from outside (RSS from /proc, every 0.1 s):
 
 * ``mic`` — Home Assistant's side of Wyoming microphones: a process running the engine worker
   with the shipped model and two ``WyomingMicSource`` satellites, exactly as the integration
-  wires them (source → ``push_pcm`` → worker). One satellite's mic service is honest (a quiet
+  wires them (source → stream → worker). One satellite's mic service is honest (a quiet
   room in real time, then a smoke alarm on cue); the other is hostile: a 16 MiB chunk declared
   4 kHz 8-bit (70 min of audio), audio as fast as TCP takes it, malformed events.
 * ``engine`` — the engine service (``engine serve``) as its own process: three clients sending
@@ -117,7 +117,8 @@ async def victim(honest: int, hostile: int) -> None:
             source = WyomingMicSource("127.0.0.1", port)
             while True:
                 try:
-                    await source.run(stream.push_pcm)
+                    # Sources deliver 16 kHz mono now; before, PCM as declared (push_pcm).
+                    await source.run(getattr(stream, "push_pcm", stream.push))
                 except SourceError as err:
                     emit(ev="error", stream=name, error=str(err)[:200])
                 except Exception as err:  # what the satellite's catch-all would log

@@ -51,7 +51,7 @@ import zlib
 import numpy as np
 import numpy.typing as npt
 
-from custom_components.guard_mode.engine.pcm import read_audio, read_audio_bytes
+from custom_components.guard_mode.engine.audio import read_audio, read_audio_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES_JSON = REPO / "scenario" / "sources.json"

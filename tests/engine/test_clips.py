@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from custom_components.guard_mode.engine.clips import MAX_OPEN_CLIPS, ClipRecorder, to_pcm16
+from custom_components.guard_mode.engine.clips import MAX_OPEN_CLIPS, ClipRecorder
 
 
 def ramp(start: int, count: int) -> np.ndarray:
     """Samples whose value tells their position (so order and gaps are visible)."""
-    return (np.arange(start, start + count) / 32767.0).astype(np.float32)
+    return np.arange(start, start + count, dtype=np.int16)
 
 
 def test_clip_has_pre_roll_then_post_roll_in_order() -> None:
@@ -45,10 +45,3 @@ def test_open_clips_are_bounded_and_flushed() -> None:
     assert len(flushed) == MAX_OPEN_CLIPS
     assert all(len(pcm) == 1000 for _, pcm in flushed)
     assert recorder.flush() == []
-
-
-def test_pcm16_clips_full_scale() -> None:
-    np.testing.assert_array_equal(
-        to_pcm16(np.array([-2.0, -1.0, 0.0, 1.0, 2.0], np.float32)),
-        [-32767, -32767, 0, 32767, 32767],
-    )

@@ -56,7 +56,7 @@ async def test_no_audio_is_written_when_clips_are_off(
     await wait_for(lambda: bool(detections), limit=15)
     satellite = the_satellite(hass)
     assert satellite.stream is not None
-    assert satellite.stream.recorder is None  # no pre-roll kept in memory either
+    assert satellite.recorder is None  # no pre-roll kept in memory either
     assert detections[0].data["clip"] is None
     await wait_for(lambda: alarm_mic.connections and satellite.stream.analyzer.time_s > 20, 15)
     await arm(hass, False)

@@ -22,6 +22,7 @@ from homeassistant.setup import async_setup_component
 import numpy as np
 import pytest
 
+from custom_components.guard_mode.engine.audio import Pcm16
 from custom_components.guard_mode.sources import push
 from custom_components.guard_mode.sources.base import AudioFormat, CannotConnect, NoAudio
 from custom_components.guard_mode.sources.push import (
@@ -44,17 +45,18 @@ pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 class Recorder:
-    """A sink that keeps what it is given."""
+    """A sink that keeps what it is given (16 kHz mono 16-bit)."""
 
     def __init__(self) -> None:
-        self.chunks: list[tuple[bytes, int, int, int]] = []
+        self.chunks: list[Pcm16] = []
 
-    def __call__(self, data: bytes, rate: int, width: int, channels: int) -> None:
-        self.chunks.append((data, rate, width, channels))
+    def __call__(self, pcm: Pcm16) -> None:
+        assert pcm.dtype == np.int16
+        self.chunks.append(pcm)
 
     @property
     def bytes(self) -> int:
-        return sum(len(chunk[0]) for chunk in self.chunks)
+        return sum(chunk.nbytes for chunk in self.chunks)
 
 
 async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
@@ -199,11 +201,11 @@ async def test_run_streams_and_cancel_stops_at_once(
     assert await next_json(ws) == {"type": "start"}
     await ws.send_bytes(PCM)
     await until(lambda: len(sink.chunks) == 1)
-    assert sink.chunks[0] == (PCM, 16000, 2, 1)
+    assert sink.chunks[0].tolist() == np.frombuffer(PCM, "<i2").tolist()  # as it was
     await ws.send_json({"type": "format", "rate": 48000, "width": 2, "channels": 2})
     await ws.send_bytes(PCM[:960])
     await until(lambda: len(sink.chunks) == 2)
-    assert sink.chunks[1] == (PCM[:960], 48000, 2, 2)
+    assert len(sink.chunks[1]) <= 80  # 5 ms of 48 kHz stereo, converted to 16 kHz mono
     assert source.diagnostics() | {"connections": 1} == {
         "connected": True,
         "agent": "test-agent/1",
@@ -399,7 +401,7 @@ async def test_probe_fails_when_the_agent_leaves(client: TestClient, source: Pus
 
 
 async def test_a_failing_sink_ends_the_run(client: TestClient, source: PushSource) -> None:
-    def sink(data: bytes, rate: int, width: int, channels: int) -> None:
+    def sink(pcm: Pcm16) -> None:
         raise ValueError("sink broke")
 
     ws = await connect(client)
@@ -607,8 +609,7 @@ async def listen_once(source: PushSource, pid_file: Path) -> None:
     sink = Recorder()
     async with running(source, sink):
         await until(lambda: sink.bytes >= 16000, 10)  # half a second of audio
-        assert {chunk[1:] for chunk in sink.chunks} == {(16000, 2, 1)}
-        pcm = b"".join(chunk[0] for chunk in sink.chunks)
+        pcm = np.concatenate(sink.chunks).tobytes()
         assert abs(dominant_hz(pcm[: len(pcm) // 2 * 2], 16000) - 1000) < 20
         pid = int(pid_file.read_text())
         assert alive(pid)

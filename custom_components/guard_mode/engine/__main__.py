@@ -13,7 +13,7 @@ import json
 import sys
 
 from .analyze import analyze_file
-from .pcm import AudioFormatError
+from .audio import AudioFormatError
 from .tagger import ModelError, load_shipped_tagger
 
 DEFAULT_MAX_SECONDS = 900.0

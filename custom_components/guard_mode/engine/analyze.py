@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from .audio import read_audio
 from .decider import DeciderConfig, DeciderEvent, Detection
 from .frontend import SAMPLE_RATE
-from .pcm import read_audio
 from .stream import StreamAnalyzer
 from .tagger import Tagger
 

@@ -3,20 +3,17 @@
 Used only when the user turned evidence clips on. The recorder keeps ``pre_s`` seconds of
 16 kHz audio in a preallocated ring; a clip started now gets that pre-roll plus the next
 ``post_s`` seconds. Nothing here touches the disk: finished clips are handed to the caller.
+One thread uses a recorder (in Home Assistant: the event loop, where the audio arrives).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-import threading
 
 import numpy as np
-import numpy.typing as npt
 
-from .frontend import SAMPLE_RATE
+from .audio import SAMPLE_RATE, Pcm16
 
-Floats = npt.NDArray[np.float32]
-Pcm16 = npt.NDArray[np.int16]
 MAX_OPEN_CLIPS = 8  # a burst of detections can't pile up recordings
 
 
@@ -27,13 +24,8 @@ class _Open:
     remaining: int  # samples still to record
 
 
-def to_pcm16(samples: Floats) -> Pcm16:
-    """Return float samples in [-1, 1] as 16-bit PCM."""
-    return np.asarray(np.clip(samples, -1.0, 1.0) * 32767.0, np.float32).astype(np.int16)
-
-
 class ClipRecorder:
-    """A pre-roll ring buffer and the clips being recorded from it (thread-safe)."""
+    """A pre-roll ring buffer and the clips being recorded from it."""
 
     def __init__(self, pre_s: float = 5.0, post_s: float = 5.0) -> None:
         """Keep pre_s seconds of audio; clips last pre_s + post_s seconds."""
@@ -43,36 +35,31 @@ class ClipRecorder:
         self._write = 0  # next ring position
         self._filled = 0
         self._open: list[_Open] = []
-        self._lock = threading.Lock()
 
     def start(self, clip_id: str) -> bool:
-        """Start a clip now (any thread); False if too many clips are being recorded."""
-        with self._lock:
-            if len(self._open) >= MAX_OPEN_CLIPS:
-                return False
-            self._open.append(_Open(clip_id, [self._pre_roll()], self.post))
-            return True
+        """Start a clip now; False if too many clips are being recorded."""
+        if len(self._open) >= MAX_OPEN_CLIPS:
+            return False
+        self._open.append(_Open(clip_id, [self._pre_roll()], self.post))
+        return True
 
-    def push(self, samples: Floats) -> list[tuple[str, Pcm16]]:
-        """Add audio (worker thread); return the clips that are complete now."""
-        pcm = to_pcm16(samples)
-        with self._lock:
-            done = []
-            for clip in self._open:
-                take = pcm[: clip.remaining]
-                clip.parts.append(take)
-                clip.remaining -= len(take)
-                if clip.remaining <= 0:
-                    done.append(clip)
-            for clip in done:
-                self._open.remove(clip)
-            self._remember(pcm)
+    def push(self, pcm: Pcm16) -> list[tuple[str, Pcm16]]:
+        """Add 16 kHz mono audio; return the clips that are complete now."""
+        done = []
+        for clip in self._open:
+            take = pcm[: clip.remaining]
+            clip.parts.append(take.copy())
+            clip.remaining -= len(take)
+            if clip.remaining <= 0:
+                done.append(clip)
+        for clip in done:
+            self._open.remove(clip)
+        self._remember(pcm)
         return [(clip.clip_id, np.concatenate(clip.parts)) for clip in done]
 
     def flush(self) -> list[tuple[str, Pcm16]]:
         """End every open clip with what it has (the stream is closing)."""
-        with self._lock:
-            done, self._open = self._open, []
+        done, self._open = self._open, []
         return [(clip.clip_id, np.concatenate(clip.parts)) for clip in done]
 
     def _remember(self, pcm: Pcm16) -> None:

@@ -48,6 +48,7 @@ from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 
 from . import bounds
+from .audio import PcmConverter
 from .decider import DeciderConfig, DeciderEvent
 from .labels import Sound
 from .protocol import (
@@ -160,7 +161,6 @@ class _Segment:
         self._post = post
         self._status_interval_s = status_interval_s
         self._next_status_s = status_interval_s
-        self._bad_chunks = 0
         self.stream = worker.open_stream(
             name, self._on_events, decider_config=config, queue_s=queue_s
         )
@@ -176,20 +176,12 @@ class _Segment:
         self._post(self, items, False)
 
     def after_run(self) -> None:
-        """Report unusable audio, and the status every status interval of audio."""
-        items: list[_Item] = []
-        stats = self.stream.stats
-        if stats.bad_chunks > self._bad_chunks:
-            self._bad_chunks = stats.bad_chunks
-            text = f"audio chunk skipped: {self.stream.last_error}"
-            items.append((Error(text=text, code=ERROR_BAD_AUDIO).event(), False))
+        """Report the status every status interval of audio."""
         time_s = self.stream.analyzer.time_s
         if time_s >= self._next_status_s:
             interval = self._status_interval_s
             self._next_status_s = (math.floor(time_s / interval) + 1) * interval
-            items.append((self.status().event(), True))
-        if items:
-            self._post(self, items, False)
+            self._post(self, [(self.status().event(), True)], False)
 
     def end(self) -> None:
         """Close the open detections, send a last status and close the stream."""
@@ -203,7 +195,7 @@ class _Segment:
         self._post(self, items, True)
 
     def status(self) -> GuardModeStatus:
-        """Return the stream's status now (takes the peak level)."""
+        """Return the stream's status now (takes the peak level; bad chunks: the connection's)."""
         analyzer, stats = self.stream.analyzer, self.stream.stats
         return GuardModeStatus(
             time_s=analyzer.time_s,
@@ -212,7 +204,7 @@ class _Segment:
             gated_windows=analyzer.gated_windows,
             media_s=analyzer.decider.media_s,
             seconds_dropped=stats.seconds_dropped,
-            bad_chunks=stats.bad_chunks,
+            bad_chunks=0,
         )
 
 
@@ -332,12 +324,14 @@ class Connection:
         self._enabled: frozenset[Sound] | None = None
         self._media_player_playing = False
         self._segment: _Segment | None = None
+        self._converter = PcmConverter()  # the segment's audio, to 16 kHz mono
         self._ending: list[_Segment] = []  # audio-stop arrived, offsets not yet
         self._held: list[Event] = []  # the next segment's detections, sent after those offsets
         self._closing = False
         self._abort_reason: str | None = None
         self.seconds_in = 0.0
         self.detections = 0
+        self.bad_chunks = 0  # audio chunks skipped: a format that can't be used
 
     async def run(self) -> None:
         """Read events until the client leaves or misbehaves; log one line each way."""
@@ -460,6 +454,7 @@ class Connection:
                 data.get("rate"), data.get("width"), data.get("channels")
             )
         except bounds.PeerError as err:
+            self.bad_chunks += 1
             self._send(Error(text=f"audio chunk skipped: {err}", code=ERROR_BAD_AUDIO).event())
             return 0.0
         if not event.payload:
@@ -467,13 +462,14 @@ class Connection:
         if (problem := bounds.chunk_error(len(event.payload), rate, width, channels)) is not None:
             raise ProtocolError(problem)
         segment = self._segment or self._open_segment()
-        segment.stream.push_pcm(event.payload, rate, width, channels)
+        segment.stream.push(self._converter.convert(event.payload, rate, width, channels))
         seconds = bounds.chunk_seconds(len(event.payload), rate, width, channels)
         self.seconds_in += seconds
         return self._audio.spend(seconds)
 
     def _open_segment(self) -> _Segment:
         if self._segment is None:
+            self._converter.reset()
             config = None
             if self._enabled is not None:
                 config = replace(DeciderConfig(), enabled=self._enabled)
@@ -519,6 +515,8 @@ class Connection:
             return
         older = segment in self._ending
         for event, droppable in items:
+            if GuardModeStatus.is_type(event.type):
+                event.data["bad_chunks"] = self.bad_chunks
             if GuardModeDetection.is_type(event.type):
                 _LOGGER.debug("Client %s (%s): %s", self.peer, self.name, event.data)
                 if event.data.get("kind") == "onset":

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .audio import read_audio
 from .decider import WindowEvidence
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
 from .learning import TeachError, unit
-from .pcm import read_audio
 from .stream import DEFAULT_GATE_DB
 from .tagger import Tagger
 

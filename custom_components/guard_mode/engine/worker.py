@@ -1,9 +1,10 @@
 """The shared engine: one tagger for every stream, run in one worker thread.
 
-Streams push audio from any thread (in Home Assistant: the event loop) without blocking: each
-stream has a queue bounded in seconds and in bytes, and when the host can't keep up the oldest
-audio is dropped and counted, never queued without bound (a chunk bigger than the whole bound
-is dropped at once: entrances refuse those before, see :mod:`.bounds`). The worker drains all
+Streams push 16 kHz mono audio (converted at its source, see :mod:`.audio`) from any thread (in
+Home Assistant: the event loop) without blocking: each stream has a queue bounded in seconds and
+in bytes, and when the host can't keep up the oldest audio is dropped and counted, never queued
+without bound (a chunk bigger than the whole bound is dropped at once: entrances refuse those
+before, see :mod:`.bounds`). The worker drains all
 queues, runs each stream's signal processing, tags every ready window of every stream in one
 batch, and hands each stream's decider events to its callback — on the worker thread; callers
 hop threads themselves.
@@ -22,11 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .audio import Pcm16, sanitize, to_float
 from .bounds import QUEUE_BYTES
-from .clips import ClipRecorder, Pcm16
 from .decider import DeciderConfig, DeciderEvent
 from .frontend import SAMPLE_RATE
-from .pcm import AudioFormatError, PcmConverter, sanitize
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
 from .yamnet_numpy import blas_threads
@@ -35,7 +35,6 @@ _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 # (stream, events, stream time when they were produced), called on the worker thread.
 EventCallback = Callable[["EngineStream", list[DeciderEvent], float], None]
-ClipCallback = Callable[[str, Pcm16], None]  # (clip id, 16 kHz PCM), on the worker thread
 DEFAULT_QUEUE_S = 10.0  # audio a stream may have waiting before the oldest is dropped
 
 
@@ -57,23 +56,14 @@ class StreamStats:
     seconds_in: float = 0.0  # audio received
     seconds_dropped: float = 0.0  # audio dropped because the worker fell behind
     chunks_dropped: int = 0
-    bad_chunks: int = 0  # chunks that could not be converted (wrong format, garbage)
 
 
-# A queued chunk: 16 kHz mono floats, or PCM bytes with its declared (rate, width, channels).
-type _Chunk = tuple[Floats, None] | tuple[bytes, tuple[int, int, int]]
-
-
-def _bytes(chunk: _Chunk) -> int:
-    return int(chunk[0].nbytes) if chunk[1] is None else len(chunk[0])
+# A queued chunk: 16 kHz mono samples, 16-bit or float32.
+type _Chunk = Pcm16 | Floats
 
 
 def _seconds(chunk: _Chunk) -> float:
-    data, fmt = chunk
-    if fmt is None:
-        return len(data) / SAMPLE_RATE
-    rate, width, channels = fmt
-    return len(data) / max(rate * width * channels, 1)
+    return len(chunk) / SAMPLE_RATE
 
 
 class EngineStream:
@@ -95,50 +85,25 @@ class EngineStream:
         self.stats = StreamStats()
         self._worker = worker
         self._callback = callback
-        # Chunks with their phases, and gaps (seconds of lost audio) where they happened.
-        self._queue: deque[tuple[_Chunk, int] | float] = deque()
+        # Chunks, and gaps (seconds of lost audio) where they happened.
+        self._queue: deque[_Chunk | float] = deque()
         self._queued_s = 0.0
         self._queued_bytes = 0
         self._chunks = 0  # chunks in the queue
         self._max_queued_s = max_queued_s
         self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
-        # PCM bytes since the start of the format (or connection), modulo the frame size: where
-        # the next chunk starts inside a frame. Chunks need not hold whole frames.
-        self._phase = 0
-        self._phase_format: tuple[int, int, int] | None = None
-        self._converter: PcmConverter | None = None
-        self._resync = False  # after a gap: the next PCM chunk may start inside a frame
-        self.recorder: ClipRecorder | None = None  # only while evidence clips are on
-        self._on_clip: ClipCallback | None = None
-        self.last_error: str | None = None
         self.closed = False
 
-    def record_clips(self, recorder: ClipRecorder | None, on_clip: ClipCallback | None) -> None:
-        """Keep pre-roll audio and deliver clips (None: keep nothing, the default)."""
-        previous, self.recorder, self._on_clip = self.recorder, recorder, on_clip
-        if previous is not None and on_clip is not None:
-            for clip_id, pcm in previous.flush():
-                on_clip(clip_id, pcm)
-
-    def push(self, samples: Floats) -> None:
-        """Queue 16 kHz mono float samples; never blocks on inference."""
-        if len(samples):
-            self._enqueue((samples, None))
-
-    def push_pcm(self, data: bytes, rate: int, width: int, channels: int) -> None:
-        """Queue PCM bytes as a source declared them; converted on the worker thread."""
-        if data:
-            self._enqueue((data, (rate, width, channels)))
-
-    def _enqueue(self, chunk: _Chunk) -> None:
-        if self.closed:
+    def push(self, samples: Pcm16 | Floats) -> None:
+        """Queue 16 kHz mono samples (16-bit, or float32 in [-1, 1]); never blocks on inference."""
+        if not len(samples) or self.closed:
             return
-        seconds, size = _seconds(chunk), _bytes(chunk)
+        seconds = _seconds(samples)
         with self._lock:
-            self._queue.append((chunk, self._next_phase(chunk)))
+            self._queue.append(samples)
             self._queued_s += seconds
-            self._queued_bytes += size
+            self._queued_bytes += samples.nbytes
             self._chunks += 1
             self.stats.seconds_in += seconds
             lost = 0.0
@@ -149,9 +114,9 @@ class EngineStream:
                 if isinstance(item, float):  # an older gap: the new one includes it
                     lost += item
                     continue
-                dropped = _seconds(item[0])
+                dropped = _seconds(item)
                 self._queued_s -= dropped
-                self._queued_bytes -= _bytes(item[0])
+                self._queued_bytes -= item.nbytes
                 self._chunks -= 1
                 self.stats.seconds_dropped += dropped
                 self.stats.chunks_dropped += 1
@@ -160,22 +125,10 @@ class EngineStream:
                 self._queue.appendleft(lost)
         self._worker.wake()
 
-    def _next_phase(self, chunk: _Chunk) -> int:
-        """Return where a PCM chunk starts inside a frame (call with the lock held)."""
-        data, fmt = chunk
-        if fmt is None:
-            return 0
-        if fmt != self._phase_format:
-            self._phase_format, self._phase = fmt, 0
-        phase = self._phase
-        self._phase = (phase + len(data)) % max(fmt[1] * fmt[2], 1)
-        return phase
-
     def mark_gap(self, seconds: float) -> None:
         """Account for time without audio (a reconnect): holds and cooldowns keep running."""
         with self._lock:
             self._queue.append(max(seconds, 1e-6))  # after the old connection's queued audio
-            self._phase_format = None  # a new connection starts on a frame boundary
         self._worker.wake()
 
     def set_media_player_playing(self, playing: bool) -> None:
@@ -230,7 +183,6 @@ class EngineStream:
             "seconds_in": round(self.stats.seconds_in, 1),
             "seconds_dropped": round(self.stats.seconds_dropped, 2),
             "chunks_dropped": self.stats.chunks_dropped,
-            "bad_chunks": self.stats.bad_chunks,
             "windows": analyzer.windows,
             "windows_below_gate": analyzer.gated_windows,
             "media_s": round(analyzer.decider.media_s, 1),
@@ -239,24 +191,12 @@ class EngineStream:
         }
 
     def close(self) -> None:
-        """Stop processing this stream; queued audio is discarded, open clips end here."""
+        """Stop processing this stream; queued audio is discarded."""
         self.closed = True
         self._worker.remove(self)
         with self._lock:
             self._queue.clear()
             self._queued_s, self._queued_bytes, self._chunks = 0.0, 0, 0
-        recorder, on_clip = self.recorder, self._on_clip
-        self.recorder = None
-        if recorder is not None and on_clip is not None:
-            for clip_id, pcm in recorder.flush():
-                on_clip(clip_id, pcm)
-
-    def _record(self, samples: Floats) -> None:
-        recorder, on_clip = self.recorder, self._on_clip
-        if recorder is None or on_clip is None:
-            return
-        for clip_id, pcm in recorder.push(samples):
-            on_clip(clip_id, pcm)
 
     def _due(self) -> bool:
         """Return True when the queued audio completes a window (or a gap must be handled).
@@ -279,58 +219,25 @@ class EngineStream:
             if self._queue and isinstance(first := self._queue[0], float):
                 gap = first
                 self._queue.popleft()
-            queued: list[tuple[_Chunk, int]] = []
+            queued: list[_Chunk] = []
             while self._queue and not isinstance(head := self._queue[0], float):
                 queued.append(head)
                 self._queue.popleft()
             self._chunks -= len(queued)
-            waiting = [i[0] for i in self._queue if not isinstance(i, float)]
+            waiting = [item for item in self._queue if not isinstance(item, float)]
             self._queued_s = sum(_seconds(chunk) for chunk in waiting)
-            self._queued_bytes = sum(_bytes(chunk) for chunk in waiting)
+            self._queued_bytes = sum(chunk.nbytes for chunk in waiting)
             if self._queue:  # a gap, and maybe audio after it: the next round handles them
                 self._worker.wake()
-        if gap:
-            self._resync = True
-            if self._converter is not None:
-                self._converter.reset()
-        parts = [part for chunk, phase in queued if len(part := self._convert(chunk, phase))]
-        if not parts:
+        if not queued:
             return None, gap
-        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if any(chunk[1] is None for chunk, _ in queued):
-            samples = sanitize(samples)  # floats pushed as they are: NaN/inf and range checked once
-        return samples, gap
-
-    def _convert(self, chunk: _Chunk, phase: int) -> Floats:
-        data, fmt = chunk
-        if not isinstance(data, bytes) or fmt is None:
-            return np.asarray(data, np.float32)
-        if self._resync:  # the chunks before were dropped: start at the next frame boundary
-            skip = (-phase) % max(fmt[1] * fmt[2], 1)
-            if skip >= len(data):
-                return _EMPTY
-            data, self._resync = data[skip:], False
-        try:
-            if self._converter is None:
-                self._converter = PcmConverter(*fmt)
-                head = _EMPTY
-            else:
-                head = self._converter.set_format(*fmt)
-            body = self._converter.convert(data)
-        except AudioFormatError as err:
-            self.stats.bad_chunks += 1
-            if self.last_error is None:
-                _LOGGER.warning("Stream %s: unusable audio: %s", self.name, err)
-            self.last_error = str(err)
-            return _EMPTY
-        return np.concatenate([head, body]) if len(head) else body
+        # 16-bit samples as they are; floats pushed as they are: NaN/inf and range checked once.
+        parts = [sanitize(c) if c.dtype.kind == "f" else to_float(c) for c in queued]
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), gap
 
     def _deliver(self, events: list[DeciderEvent]) -> None:
         if events and not self.closed:
             self._callback(self, events, self.analyzer.time_s)
-
-
-_EMPTY = np.zeros(0, np.float32)
 
 
 @dataclass(slots=True)
@@ -422,7 +329,6 @@ class EngineWorker:
                     stream._deliver(stream.analyzer.skip(round(gap * SAMPLE_RATE)))
                 if samples is None:
                     continue
-                stream._record(samples)
                 work.append(_Work(stream, stream.analyzer.feed(samples)))
             except Exception:
                 self.stats.errors += 1

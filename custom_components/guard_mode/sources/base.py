@@ -1,4 +1,8 @@
-"""What every audio source is: connect, tell the format, deliver PCM chunks until it ends."""
+"""What every audio source is: connect, tell the format, deliver 16 kHz mono until it ends.
+
+Sources convert once, where the audio comes in (:class:`..engine.audio.PcmConverter`, or PyAV's
+decoder for streams): the satellite, its clips and the engine only ever see 16 kHz mono 16-bit.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from dataclasses import dataclass
 import logging
 
 from ..engine import bounds
+from ..engine.audio import Pcm16
 
 _LOGGER = logging.getLogger(__name__)
 
-# Called with each chunk of PCM as the source declares it: (audio, rate, width, channels).
-AudioSink = Callable[[bytes, int, int, int], None]
+# Called with each chunk of audio, converted to 16 kHz mono 16-bit (on the event loop).
+AudioSink = Callable[[Pcm16], None]
 
 PROBE_TIMEOUT_S = 8.0  # test-before-configure: audio must arrive within this time
 STALL_TIMEOUT_S = 10.0  # a connected source that sends nothing this long is reconnected

@@ -34,7 +34,7 @@ arrives before the hello or while stopped is ignored and counted; messages of an
 are ignored (and counted) so that later agents may add some. Websocket pings are sent every 30 s.
 Logs name the satellite, never its push id or key.
 
-No audio is buffered here beyond the one message being handed to the sink.
+No audio is buffered here beyond the one message being converted (and a partial frame).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from homeassistant.util.hass_dict import HassKey
 
 from ..const import DOMAIN
 from ..engine import bounds
+from ..engine.audio import PcmConverter
 from .base import (
     PROBE_TIMEOUT_S,
     STALL_TIMEOUT_S,
@@ -162,6 +163,7 @@ class AgentConnection:
         self.user = user
         self.agent: str | None = None
         self.format: AudioFormat | None = None
+        self.converter = PcmConverter()  # its audio, to 16 kHz mono
         self.source: PushSource | None = None
         self.told_start: bool | None = None  # the last start (True) / stop (False) sent
         self.unserved_since: float | None = None  # when the resolver stopped knowing push_id
@@ -394,7 +396,7 @@ class PushSource(AudioSource):
             return
         self._since = asyncio.get_running_loop().time()
         try:
-            sink(data, fmt.rate, fmt.width, fmt.channels)
+            sink(conn.converter.convert(data, fmt.rate, fmt.width, fmt.channels))
         except Exception as err:  # surfaces in run(), where the satellite logs it
             self._failure = err
             self._wake()

@@ -14,10 +14,9 @@ How a connection runs:
   for hours, so not in the executor pool); nothing of PyAV ever runs on the event loop. The
   thread resamples each frame with ``av.AudioResampler`` (libswresample) to 16 kHz mono s16 in
   100 ms chunks and hands them to the loop with ``loop.call_soon_threadsafe``; the sink is only
-  ever called on the loop. 16 kHz mono is what the engine works on (see DESIGN.md): converting
-  here, in C, costs no more than the engine's numpy resampler would, but it runs on each stream's
-  own thread instead of the one engine worker all satellites share, and a 48 kHz stereo stream
-  crosses to the loop and queues in the engine at a sixth of the size.
+  ever called on the loop. Like every source it delivers 16 kHz mono, what the engine works on;
+  here the conversion runs on the stream's own thread, and a 48 kHz stereo stream crosses to the
+  loop at a sixth of the size.
 * Back-pressure: at most ``MAX_IN_FLIGHT`` chunks (2 s) wait on the loop; when the loop falls
   further behind, new chunks are dropped and counted (``stats``), never queued without bound.
 * Only the audio track: RTSP sets up the audio track alone (``allowed_media_types=audio``), so
@@ -46,6 +45,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from ..engine.audio import SAMPLE_RATE, Pcm16
 from ..redact import redact_url
 from . import base
 from .base import (
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-RATE: Final = 16000  # what the sink receives: 16 kHz mono s16
 CHUNK_SAMPLES: Final = 1600  # 100 ms per chunk handed to the loop
 OPEN_TIMEOUT_S = 5.0  # connecting and reading the stream's header, each
 STOP_WAIT_S = 0.8  # a cancelled run() waits this long for its thread (satellites allow 1 s)
@@ -168,13 +167,13 @@ class _Session:
         if not self.done.done():
             self.done.set_result(error)
 
-    def _deliver(self, pcm: bytes) -> None:
+    def _deliver(self, pcm: Pcm16) -> None:
         self.received += 1
         if self.stop.is_set() or self.sink is None or self.done.done():
             return
         self.source.stats.chunks += 1
         try:
-            self.sink(pcm, RATE, 2, 1)
+            self.sink(pcm)
         except Exception as err:  # run() raises it: not ours to judge
             self.stop.set()
             self._finish(err)
@@ -274,11 +273,11 @@ class _Session:
                     if layout != (key := (frame.format.name, frame.layout.name, rate)):
                         layout = key
                         resampler = av.AudioResampler(
-                            format="s16", layout="mono", rate=RATE, frame_size=CHUNK_SAMPLES
+                            format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=CHUNK_SAMPLES
                         )
                     assert resampler is not None
                     for chunk in resampler.resample(frame):
-                        self._hand_over(bytes(chunk.planes[0])[: 2 * int(chunk.samples)])
+                        self._hand_over(chunk.to_ndarray()[0])
                 if now - last_audio > stall:
                     raise NoAudio(f"{self.where} sent no decodable audio for {stall:.0f} s")
         except (av.FFmpegError, OSError) as err:
@@ -290,7 +289,7 @@ class _Session:
         if not self.stop.is_set():
             raise CannotConnect(f"{self.where} ended the stream")
 
-    def _hand_over(self, pcm: bytes) -> None:
+    def _hand_over(self, pcm: Pcm16) -> None:
         if self.sent - self.received >= MAX_IN_FLIGHT:
             if not self.source.stats.chunks_dropped:
                 _LOGGER.debug("%s: the event loop is behind; dropping audio", self.where)

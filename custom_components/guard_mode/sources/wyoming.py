@@ -17,6 +17,7 @@ from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
 from ..engine import bounds, protocol
+from ..engine.audio import PcmConverter
 from ..redact import error_text
 from .base import (
     PROBE_TIMEOUT_S,
@@ -100,6 +101,7 @@ class WyomingMicSource(AudioSource):
         """Stream chunks into sink until cancelled; raise when the service fails or stalls."""
         reader, writer = await self._connect()
         audio, events = bounds.audio_budget(), bounds.event_budget()
+        converter = PcmConverter()
         loop = asyncio.get_running_loop()
         stall_at = loop.time() + STALL_TIMEOUT_S  # no audio by then: stalled, whatever else
         try:
@@ -119,7 +121,7 @@ class WyomingMicSource(AudioSource):
                     size = len(event.payload)
                     if problem := bounds.chunk_error(size, fmt.rate, fmt.width, fmt.channels):
                         raise ProtocolError(f"{self.describe()} sent {problem}")
-                    sink(event.payload, fmt.rate, fmt.width, fmt.channels)
+                    sink(converter.convert(event.payload, fmt.rate, fmt.width, fmt.channels))
                     seconds = bounds.chunk_seconds(size, fmt.rate, fmt.width, fmt.channels)
                     wait = max(wait, audio.spend(seconds))
                     stall_at = loop.time() + wait + STALL_TIMEOUT_S

@@ -1,4 +1,4 @@
-"""Tests for engine.pcm: PCM conversion, resampling, streaming and file decoding (no HA)."""
+"""engine.audio: live PCM converted and files decoded to 16 kHz mono by PyAV (no HA)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,20 @@ import io
 import math
 from pathlib import Path
 import struct
-import sys
 import tracemalloc
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from custom_components.guard_mode.engine.pcm import (
+from custom_components.guard_mode.engine.audio import (
     SAMPLE_RATE,
     AudioFormatError,
     PcmConverter,
-    Resampler,
-    pcm_to_float,
     read_audio,
     read_audio_bytes,
     sanitize,
+    to_float,
 )
 
 Array = npt.NDArray[np.float64]
@@ -60,7 +58,7 @@ def rms_middle(y: npt.ArrayLike) -> float:
 
 
 def db(ratio: float) -> float:
-    return 20 * math.log10(ratio)
+    return 20 * math.log10(max(ratio, 1e-12))
 
 
 def encode_samples(frames: npt.ArrayLike, kind: str) -> bytes:
@@ -140,147 +138,15 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# pcm_to_float and sanitize
+# Live PCM
 # --------------------------------------------------------------------------------------------
 
 
-def test_pcm_to_float_widths() -> None:
-    assert pcm_to_float(bytes([0, 128, 255]), 1, 1).tolist() == [-1.0, 0.0, 127 / 128]
-    s16 = struct.pack("<3h", -32768, 0, 16384)
-    assert pcm_to_float(s16, 2, 1).tolist() == [-1.0, 0.0, 0.5]
-    s24 = bytes([0, 0, 0x80]) + bytes([0xFF, 0xFF, 0xFF]) + bytes([0, 0, 0x40])
-    assert pcm_to_float(s24, 3, 1).tolist() == [-1.0, -(2.0**-23), 0.5]
-    s32 = struct.pack("<3i", -(2**31), 2**30, -(2**29))
-    assert pcm_to_float(s32, 4, 1).tolist() == [-1.0, 0.5, -0.25]
-
-
-def test_pcm_to_float_mixes_channels_to_mono() -> None:
-    stereo = struct.pack("<4h", 16384, -16384, 8192, 8192)
-    assert pcm_to_float(stereo, 2, 2).tolist() == [0.0, 0.25]
-    assert pcm_to_float(b"", 2, 2).dtype == np.float32
-
-
-@pytest.mark.parametrize(
-    ("width", "channels", "data", "message"),
-    [
-        (0, 1, b"", "unsupported sample width 0"),
-        (5, 1, b"\0" * 5, "unsupported sample width 5"),
-        (2, 0, b"", "0 channels"),
-        (2, 1, b"\0" * 3, "not a whole number"),
-        (3, 2, b"\0" * 7, "not a whole number"),
-    ],
-)
-def test_pcm_to_float_rejects_bad_formats(
-    width: int, channels: int, data: bytes, message: str
-) -> None:
-    with pytest.raises(AudioFormatError, match=message):
-        pcm_to_float(data, width, channels)
-
-
-def test_sanitize() -> None:
-    out = sanitize([np.nan, np.inf, -np.inf, 2.0, -3.0, 0.25, 1e300, -1e300])
-    assert out.dtype == np.float32
-    assert out.tolist() == [0.0, 0.0, 0.0, 1.0, -1.0, 0.25, 1.0, -1.0]
-    float32 = np.array([np.nan, 0.5, 7.0], dtype=np.float32)
-    assert sanitize(float32).tolist() == [0.0, 0.5, 1.0]
-    assert float32[2] == 7.0  # a copy
-
-
-# --------------------------------------------------------------------------------------------
-# Resampler
-# --------------------------------------------------------------------------------------------
-
-
-def resample_all(x: npt.ArrayLike, rate: int, batch_s: float = 0.1) -> npt.NDArray[np.float32]:
-    resampler = Resampler(rate, batch_s=batch_s)
-    return np.concatenate([resampler.process(x), resampler.flush()])
-
-
-@pytest.mark.parametrize("rate", [0, -8000, 1000, 500000])
-def test_resampler_rejects_bad_rates(rate: int) -> None:
-    with pytest.raises(AudioFormatError, match=f"sample rate {rate} is not"):
-        Resampler(rate)
-
-
-def test_resampler_identity_passes_through() -> None:
-    x = np.random.default_rng(1).uniform(-1, 1, 1000).astype(np.float32)
-    resampler = Resampler(SAMPLE_RATE)
-    assert resampler.identity
-    assert np.array_equal(resampler.process(x), x)
-    assert len(resampler.flush()) == 0
-
-
-@pytest.mark.parametrize(
-    "rate", [48000, 44100, 22050, 8000, 11025, 96000, 4000, 32000, 384000, 44101]
-)
-def test_resampler_keeps_a_1khz_tone(rate: int) -> None:
-    x = tone(1000, rate, seconds=1.0)
-    y = resample_all(x, rate)
-    assert y.dtype == np.float32
-    assert len(y) == math.ceil(len(x) * SAMPLE_RATE / rate)
-    assert abs(peak_hz(y) - 1000) < 2
-    assert abs(db(amplitude_at(y, 1000) / 0.5)) < 0.05  # well inside the ±0.5 dB asked
-
-
-@pytest.mark.parametrize("rate", [48000, 44100])
-def test_resampler_passband_and_anti_aliasing(rate: int) -> None:
-    passed = resample_all(tone(7000, rate), rate)
-    assert abs(db(amplitude_at(passed, 7000) / 0.5)) < 0.5
-    # 11 kHz is above the new Nyquist frequency: dropping samples would fold it to 5 kHz.
-    folded = resample_all(tone(11000, rate), rate)
-    assert db(rms_middle(folded) * math.sqrt(2) / 0.5) < -50
-    assert db(amplitude_at(folded, 16000 - 11000) / 0.5) < -50
-
-
-def test_resampler_keeps_time_alignment() -> None:
-    x = np.zeros(48000)
-    x[24000] = 1.0  # a click at 0.5 s
-    y = resample_all(x, 48000)
-    assert int(np.argmax(y)) == 8000
-
-
-def test_resampler_keeps_dc() -> None:
-    y = resample_all(np.full(44100, 0.25), 44100)
-    assert np.allclose(y[200:-200], 0.25, atol=1e-5)
-
-
-@pytest.mark.parametrize("rate", [48000, 44100, 8000, 22050, 44101])
-@pytest.mark.parametrize("batch_s", [0.0, 0.1])
-def test_resampler_streaming_equals_one_shot(rate: int, batch_s: float) -> None:
-    rng = np.random.default_rng(rate)
-    x = rng.uniform(-0.5, 0.5, rate // 2).astype(np.float32)
-    whole = resample_all(x, rate, batch_s=batch_s)
-    resampler = Resampler(rate, batch_s=batch_s)
-    parts, position = [], 0
-    while position < len(x):
-        size = int(rng.choice([1, 2, 3, 7, 100, 441, 1000, 5000]))
-        parts.append(resampler.process(x[position : position + size]))
-        position += size
-    parts.append(resampler.flush())
-    streamed = np.concatenate(parts)
-    assert len(streamed) == len(whole)
-    assert np.max(np.abs(streamed - whole)) < 1e-5
-
-
-def test_resampler_starts_a_new_stream_after_flush() -> None:
-    x = tone(440, 44100, seconds=0.3)
-    resampler = Resampler(44100)
-    first = np.concatenate([resampler.process(x), resampler.flush()])
-    second = np.concatenate([resampler.process(x), resampler.flush()])
-    assert np.array_equal(first, second)
-    assert len(resampler.flush()) == 0
-
-
-def test_resampler_holds_back_little() -> None:
-    resampler = Resampler(48000, batch_s=0.0)
-    out = resampler.process(np.zeros(48000, dtype=np.float32))
-    assert 16000 - len(out) < 100  # only the filter's look-ahead
-    assert resampler.pending < 1000
-
-
-# --------------------------------------------------------------------------------------------
-# PcmConverter
-# --------------------------------------------------------------------------------------------
+def convert_all(data: bytes, rate: int, width: int, channels: int) -> npt.NDArray[np.float64]:
+    """Convert a whole stream in one chunk, then end it (a format change returns the tail)."""
+    converter = PcmConverter()
+    out = [converter.convert(data, rate, width, channels), converter.convert(b"", 16000, 2, 1)]
+    return to_float(np.concatenate(out)).astype(np.float64)
 
 
 def random_chunks(data: bytes, rng: np.random.Generator) -> list[bytes]:
@@ -292,81 +158,151 @@ def random_chunks(data: bytes, rng: np.random.Generator) -> list[bytes]:
     return chunks
 
 
+def test_sanitize() -> None:
+    out = sanitize([np.nan, np.inf, -np.inf, 2.0, -3.0, 0.25, 1e300, -1e300])
+    assert out.dtype == np.float32
+    assert out.tolist() == [0.0, 0.0, 0.0, 1.0, -1.0, 0.25, 1.0, -1.0]
+    float32 = np.array([np.nan, 0.5, 7.0], dtype=np.float32)
+    assert sanitize(float32).tolist() == [0.0, 0.5, 1.0]
+    assert float32[2] == 7.0  # a copy
+
+
+def test_16k_mono_16bit_passes_through_whatever_the_chunks() -> None:
+    samples = struct.pack("<4h", 0, 16384, -16384, 32767)
+    converter = PcmConverter()
+    parts = [
+        converter.convert(samples[:3], 16000, 2, 1),
+        converter.convert(samples[3:], 16000, 2, 1),
+    ]
+    assert np.concatenate(parts).tolist() == [0, 16384, -16384, 32767]
+    assert to_float(np.concatenate(parts)).tolist() == [0.0, 0.5, -0.5, 32767 / 32768]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("u8", [-1.0, 0.0, 0.5]),
+        ("s16", [-1.0, 0.0, 0.5]),
+        ("s24", [-1.0, 0.0, 0.5]),
+        ("s32", [-1.0, 0.0, 0.5]),
+    ],
+)
+def test_every_width_reads_as_the_same_level(kind: str, expected: list[float]) -> None:
+    """8-bit is unsigned (0x80 is silence), 24-bit is packed; all reach the engine alike."""
+    frames = np.repeat(np.array([-1.0, 0.0, 0.5]), 1600)[:, np.newaxis]
+    out = convert_all(encode_samples(frames, kind), 8000, WIDTHS[kind], 1)
+    middles = [out[i * 3200 + 1000 : i * 3200 + 2200].mean() for i in range(3)]
+    assert middles == pytest.approx(expected, abs=2e-3)
+
+
+def test_channels_are_averaged_with_equal_weights() -> None:
+    """Microphone capsules, not speakers: the third channel counts like the first two."""
+    for channels in (2, 3, 6, 8):
+        frames = np.zeros((4800, channels))
+        frames[:, -1] = 0.6
+        out = convert_all(encode_samples(frames, "s16"), 48000, 2, channels)
+        assert np.median(out) == pytest.approx(0.6 / channels, abs=1e-3)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 22050, 8000, 11025, 96000, 4000, 32000, 192000])
+def test_a_1khz_tone_keeps_its_pitch_and_level(rate: int) -> None:
+    x = tone(1000, rate, seconds=1.0)
+    y = convert_all(encode_samples(x[:, np.newaxis], "s16"), rate, 2, 1)
+    assert abs(len(y) - SAMPLE_RATE) <= 2
+    assert abs(peak_hz(y) - 1000) < 2
+    assert abs(db(amplitude_at(y, 1000) / 0.5)) < 0.05
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_passband_kept_and_nothing_aliases(rate: int) -> None:
+    passed = convert_all(encode_samples(tone(7000, rate)[:, np.newaxis], "s16"), rate, 2, 1)
+    assert abs(db(amplitude_at(passed, 7000) / 0.5)) < 0.5
+    # 11 kHz is above the new Nyquist frequency: dropping samples would fold it to 5 kHz.
+    folded = convert_all(encode_samples(tone(11000, rate)[:, np.newaxis], "s16"), rate, 2, 1)
+    assert db(amplitude_at(folded, 16000 - 11000) / 0.5) < -50
+
+
+def test_a_click_stays_where_it_was() -> None:
+    x = np.zeros(48000)
+    x[24000] = 1.0  # a click at 0.5 s
+    y = convert_all(encode_samples(x[:, np.newaxis], "s32"), 48000, 4, 1)
+    assert abs(int(np.argmax(y)) - 8000) <= 1
+
+
 @pytest.mark.parametrize(
     ("rate", "kind", "channels"),
     [(48000, "s16", 2), (44100, "s24", 3), (8000, "u8", 1), (16000, "s32", 2)],
 )
-def test_converter_streaming_equals_one_shot(rate: int, kind: str, channels: int) -> None:
+def test_chunks_of_any_size_give_the_same_audio(rate: int, kind: str, channels: int) -> None:
     rng = np.random.default_rng(7)
     frames = rng.uniform(-0.8, 0.8, (rate // 4, channels))
     data = encode_samples(frames, kind)
-    width = WIDTHS[kind]
-    expected = np.clip(resample_all(pcm_to_float(data, width, channels), rate), -1, 1)
-
-    converter = PcmConverter(rate, width, channels)
-    parts = [converter.convert(piece) for piece in random_chunks(data, rng)]
-    parts.append(converter.flush())
-    streamed = np.concatenate(parts)
-    assert np.max(np.abs(streamed - expected)) < 1e-5
-    assert converter.samples_in == len(frames)
-    assert converter.samples_out == len(streamed) == math.ceil(len(frames) * SAMPLE_RATE / rate)
-
-
-def test_converter_16k_mono_passes_through() -> None:
-    samples = struct.pack("<4h", 0, 16384, -16384, 32767)
-    converter = PcmConverter(16000, 2, 1)
-    out = np.concatenate([converter.convert(samples[:3]), converter.convert(samples[3:])])
-    assert out.tolist() == [0.0, 0.5, -0.5, 32767 / 32768]
+    whole = convert_all(data, rate, WIDTHS[kind], channels)
+    converter = PcmConverter()
+    parts = [
+        converter.convert(piece, rate, WIDTHS[kind], channels) for piece in random_chunks(data, rng)
+    ]
+    parts.append(converter.convert(b"", 16000, 2, 1))
+    streamed = to_float(np.concatenate(parts))
+    assert len(streamed) == len(whole)
+    assert np.max(np.abs(streamed - whole)) <= 2 / 32768
 
 
-def test_converter_8bit_silence_is_zero() -> None:
-    converter = PcmConverter(22050, 1, 2)
-    out = np.concatenate([converter.convert(b"\x80" * 44100), converter.flush()])
-    assert len(out) == 16000
-    assert not np.any(out)
-
-
-def test_converter_set_format() -> None:
-    converter = PcmConverter(48000, 2, 2)
-    converter.convert(encode_samples(np.full((4801, 2), 0.5), "s16")[:-1])  # ends mid-frame
-    assert len(converter.set_format(48000, 2, 2)) == 0  # unchanged: nothing happens
-    tail = converter.set_format(16000, 2, 1)
-    assert len(tail) > 0
+def test_a_new_format_ends_the_old_one() -> None:
+    converter = PcmConverter()
+    converter.convert(encode_samples(np.full((4801, 2), 0.5), "s16")[:-1], 48000, 2, 2)  # mid-frame
+    out = converter.convert(struct.pack("<2h", 16384, 16384), 16000, 2, 1)
+    assert out[-2:].tolist() == [16384, 16384]  # no leftover byte from the old format
+    assert len(out) > 2  # the old format's tail comes first
     assert converter.format == (16000, 2, 1)
-    out = converter.convert(struct.pack("<2h", 16384, 16384))
-    assert out.tolist() == [0.5, 0.5]  # no leftover byte from the old format
-    with pytest.raises(AudioFormatError, match="sample rate 0 is not valid"):
-        converter.set_format(0, 2, 1)
-    with pytest.raises(AudioFormatError, match="unsupported sample width 6"):
-        converter.set_format(16000, 6, 1)
+
+
+@pytest.mark.parametrize(
+    ("rate", "width", "channels", "message"),
+    [
+        (0, 2, 1, "sample rate 0 Hz is not usable"),
+        (500000, 2, 1, "sample rate 500000 Hz is not usable"),
+        (16000, 5, 1, "sample width 5 bytes is not usable"),
+        (16000, 2, 0, "0 channels is not usable"),
+        (16000, 2, 64, "64 channels is not usable"),
+        (192000, 4, 2, "more than the 768000 one microphone may send"),
+    ],
+)
+def test_formats_are_judged_by_the_bounds(
+    rate: int, width: int, channels: int, message: str
+) -> None:
+    converter = PcmConverter()
+    converter.convert(b"\0\0", 16000, 2, 1)
+    with pytest.raises(AudioFormatError, match=message):
+        converter.convert(b"\0" * 64, rate, width, channels)
     assert converter.format == (16000, 2, 1)  # a refused format changes nothing
 
 
-def test_converter_big_chunk_memory_is_bounded() -> None:
-    rng = np.random.default_rng(3)
-    frames = rng.integers(-20000, 20000, (2_621_440, 2), dtype=np.int16)  # 10 MB, 48 kHz stereo
-    data = frames.astype("<i2").tobytes()
-    assert len(data) == 10 * 1024 * 1024
-    converter = PcmConverter(48000, 2, 2)
-    converter.convert(data[:1001])  # warm up: plan, buffers
+def test_8bit_silence_is_silence() -> None:
+    assert not np.any(convert_all(b"\x80" * 44100, 22050, 1, 2))
 
+
+def test_a_big_chunk_keeps_little_after_it() -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(-20000, 20000, (480_000, 2), dtype=np.int16)  # 10 s, 48 kHz stereo
+    data = frames.astype("<i2").tobytes()
+    converter = PcmConverter()
+    converter.convert(data[:1001], 48000, 2, 2)  # warm up
     tracemalloc.start()
     try:
         baseline = tracemalloc.get_traced_memory()[0]
-        out = converter.convert(memoryview(data)[1001:])
-        peak = tracemalloc.get_traced_memory()[1]
+        out = converter.convert(memoryview(data)[1001:], 48000, 2, 2)
         out_bytes = out.nbytes
         del out
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert out_bytes >= 4 * (len(frames) // 3 - 20000)
-    assert peak - baseline < 2 * out_bytes + 8 * 2**20  # pieces, never the whole chunk as float
-    assert after - baseline < 2**20  # nothing kept but a partial frame and the filter state
+    assert out_bytes >= 2 * (len(frames) // 3 - 100)
+    assert after - baseline < 2**16  # nothing kept but a partial frame and the filter state
 
 
 # --------------------------------------------------------------------------------------------
-# read_audio: WAV
+# Files
 # --------------------------------------------------------------------------------------------
 
 
@@ -430,10 +366,9 @@ def test_read_wav_float_nan_and_inf(tmp_path: Path) -> None:
 
 def test_read_wav_chunk_layouts(tmp_path: Path) -> None:
     x = tone(1000, 16000, seconds=0.25)
-    junk = b"odd"  # an odd-sized chunk: padded as it should be, and not padded
+    junk = b"odd"  # an odd-sized chunk, padded as it should be
     variants = [
         make_wav(x, 16000, before=chunk(b"JUNK", junk), after=chunk(b"LIST", b"INFOabcd")),
-        make_wav(x, 16000, before=chunk(b"junk", junk, pad=False)),
         make_wav(x, 16000, before=chunk(b"bext", b"\0" * 602) + chunk(b"fact", b"\0" * 4)),
     ]
     data_first = (
@@ -492,29 +427,18 @@ def bad_fmt(channels: int, rate: int, bits: int = 16, tag: int = 1) -> bytes:
     ("data", "message"),
     [
         (b"", "the file is empty"),
-        (b"RIFF\x10\0", "WAV header is truncated"),
-        (b"RIFF\0\0\0\0WAVE", "no fmt chunk"),
-        (b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0", "WAV header is truncated"),
-        (b"RIFF\0\0\0\0WAVE" + fmt_chunk("s16", 1, 16000), "no data chunk"),
-        (bad_fmt(0, 16000), "0 channels is not valid"),
-        (bad_fmt(1, 0), "sample rate 0 is not valid"),
-        (bad_fmt(1, 1000), "sample rate 1000 is not supported"),
-        (bad_fmt(64, 16000), "64 channels is not supported"),
-        (bad_fmt(1, 16000, bits=40), "unsupported sample width 5"),
-        (bad_fmt(1, 16000, bits=16, tag=3), "unsupported sample width 2 for WAV float"),
+        (b"RIFF\x10\0", "FFmpeg can't decode it"),
+        (b"RIFF\0\0\0\0WAVE", "FFmpeg can't decode it"),
+        (b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0", "FFmpeg can't decode it"),
+        (b"RIFF\0\0\0\0WAVE" + fmt_chunk("s16", 1, 16000), "FFmpeg can't decode it"),
+        (bad_fmt(0, 16000), "FFmpeg can't decode it"),
+        (bad_fmt(1, 0), "FFmpeg can't decode it"),
+        (bad_fmt(1, 16000, tag=0xC601), "no decoder|FFmpeg can't decode it"),
     ],
 )
 def test_read_audio_rejects_broken_wav(tmp_path: Path, data: bytes, message: str) -> None:
     path = write(tmp_path, "broken.wav", data)
     with pytest.raises(AudioFormatError, match=message) as raised:
-        read_audio(path)
-    assert str(path) in str(raised.value)
-
-
-def test_read_audio_unknown_wav_codec(tmp_path: Path) -> None:
-    pytest.importorskip("av")  # FFmpeg opens the file but has no decoder for the format tag
-    path = write(tmp_path, "odd.wav", bad_fmt(1, 16000, tag=0xC601))
-    with pytest.raises(AudioFormatError, match=r"WAV codec 0xc601 .*no decoder") as raised:
         read_audio(path)
     assert str(path) in str(raised.value)
 
@@ -532,17 +456,6 @@ def test_read_audio_rejects_garbage(tmp_path: Path, data: bytes) -> None:
     path = write(tmp_path, "garbage.wav", data)
     with pytest.raises(AudioFormatError, match=r"cannot read .*garbage\.wav: "):
         read_audio(path)
-
-
-def test_read_audio_without_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
-    path = write(tmp_path, "song.mp3", b"ID3\x04\0\0\0\0\0\0" + b"\xff\xfb" * 100)
-    with pytest.raises(
-        AudioFormatError, match=r"song\.mp3: not a WAV file and PyAV is not installed"
-    ):
-        read_audio(path)
-    # WAV needs no PyAV.
-    assert read_audio_bytes(make_wav(np.zeros(160), 16000)).duration_s == 0.01
 
 
 def test_read_audio_paths_and_limits(tmp_path: Path) -> None:
