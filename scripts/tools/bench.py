@@ -13,7 +13,9 @@ Measured, start-up excluded, CPU time of the whole process (all threads) per sec
 - ``quiet``: the engine on a quiet stream (the level gate skips the tagger);
 - ``home``: both on the project's scenario recording (build/scenario/scenario.wav), if built;
 - ``multi``: N streams through the shared worker (batched tagging), real-time factor per stream;
-- per-window latency percentiles and the frontend/DSP vs tagger split; RSS with the model loaded.
+- per-window latency percentiles and the frontend/DSP vs tagger split; RSS with the model loaded;
+- ``blas_threads``: BLAS threads before and after the engine ran (1 is required: set once, by
+  engine/blas.py, wherever the engine runs); the Frigate-style loop runs with the same setting.
 """
 
 from __future__ import annotations
@@ -25,20 +27,22 @@ import os
 from pathlib import Path
 import platform
 import resource
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
 from custom_components.guard_mode.engine import frontend as fe
+from custom_components.guard_mode.engine.analyze import analyze_samples
 from custom_components.guard_mode.engine.audio import read_audio
+from custom_components.guard_mode.engine.blas import blas_threads
 from custom_components.guard_mode.engine.tagger import (
     DEFAULT_MODEL,
     load_tagger,
     onnxruntime_available,
 )
 from custom_components.guard_mode.engine.worker import EngineWorker
-from custom_components.guard_mode.engine.yamnet_numpy import blas_threads
 
 CHUNK = 1280  # 80 ms, a typical microphone chunk
 
@@ -223,7 +227,17 @@ def bench_multi(tagger: Any, streams: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def _main() -> None:
+def check_blas_threads(tagger: Any) -> dict[str, Any]:
+    """Return the BLAS threads before and after the analyze path ran on a thread of its own."""
+    before = blas_threads()
+    thread = threading.Thread(target=lambda: analyze_samples(busy_audio(3.0), tagger))
+    thread.start()
+    thread.join()
+    after = blas_threads()
+    return {"process_default": before, "after_engine": after, "ok": after == 1}
+
+
+def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
@@ -242,9 +256,11 @@ def _main() -> None:
     for backend in backends:
         gc.collect()
         before = rss_mb()
-        tagger = load_tagger(backend=backend)  # type: ignore[arg-type]
+        tagger = load_tagger(backend=backend)
         tagger.infer(np.zeros((1, 96, 64), np.float32))
         loaded = rss_mb()
+        if "blas_threads" not in report:  # first, before anything here ran the engine
+            report["blas_threads"] = check_blas_threads(tagger)
         engine = bench_engine(tagger, busy)
         frigate = bench_frigate_loop(tagger, busy)
         result = {
@@ -277,12 +293,6 @@ def _main() -> None:
         report["backends"][backend] = result
     report["rss_total_mb"] = round(rss_mb(), 1)
     print(json.dumps(report, indent=2))
-
-
-def main() -> None:
-    """Run the benchmark as the engine's worker thread runs: BLAS on one thread."""
-    with blas_threads(1):
-        _main()
 
 
 if __name__ == "__main__":

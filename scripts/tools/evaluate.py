@@ -317,7 +317,6 @@ _TAGGER: Tagger | None = None
 
 def _init(backend: str) -> None:
     global _TAGGER  # noqa: PLW0603 - one tagger per worker process
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _TAGGER = load_tagger(backend=backend)  # type: ignore[arg-type]
 
 

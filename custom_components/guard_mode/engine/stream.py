@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .alarm_pattern import AlarmHit, AlarmPatternDetector
+from .blas import one_blas_thread
 from .decider import Decider, DeciderConfig, DeciderEvent, WindowEvidence
 from .frontend import (
     FRAME_HOP,
@@ -162,6 +163,7 @@ class StreamAnalyzer:
 
     def feed(self, samples: Floats) -> PendingWindows:
         """Run the signal processing on new samples; return windows awaiting the tagger."""
+        one_blas_thread()  # the engine's BLAS setting, for every path that runs it
         self._fed += len(samples)
         chunk = self.frontend.push(samples)
         origin_s = self._origin / SAMPLE_RATE

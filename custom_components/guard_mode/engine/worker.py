@@ -29,7 +29,6 @@ from .decider import DeciderConfig, DeciderEvent
 from .frontend import SAMPLE_RATE
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
-from .yamnet_numpy import blas_threads
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
@@ -392,10 +391,6 @@ class EngineWorker:
         return len(patches)
 
     def _run(self) -> None:
-        with blas_threads(1):  # numpy's BLAS would otherwise spread tiny products on every core
-            self._loop()
-
-    def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
