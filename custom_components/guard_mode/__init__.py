@@ -50,6 +50,7 @@ from .sources.push import (
     async_unregister_push_view,
     push_key_issue,
 )
+from .voice_devices import async_voice_devices
 
 _LOGGER = logging.getLogger(__name__)
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -60,6 +61,7 @@ PLATFORMS: list[Platform] = [
     Platform.SELECT,
     Platform.SENSOR,
     Platform.SWITCH,
+    Platform.WAKE_WORD,
 ]
 
 
@@ -154,10 +156,27 @@ async def _async_start(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     data.hub.async_start()
     entry.async_on_unload(data.hub.async_stop)
+    await _async_restore_voice_devices(hass, entry)
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     entry.async_on_unload(
         hass.bus.async_listen(EVENT_NOTIFICATION_ACTION, partial(_notification_action, hass))
     )
+
+
+async def _async_restore_voice_devices(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
+    """Put back the voice devices left pointed at Guard Mode that no satellite listens to now.
+
+    After a restart or a crash while guard mode listened, a device is still pointed at Guard
+    Mode; its satellite takes it up again if guard mode still listens, else it is put back.
+    """
+    data = entry.runtime_data
+    listening = data.hub.listen_state.listening
+    keep = [
+        satellite.id
+        for satellite in data.satellites.values()
+        if listening and satellite.source_type == SourceType.VOICE
+    ]
+    await (await async_voice_devices(hass)).async_restore_others(keep)
 
 
 @callback

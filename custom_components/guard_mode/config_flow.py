@@ -62,6 +62,7 @@ from .const import (
     CONF_SOURCE,
     CONF_TTS_ENGINE,
     CONF_UNREACHABLE_MINUTES,
+    CONF_VOICE_SATELLITE,
     CONF_ZEROCONF_NAME,
     DEFAULT_ENGINE_PORT,
     DEFAULT_OPTIONS,
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 
 DEFAULT_WYOMING_PORT = 10600
 SUGGESTED = (CONF_AREA, CONF_MEDIA_PLAYERS, CONF_CAMERA)  # fields without a default
+ENTITY_FIELDS = (CONF_CAMERA, CONF_VOICE_SATELLITE)  # a source picked as an entity
 CONF_FORGET_LEARNED = "forget_learned"
 
 
@@ -500,6 +502,10 @@ def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
         fields[vol.Optional(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(
             TextSelectorConfig(type=TextSelectorType.URL)
         )
+    elif kind is SourceType.VOICE:
+        fields[
+            vol.Required(CONF_VOICE_SATELLITE, default=defaults.get(CONF_VOICE_SATELLITE, ""))
+        ] = EntitySelector(EntitySelectorConfig(domain=ASSIST_SATELLITE))
     return vol.Schema(fields)
 
 
@@ -517,6 +523,8 @@ def _source_data(
         data[CONF_CAMERA] = user_input[CONF_CAMERA]
     elif kind is SourceType.STREAM:
         data[CONF_URL] = str(user_input.get(CONF_URL, "")).strip()
+    elif kind is SourceType.VOICE:
+        data[CONF_VOICE_SATELLITE] = user_input[CONF_VOICE_SATELLITE]
     else:
         data[CONF_PUSH_ID] = push_id
         data[CONF_PUSH_KEY] = push_key
@@ -531,6 +539,8 @@ def _unique_id(data: dict[str, Any]) -> str | None:
         return f"camera:{data[CONF_CAMERA]}"
     if kind is SourceType.STREAM:
         return f"stream:{data[CONF_URL]}"
+    if kind is SourceType.VOICE:
+        return f"voice:{data[CONF_VOICE_SATELLITE]}"
     return f"push:{data[CONF_PUSH_ID]}"
 
 
@@ -568,6 +578,12 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
     async def async_step_push(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Add a device running the Guard Mode agent, which pushes audio to Home Assistant."""
         return await self._async_source_step(SourceType.PUSH, user_input)
+
+    async def async_step_voice(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Add a voice satellite (ESPHome voice device, Wyoming satellite) as a microphone."""
+        return await self._async_source_step(SourceType.VOICE, user_input)
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
@@ -619,8 +635,9 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
                     errors["base"] = err.reason
                     placeholders["detail"] = f"\n\n**{err}**"
             if not errors:
-                camera = self.hass.states.get(data[CONF_CAMERA]) if CONF_CAMERA in data else None
-                title = user_input[CONF_NAME].strip() or (camera.name if camera else NAME)
+                picked = next((data[key] for key in ENTITY_FIELDS if key in data), None)
+                entity = self.hass.states.get(picked) if picked else None
+                title = user_input[CONF_NAME].strip() or (entity.name if entity else NAME)
                 if reconfiguring:
                     return self.async_update_and_abort(
                         entry,

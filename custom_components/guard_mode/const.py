@@ -65,6 +65,7 @@ class SourceType(StrEnum):
     WYOMING = "wyoming"
     STREAM = "stream"
     PUSH = "push"
+    VOICE = "voice"
 
 
 CONF_SOURCE: Final = "source"
@@ -73,6 +74,7 @@ CONF_PUSH_ID: Final = "push_id"
 CONF_CAMERA: Final = "camera"  # a stream satellite's camera entity (else: its URL)
 CONF_ZEROCONF_NAME: Final = "zeroconf_name"  # a discovered Wyoming mic's service name
 CONF_PUSH_KEY: Final = "push_key"  # the push satellite's own secret, created with it
+CONF_VOICE_SATELLITE: Final = "voice_satellite"  # a voice satellite's assist_satellite entity
 CONF_MEDIA_PLAYERS: Final = "media_players"
 
 SIGNAL_NEW_SATELLITE: Final = f"{DOMAIN}_new_satellite"

@@ -26,6 +26,8 @@ from .const import (
 from .models import GuardModeConfigEntry
 from .redact import redact_url, scrub
 from .satellite import Satellite
+from .sources.voice import VoiceSource
+from .voice_devices import DATA_VOICE_DEVICES
 
 TO_REDACT = {
     CONF_HOST,
@@ -75,6 +77,13 @@ def _satellite(satellite: Satellite) -> dict[str, Any]:
     }
     if stream is not None:
         info["stream"] = stream.status()
+    if isinstance(source := satellite.source, VoiceSource):
+        devices = satellite.hass.data.get(DATA_VOICE_DEVICES)
+        info["voice"] = {
+            "streams": source.streams,
+            "dropped_chunks": source.dropped,
+            "device": devices.diagnostics(satellite.id) if devices is not None else None,
+        }
     return info
 
 

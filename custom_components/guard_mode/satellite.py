@@ -41,6 +41,7 @@ from .media import MediaPlayerWatch
 from .sources import create_source
 from .sources.base import AudioSource, SourceError
 from .sources.push import PushSource, push_key_issue
+from .sources.voice import VoiceSource
 
 if TYPE_CHECKING:
     from .hub import GuardHub
@@ -70,6 +71,11 @@ def issue_unreachable(subentry_id: str) -> str:
 def satellite_settings(subentry: ConfigSubentry) -> tuple[str, dict[str, Any]]:
     """Return what a satellite runs on: its name and settings (how it was found is not one)."""
     return subentry.title, {k: v for k, v in subentry.data.items() if k != CONF_ZEROCONF_NAME}
+
+
+def voice_listener_unique_id(entry_id: str) -> str:
+    """Return the unique id of the hub's listener entity (voice satellites stream to it)."""
+    return f"{entry_id}-voice_listener"
 
 
 def backoff_delay(attempt: int, rng: random.Random) -> float:
@@ -120,6 +126,9 @@ class Satellite:
         self.source.satellite = subentry.title  # its logs name the satellite, not the host
         if isinstance(self.source, PushSource):
             self.source.key_issue = push_key_issue(subentry.subentry_id)
+        if isinstance(self.source, VoiceSource):
+            self.source.satellite_id = subentry.subentry_id  # its wake-word id
+            self.source.listener_unique_id = voice_listener_unique_id(entry_id)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
         self.stream: EngineStream | RemoteStream | None = None

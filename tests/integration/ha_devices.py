@@ -1,6 +1,7 @@
 """Stand-ins for devices that can't run here, as real Home Assistant entities.
 
-A phone's notify entity, a camera, a speaker and a text-to-speech voice are entities of a small
+A phone's notify entity, a camera, a speaker, a text-to-speech voice (and the voice satellite
+devices of test_voice_satellite.py) are entities of a small
 "test" integration set up through a config entry, so Home Assistant's own actions
 (notify.send_message, tts.speak → media_player.play_media, the camera's stream source) reach them
 exactly as they reach real ones.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from homeassistant.components.assist_satellite import AssistSatelliteEntity
 from homeassistant.components.camera import Camera, CameraEntityFeature
 from homeassistant.components.media_player import (
     MediaPlayerEntity,
@@ -18,7 +20,11 @@ from homeassistant.components.media_player import (
     MediaPlayerState,
 )
 from homeassistant.components.notify import NotifyEntity
+from homeassistant.components.select import SelectEntity
+from homeassistant.components.stt import SpeechToTextEntity
+from homeassistant.components.switch import SwitchEntity
 from homeassistant.components.tts import TextToSpeechEntity, TtsAudioType
+from homeassistant.components.wake_word import WakeWordDetectionEntity
 from homeassistant.config_entries import ConfigEntry, ConfigFlow
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
@@ -110,6 +116,11 @@ PLATFORMS: dict[type[Entity], str] = {
     Camera: "camera",
     MediaPlayerEntity: "media_player",
     TextToSpeechEntity: "tts",
+    SpeechToTextEntity: "stt",
+    SelectEntity: "select",
+    AssistSatelliteEntity: "assist_satellite",
+    WakeWordDetectionEntity: "wake_word",
+    SwitchEntity: "switch",
 }
 
 

@@ -1,4 +1,4 @@
-"""Audio sources: Wyoming microphones, cameras and stream URLs, the authenticated push agent."""
+"""Audio sources: Wyoming microphones, cameras and stream URLs, the push agent, voice satellites."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_URL
 from homeassistant.core import HomeAssistant
 
-from ..const import CONF_CAMERA, CONF_PUSH_ID, CONF_PUSH_KEY, CONF_SOURCE, SourceType
+from ..const import (
+    CONF_CAMERA,
+    CONF_PUSH_ID,
+    CONF_PUSH_KEY,
+    CONF_SOURCE,
+    CONF_VOICE_SATELLITE,
+    SourceType,
+)
 from .base import AudioSource
 
 
@@ -29,6 +36,10 @@ def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
         from .wyoming import WyomingMicSource  # noqa: PLC0415
 
         return WyomingMicSource(data[CONF_HOST], int(data[CONF_PORT]))
+    if kind is SourceType.VOICE:
+        from .voice import VoiceSource  # noqa: PLC0415
+
+        return VoiceSource(hass, data[CONF_VOICE_SATELLITE])
     if kind is SourceType.STREAM:
         from .stream import StreamSource  # noqa: PLC0415
 
