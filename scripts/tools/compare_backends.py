@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from custom_components.guard_mode.engine import frontend
+from custom_components.guard_mode.engine.blas import one_blas_thread
 from custom_components.guard_mode.engine.tagger import (
     NUMPY_TOLERANCE,
     Tagger,
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the comparison; return the exit status (1 if the backends disagree too much)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_CORPUS])
-    parser.add_argument("--threads", type=int, default=1, help="threads per backend (1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime's threads (numpy: one, as the engine)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds, best kept (5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("no WAV files found", file=sys.stderr)
         return 2
+    one_blas_thread()  # the numpy backend as the engine runs it
     taggers = {
         name: load_tagger(backend=name, threads=args.threads)
         for name in ("onnxruntime", "numpy")
