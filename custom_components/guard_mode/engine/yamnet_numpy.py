@@ -38,10 +38,6 @@ Array = npt.NDArray[Any]
 WEIGHTS_SHA256 = "e13976ac76b0364f87483815b48943ea9191a8cebdb15d49ba05b66d44e11605"
 #: Stride of the depthwise convolution of each of the 13 depthwise + pointwise pairs.
 DEPTHWISE_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
-INPUT_SHAPE = (96, 64)  # log-mel patch: frames x bands
-FIRST_CHANNELS = 32
-EMBEDDING_SIZE = 1024
-NUM_CLASSES = 521
 UINT8_MAX = np.float32(255)
 
 
@@ -63,7 +59,6 @@ class _Conv:
     def __init__(self, weights: dict[str, Array], name: str) -> None:
         self.bias = weights[f"{name}_bias"].astype(np.float32)  # exact: |bias| < 2**24
         self.multiplier = weights[f"{name}_multiplier"].astype(np.float32)
-        self.weight = weights[f"{name}_weight"]  # int8, ONNX layout [M, C/group, kh, kw]
 
     def requantize(self, acc: Floats) -> Floats:
         """Add the bias, scale, round half to even and saturate to uint8, in place."""
@@ -73,10 +68,17 @@ class _Conv:
         return np.clip(acc, 0, UINT8_MAX, out=acc)
 
 
+def _weight(weights: dict[str, Array], name: str) -> Array:
+    """Return a convolution's int8 weights, ONNX layout [M, C/group, kh, kw]."""
+    return weights[f"{name}_weight"]
+
+
 class _Pointwise(_Conv):
+    """1x1 convolution: one BLAS product."""
+
     def __init__(self, weights: dict[str, Array], name: str) -> None:
         super().__init__(weights, name)
-        self.matrix = np.ascontiguousarray(self.weight[:, :, 0, 0], np.float32)  # [M, C]
+        self.matrix = np.ascontiguousarray(_weight(weights, name)[:, :, 0, 0], np.float32)  # [M, C]
         self.bias_column = self.bias[:, np.newaxis]
         self.multiplier_column = self.multiplier[:, np.newaxis]
 
@@ -96,10 +98,13 @@ class _Pointwise(_Conv):
 
 
 class _Depthwise(_Conv):
+    """3x3 depthwise convolution: one einsum over a strided view of the padded input."""
+
     def __init__(self, weights: dict[str, Array], name: str, stride: int) -> None:
         super().__init__(weights, name)
         self.stride = stride
-        self.taps = np.ascontiguousarray(self.weight[:, 0].transpose(1, 2, 0), np.float32)
+        taps = _weight(weights, name)[:, 0].transpose(1, 2, 0)  # [3, 3, C]
+        self.taps = np.ascontiguousarray(taps, np.float32)
         self._tiled: dict[int, Floats] = {}  # padded width -> taps repeated along it
 
     def __call__(self, x: Floats) -> Floats:
@@ -145,9 +150,9 @@ class _FirstConv(_Conv):
 
     def __init__(self, weights: dict[str, Array], name: str) -> None:
         super().__init__(weights, name)
-        self.matrix = np.ascontiguousarray(
-            self.weight[:, 0].reshape(len(self.weight), 9).T, np.float32
-        )  # [9, M], rows (i, j)
+        weight = _weight(weights, name)
+        self.matrix = np.ascontiguousarray(weight[:, 0].reshape(len(weight), 9).T, np.float32)
+        # [9, M], rows (i, j)
 
     def __call__(self, x: Floats) -> Floats:
         n, h, w = x.shape
