@@ -113,6 +113,31 @@ def test_quality_scale_lists_every_rule() -> None:
     assert {s for pair in statuses for s in pair if s} <= {"done", "todo", "exempt"}
 
 
+def test_manifest_claims_the_tier_its_rules_reach() -> None:
+    """The manifest's quality_scale is the highest tier whose rules, and every lower tier's, are
+    all done or exempt: a todo in Silver (test coverage below 95 %) means Bronze is claimed."""
+    tiers = ("bronze", "silver", "gold", "platinum")
+    open_in: dict[str, list[str]] = {tier: [] for tier in tiers}
+    tier = ""
+    rule = ""
+    for line in (COMPONENT / "quality_scale.yaml").read_text().splitlines():
+        if match := re.match(r"^  # (\w+)$", line):
+            tier = match[1].lower()
+        elif match := re.match(r"^  ([a-z-]+):\s*(\w*)$", line):
+            rule = match[1]
+            if match[2] == "todo":
+                open_in[tier].append(rule)
+        elif re.match(r"^    status: todo$", line):
+            open_in[tier].append(rule)
+    reached = "no tier"
+    for tier in tiers:
+        if open_in[tier]:
+            break
+        reached = tier
+    claimed = _json(COMPONENT / "manifest.json").get("quality_scale")
+    assert claimed == reached, f"manifest claims {claimed}; the rules reach {reached} ({open_in})"
+
+
 def _function(module: Path, name: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
     for node in ast.walk(ast.parse(module.read_text())):
         if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name == name:
