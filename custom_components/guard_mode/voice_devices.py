@@ -144,10 +144,6 @@ class VoiceDevices:
             self._saved = dict(await self._store.async_load() or {})
             self._loaded = True
 
-    def is_pointed(self, satellite_id: str) -> bool:
-        """Return True while the satellite's device is pointed at Guard Mode."""
-        return satellite_id in self._saved
-
     async def async_point(
         self,
         satellite_id: str,
@@ -166,7 +162,7 @@ class VoiceDevices:
         """
         from homeassistant.components import assist_pipeline  # noqa: PLC0415
 
-        self.cancel_waiting(satellite_id)
+        self._cancel_waiting(satellite_id)
         async with self._lock:
             selects = find_selects(self.hass, satellite_entity_id)
             current = _option(self.hass, selects.pipeline)
@@ -268,7 +264,7 @@ class VoiceDevices:
             self.hass, [entity_id], changed
         )
 
-    def cancel_waiting(self, satellite_id: str) -> None:
+    def _cancel_waiting(self, satellite_id: str) -> None:
         """Stop waiting to put a device back (Guard Mode points it at itself again)."""
         if (unsub := self._waiting.pop(satellite_id, None)) is not None:
             unsub()

@@ -2,6 +2,7 @@
 
 Usage: scripts/evaluate [CORPUS_DIR ...] [--offsets 0 120 240 360] [--jobs N]
                         [--backend auto|onnxruntime|numpy] [--files] [--json] [--no-baseline]
+                        [--speex NS AGC]
 
 Without CORPUS_DIR it reads ../shared/audio/dev, dev-impacts and dev-ext (those that exist).
 A corpus holds one folder per label (WAV or FLAC); ``negatives/<class>/`` folders hold negative
@@ -22,6 +23,11 @@ short sound's scores depend on where the 0.96 s windows fall. Printed per corpus
 * alarms: generated T3 and T4 patterns (3.1 kHz and 520 Hz carriers, loud and faint, dry and
   reverberant, with timing jitter): a T4 must only ever be ``co_alarm``, a T3 only
   ``smoke_alarm``.
+
+``--speex NS AGC`` first puts every clip through the noise suppression (level 0–4) and auto gain
+(0–31 dBFS) Home Assistant's assist pipeline applies when a run's AudioSettings ask for them
+(pyspeex-noise, as its MicroVadSpeexEnhancer, 10 ms frames): what a voice satellite's stream
+would sound like with them on.
 
 The baseline does what Frigate's audio detection does: YAMNet on 0.96 s windows every 0.48 s, and
 a sound fires when its single AudioSet label scores ≥ 0.8 in any window; no media logic.
@@ -320,10 +326,25 @@ def _init(backend: str) -> None:
     _TAGGER = load_tagger(backend=backend)  # type: ignore[arg-type]
 
 
-def _evaluate_clip(args: tuple[Clip, tuple[int, ...], bool]) -> ClipResult:
-    clip, offsets, with_baseline = args
+def speex(samples: np.ndarray, noise_suppression: int, auto_gain_dbfs: int) -> np.ndarray:
+    """Return samples through Home Assistant's speex processing at these AudioSettings."""
+    from pyspeex_noise import AudioProcessor  # noqa: PLC0415 (a test requirement, for --speex)
+
+    processor = AudioProcessor(auto_gain_dbfs * 300, noise_suppression * -15)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    pcm = np.concatenate([pcm, np.zeros(-len(pcm) % 160, "<i2")])  # whole 10 ms frames
+    out = b"".join(
+        processor.Process10ms(pcm[i : i + 160].tobytes()).audio for i in range(0, len(pcm), 160)
+    )
+    return np.frombuffer(out, "<i2").astype(np.float32) / 32768.0
+
+
+def _evaluate_clip(args: tuple[Clip, tuple[int, ...], bool, tuple[int, int] | None]) -> ClipResult:
+    clip, offsets, with_baseline, speex_settings = args
     assert _TAGGER is not None
     samples = clip.audio()
+    if speex_settings is not None:
+        samples = speex(samples, *speex_settings)
     engine, baseline = [], []
     for offset_ms in offsets:
         delayed = np.concatenate([np.zeros(offset_ms * SAMPLE_RATE // 1000, np.float32), samples])
@@ -334,10 +355,16 @@ def _evaluate_clip(args: tuple[Clip, tuple[int, ...], bool]) -> ClipResult:
 
 
 def run_all(
-    clips: Sequence[Clip], offsets: tuple[int, ...], backend: str, jobs: int, baseline: bool
+    clips: Sequence[Clip],
+    offsets: tuple[int, ...],
+    backend: str,
+    jobs: int,
+    baseline: bool,
+    *,
+    speex_settings: tuple[int, int] | None = None,
 ) -> list[ClipResult]:
     """Evaluate every clip (in jobs worker processes)."""
-    work = [(clip, offsets, baseline) for clip in clips]
+    work = [(clip, offsets, baseline, speex_settings) for clip in clips]
     if jobs <= 1:
         _init(backend)
         return [_evaluate_clip(item) for item in work]
@@ -548,6 +575,13 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the Frigate-style loop")
     parser.add_argument("--no-generated", action="store_true", help="skip media mixes, alarms")
     parser.add_argument("--far", action="store_true", help="also the positives from another room")
+    parser.add_argument(
+        "--speex",
+        type=int,
+        nargs=2,
+        metavar=("NS", "AGC"),
+        help="Home Assistant's noise suppression (0-4) and auto gain (0-31 dBFS) first",
+    )
     args = parser.parse_args()
     corpora = args.corpora or [
         SHARED_AUDIO / name for name in DEFAULT_CORPORA if (SHARED_AUDIO / name).is_dir()
@@ -563,7 +597,10 @@ def main() -> None:
     if not args.no_generated:
         clips += alarm_clips()
     offsets = tuple(args.offsets)
-    results = run_all(clips, offsets, args.backend, args.jobs, not args.no_baseline)
+    speex_settings = tuple(args.speex) if args.speex else None
+    results = run_all(
+        clips, offsets, args.backend, args.jobs, not args.no_baseline, speex_settings=speex_settings
+    )
     if args.files:
         for r in results:
             runs = " | ".join(", ".join(run.heard) or "-" for run in r.engine)

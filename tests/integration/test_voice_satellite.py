@@ -570,3 +570,18 @@ async def test_an_atom_echo_style_device_is_switched_on_and_back_off(
     await wait_for(lambda: hass.states.get(switch).state == "off")
     assert hass.states.get(echo.pipeline.entity_id or "").state == ASSISTANT
     await echo.stop()
+
+
+async def test_the_listener_names_one_wake_word_per_voice_satellite(
+    hass: HomeAssistant, home: Home, hass_ws_client: Any
+) -> None:
+    """What the pipeline editor shows for Guard Mode's listener: a 'wake word' per satellite."""
+    entry = await setup_entry(hass, voice_entry())
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {"type": "wake_word/info", "entity_id": "wake_word.guard_mode_voice_satellite_listener"}
+    )
+    result = (await client.receive_json())["result"]
+    assert sorted((w["id"], w["name"]) for w in result["wake_words"]) == sorted(
+        (s.subentry_id, pipeline_name(s.title)) for s in entry.subentries.values()
+    )

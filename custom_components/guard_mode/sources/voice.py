@@ -25,7 +25,6 @@ from .base import STALL_TIMEOUT_S, AudioFormat, AudioSink, AudioSource, NoAudio,
 _LOGGER = logging.getLogger(__name__)
 
 RATE, WIDTH, CHANNELS = 16000, 2, 1  # what the assist pipeline hands a wake-word engine
-PIPELINE_FORMAT = AudioFormat(RATE, WIDTH, CHANNELS)
 
 
 class VoiceSource(AudioSource):
@@ -91,7 +90,7 @@ class VoiceSource(AudioSource):
                         "device online and its wake word detected in Home Assistant?)"
                     ) from None
         except asyncio.CancelledError:
-            self._sink = None
+            self._sink = None  # nothing more reaches the satellite while the device is put back
             if not self.hass.is_stopping:  # closed, not stopping: put the device back
                 restore = self.hass.async_create_task(
                     devices.async_restore(self.satellite_id, self.satellite)
