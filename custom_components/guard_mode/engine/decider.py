@@ -89,7 +89,7 @@ class DeciderConfig:
                 impulse=ImpulseRule(1.6, min_decay_db=6.0, min_shower=4, event_s=0.5),
             ),
             Sound.GUNSHOT: SoundRule(
-                1, 0.0, 99.0, 4.0, 30.0, impulse=ImpulseRule(1.0, min_decay_db=9.0, event_s=0.5)
+                1, 0.0, 99.0, 4.0, 30.0, impulse=ImpulseRule(1.0, min_decay_db=6.0, event_s=0.5)
             ),
             Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0),
             Sound.BABY_CRY: SoundRule(2, 2.5, 1.8, 10.0, 60.0),
