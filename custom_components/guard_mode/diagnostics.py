@@ -75,8 +75,8 @@ def _satellite(satellite: Satellite) -> dict[str, Any]:
         "last_error": _scrub(state.last_error, satellite),
         "level_db": state.level_db,
     }
-    if stream is not None:
-        info["stream"] = stream.status()
+    if stream is not None and satellite.decision is not None:
+        info["stream"] = {**stream.status(), **satellite.decision.status()}
     if isinstance(source := satellite.source, VoiceSource):
         devices = satellite.hass.data.get(DATA_VOICE_DEVICES)
         info["voice"] = {

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .const import DOMAIN
-from .engine.learning import CustomSound, unit
+from .engine.learning import CustomSound, Vectors, unit
 from .storage import DelayedStore
 
 STORAGE_KEY = f"{DOMAIN}.learning"
@@ -28,7 +28,7 @@ MAX_MARKS = 50  # per satellite and sound: the oldest are forgotten first
 Floats = npt.NDArray[np.float32]
 
 
-def encode(vectors: Floats) -> str:
+def encode(vectors: Vectors) -> str:
     """Return vectors [N, 1024] as base64 float16 (compact JSON)."""
     return base64.b64encode(np.asarray(vectors, "<f2").tobytes()).decode()
 
@@ -114,7 +114,7 @@ class Learning:
         return {key: item["name"] for key, item in self.data["custom_sounds"].items()}
 
     @callback
-    def async_mark(self, satellite_id: str, sound: str, detection_id: str, vectors: Floats) -> int:
+    def async_mark(self, satellite_id: str, sound: str, detection_id: str, vectors: Vectors) -> int:
         """Remember a detection as "not a threat"; return how many marks that sound has now."""
         marks = self.data["false_alarms"].setdefault(satellite_id, {}).setdefault(sound, [])
         marks[:] = [mark for mark in marks if mark["id"] != detection_id]

@@ -94,5 +94,5 @@ class MediaPlayerWatch:
             for entity_id in self.entities
         )
         self.playing = playing
-        if (stream := self._satellite.stream) is not None:
-            stream.set_media_player_playing(playing)
+        if (decision := self._satellite.decision) is not None:
+            decision.set_media_player_playing(playing)

@@ -1,9 +1,10 @@
 """The remote engine: satellites' audio relayed to a Guard Mode engine service (the add-on).
 
 One TCP connection per satellite stream speaks the engine protocol (engine/protocol.py): the
-token first, then audio out, detections and status back into the same decider → entities path as
-with the in-process engine. With a certificate fingerprint in the options the connection is TLS,
-and the engine's certificate must be exactly that one (pinned) before the token is sent.
+token first, then audio out, evidence and status back into the same path as the in-process
+engine's evidence: the satellite's decider, on the event loop. With a certificate fingerprint in
+the options the connection is TLS, and the engine's certificate must be exactly that one (pinned)
+before the token is sent.
 
 The engine is a peer like any other (engine/bounds.py): its events are read with bounded sizes
 and rates, and anything wrong on a connection — a refused token, a malformed or out-of-bounds
@@ -19,7 +20,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import hmac
 import logging
 import random
@@ -29,7 +30,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util.ssl import client_context_no_verify
-from wyoming.audio import AudioChunk, AudioStart
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe
@@ -44,8 +45,7 @@ from .const import (
 )
 from .engine import bounds, protocol
 from .engine.audio import SAMPLE_RATE, Pcm16
-from .engine.decider import DeciderEvent, Floats
-from .engine.labels import Sound
+from .engine.evidence import Evidence, EvidenceCallback, Gap, WindowEvidence
 from .engine.tagger import DEFAULT_MODEL, ModelError, Tagger, load_shipped_tagger
 from .engine.worker import StreamStats
 from .redact import error_text
@@ -57,12 +57,10 @@ QUEUE_S = 10.0  # audio waiting to be sent before the oldest is dropped
 BACKOFF_MAX_S = 30.0
 ISSUE_REMOTE = "remote_engine_unreachable"
 REPAIR_AFTER_S = 60.0
-# Detections an honest engine reports are a few a minute; more than this is throttled.
-DETECTION_RATE = 1.0
-DETECTION_BURST = 20.0
-
-# (stream, events, stream time when produced): the same shape as the in-process engine's.
-RemoteCallback = Callable[["RemoteStream", list[DeciderEvent], float], None]
+# Evidence an honest engine sends: about 2 windows a second and a stream, a few more at onsets,
+# and a backlog after a stall; more than this is throttled (each item is decider work).
+EVIDENCE_RATE = 8.0
+EVIDENCE_BURST = 64.0
 
 
 class RemoteEngineError(Exception):
@@ -162,6 +160,13 @@ async def _handshake(
                 f"the remote engine closed the connection: {error_text(err)}", "cannot_connect"
             ) from err
         raise
+    if info.protocol < protocol.PROTOCOL_VERSION:
+        await _close(writer)
+        raise RemoteEngineError(
+            f"the remote engine speaks protocol {info.protocol}, Guard Mode needs "
+            f"{protocol.PROTOCOL_VERSION}: update the Guard Mode engine add-on",
+            "not_engine",
+        )
     return reader, writer, info
 
 
@@ -220,7 +225,7 @@ class RemoteEngine:
         self._tagger: Tagger | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # streams' connections, closed or not
 
-    def open_stream(self, name: str, callback: RemoteCallback) -> RemoteStream:
+    def open_stream(self, name: str, callback: EvidenceCallback) -> RemoteStream:
         """Open a satellite's stream to the engine (connects in the background)."""
         stream = RemoteStream(self, name, callback)
         self._streams.append(stream)
@@ -336,7 +341,7 @@ class RemoteEngine:
 class RemoteStream:
     """One satellite's stream to the remote engine (same interface as the in-process stream)."""
 
-    def __init__(self, engine: RemoteEngine, name: str, callback: RemoteCallback) -> None:
+    def __init__(self, engine: RemoteEngine, name: str, callback: EvidenceCallback) -> None:
         """Create through :meth:`RemoteEngine.open_stream`."""
         self.name = name
         self.stats = StreamStats()
@@ -347,13 +352,18 @@ class RemoteStream:
         self._queued_s = 0.0
         self._queued_bytes = 0
         self._wake = asyncio.Event()
-        self._settings = protocol.GuardModeStream(
-            name=name, enabled=frozenset(Sound), media_player_playing=False
-        )
+        self._settings = protocol.GuardModeStream(name=name, embeddings=False)
         self._status: protocol.GuardModeStatus | None = None
-        self._peak_db: float | None = None
-        self._time_s = 0.0
-        self._started = False  # audio-start sent on this connection
+        self._started = False  # audio-start sent: a segment is open on this connection
+        # Stream time: each segment's evidence is shifted by where the segment began.
+        self._bases: dict[int, float] = {}  # this connection's segments: their start time
+        self._segments = 0  # segments begun on this connection
+        self._sent_s = 0.0  # audio sent in the open segment
+        self._next_base_s = 0.0  # where the next segment begins
+        self._gap_s = 0.0  # time without audio to put before the next segment
+        self._stop = False  # end the open segment (a gap follows)
+        self._gap_before: set[int] = set()  # segments whose evidence begins with a Gap
+        self._any_segment = False  # a segment was begun on any connection
         self._task: asyncio.Task[None] | None = None
         self._settings_dirty = True
         self._rng = random.Random()
@@ -393,40 +403,17 @@ class RemoteStream:
         self._wake.set()
 
     def mark_gap(self, seconds: float) -> None:
-        """Time without audio: the engine counts stream time by audio, nothing to tell it."""
+        """Time without audio (a reconnect): the segment ends, the next begins after a gap."""
+        self._gap_s += max(seconds, 0.0)
+        self._stop = True
+        self._wake.set()
 
-    def set_media_player_playing(self, playing: bool) -> None:
-        """Tell the engine whether a media player near this microphone plays."""
-        self._send_settings(media_player_playing=playing)
-
-    def set_enabled_sounds(self, sounds: frozenset[str]) -> None:
-        """Detect only these sounds."""
-        self._send_settings(enabled=sounds)
-
-    def configure(self, **changes: Any) -> None:
-        """Apply what the engine protocol carries (enabled sounds); learning stays in-process."""
-        if "enabled" in changes:
-            self._send_settings(enabled=frozenset(s for s in changes["enabled"] if s in Sound))
-
-    def detection_embeddings(self, detection_id: str) -> None:
-        """Return None: the remote engine keeps embeddings to itself."""
-
-    def recent_detection_embeddings(self) -> dict[str, Floats]:
-        """Return nothing: the remote engine keeps embeddings to itself."""
-        return {}
-
-    def background_embeddings(self) -> None:
-        """Return None: the remote engine keeps embeddings to itself."""
-
-    def take_peak_level(self) -> float | None:
-        """Return the loudest window level reported since the last call."""
-        level, self._peak_db = self._peak_db, None
-        return level
-
-    @property
-    def time_s(self) -> float:
-        """Return the engine's stream time of the latest report."""
-        return self._time_s
+    def set_embeddings(self, wanted: bool) -> None:
+        """Ask the engine to send each window's embedding (learning needs them) or not."""
+        if wanted != self._settings.embeddings:
+            self._settings = replace(self._settings, embeddings=wanted)
+            self._settings_dirty = True
+            self._wake.set()
 
     def status(self) -> dict[str, Any]:
         """Return counters for diagnostics."""
@@ -435,14 +422,11 @@ class RemoteStream:
             "engine": "remote",
             "connected": self._started or status is not None,
             "seconds_in": round(self.stats.seconds_in, 1),
-            "seconds_dropped": round(self.stats.seconds_dropped, 2),
+            "seconds_dropped": round(
+                self.stats.seconds_dropped + (status.seconds_dropped if status else 0.0), 2
+            ),
             "chunks_dropped": self.stats.chunks_dropped,
-            "windows": status.windows if status else 0,
-            "windows_below_gate": status.gated_windows if status else 0,
-            "media_s": status.media_s if status else 0.0,
             "bad_chunks": status.bad_chunks if status else 0,
-            "media_player_playing": self._settings.media_player_playing,
-            "enabled_sounds": sorted(self._settings.enabled or ()),
         }
 
     def close(self) -> None:
@@ -451,17 +435,6 @@ class RemoteStream:
         self._engine._forget(self)
         if self._task is not None:
             self._task.cancel()
-
-    def _send_settings(self, **changes: Any) -> None:
-        self._settings = protocol.GuardModeStream(
-            name=self.name,
-            enabled=changes.get("enabled", self._settings.enabled),
-            media_player_playing=changes.get(
-                "media_player_playing", self._settings.media_player_playing
-            ),
-        )
-        self._settings_dirty = True
-        self._wake.set()
 
     async def _run(self) -> None:
         attempt = 0
@@ -476,7 +449,8 @@ class RemoteStream:
                 await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))
                 continue
             attempt = 0
-            self._started = False
+            self._bases.clear()
+            self._segments = 0
             self._settings_dirty = True
             receiver = asyncio.create_task(self._receive(reader))
             try:
@@ -490,6 +464,7 @@ class RemoteStream:
             except Exception as err:  # a bug must not end the stream: reconnect, log once
                 engine._down(self, f"unexpected error: {err!r}", err)
             finally:
+                self._end_segment()  # the evidence of audio in flight is lost
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
                 await _close(writer)
@@ -506,15 +481,21 @@ class RemoteStream:
             if self._settings_dirty:
                 self._settings_dirty = False
                 await async_write_event(self._settings.event(), writer)
+            if self._stop:
+                self._stop = False
+                if self._started:
+                    self._end_segment()
+                    await async_write_event(AudioStop().event(), writer)
             while self._queue:
                 pcm = self._queue.popleft()
                 self._queued_s -= len(pcm) / SAMPLE_RATE
                 self._queued_bytes -= pcm.nbytes
                 if not self._started:
-                    self._started = True
+                    self._begin_segment()
                     await async_write_event(AudioStart(SAMPLE_RATE, 2, 1).event(), writer)
                 chunk = AudioChunk(SAMPLE_RATE, 2, 1, pcm.astype("<i2").tobytes())
                 await async_write_event(chunk.event(), writer)
+                self._sent_s += len(pcm) / SAMPLE_RATE
                 sent = True
             self._wake.clear()
             waiter = asyncio.create_task(self._wake.wait())
@@ -529,9 +510,29 @@ class RemoteStream:
             if not done and not sent:  # nothing to say for a while: show we are here
                 await async_write_event(Ping().event(), writer)
 
+    def _begin_segment(self) -> None:
+        """Begin a segment: its evidence is shifted to where it begins in the stream."""
+        self._started = True
+        number = self._segments
+        self._segments += 1
+        self._next_base_s += self._gap_s
+        self._gap_s = 0.0
+        self._bases[number] = self._next_base_s
+        if self._any_segment:  # frames and persistence must not span the break
+            self._gap_before.add(number)
+        self._any_segment = True
+        self._sent_s = 0.0
+
+    def _end_segment(self) -> None:
+        """End the open segment (audio-stop, or the connection is gone)."""
+        if self._started:
+            self._started = False
+            self._next_base_s += self._sent_s
+            self._sent_s = 0.0
+
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         events = bounds.event_budget()
-        detections = bounds.Budget(DETECTION_RATE, DETECTION_BURST)
+        evidence = bounds.Budget(EVIDENCE_RATE, EVIDENCE_BURST)
         while True:
             try:
                 async with asyncio.timeout(bounds.IDLE_TIMEOUT_S):
@@ -543,29 +544,28 @@ class RemoteStream:
                 ) from None
             if event is None:
                 return
-            wait = events.spend(1)
-            if protocol.GuardModeDetection.is_type(event.type):
-                wait = max(wait, detections.spend(1))
-            self._handle(event)
+            wait = max(events.spend(1), evidence.spend(self._handle(event)))
             self._engine._up(self)  # an event it could use: the connection works
             if wait:
                 _LOGGER.debug("The remote engine sends too much for %s: waiting", self.name)
                 await asyncio.sleep(wait)
 
-    def _handle(self, event: Event) -> None:
-        if protocol.GuardModeDetection.is_type(event.type):
-            detection = protocol.GuardModeDetection.from_event(event)
-            self._time_s = max(self._time_s, detection.time_s)
+    def _handle(self, event: Event) -> int:
+        """Act on an event from the engine; return how many evidence items it held."""
+        if protocol.GuardModeEvidence.is_type(event.type):
+            message = protocol.GuardModeEvidence.from_event(event)
+            base = self._bases.get(message.segment)
+            if base is None:
+                raise protocol.ProtocolError(f"evidence of segment {message.segment}, never begun")
+            items = [_shifted(item, base) for item in message.items]
+            if message.segment in self._gap_before:
+                self._gap_before.discard(message.segment)
+                items.insert(0, Gap(base))
             if not self.closed:
-                self._callback(self, [detection.decider_event()], detection.time_s)
-        elif protocol.GuardModeStatus.is_type(event.type):
-            status = protocol.GuardModeStatus.from_event(event)
-            self._status = status
-            self._time_s = status.time_s
-            if status.level_db is not None and (
-                self._peak_db is None or status.level_db > self._peak_db
-            ):
-                self._peak_db = status.level_db
+                self._callback(self, items, message.time_s + base)
+            return len(message.items)
+        if protocol.GuardModeStatus.is_type(event.type):
+            self._status = protocol.GuardModeStatus.from_event(event)
         elif Error.is_type(event.type):
             error = Error.from_event(event)
             if error.code in (protocol.ERROR_UNAUTHORIZED, protocol.ERROR_TIMEOUT):
@@ -574,3 +574,20 @@ class RemoteStream:
                     "cannot_connect",
                 )
             _LOGGER.debug("Remote engine said about %s: %s", self.name, error.code)
+        return 0
+
+
+def _shifted(item: Evidence, base_s: float) -> Evidence:
+    """Return item with its segment times moved to stream times (a segment began at base_s)."""
+    if not base_s:
+        return item
+    if isinstance(item, Gap):
+        return Gap(item.time_s + base_s)
+    if isinstance(item, WindowEvidence):
+        return replace(
+            item,
+            start_s=item.start_s + base_s,
+            end_s=item.end_s + base_s,
+            onset_s=item.onset_s + base_s,
+        )
+    return replace(item, start_s=item.start_s + base_s, end_s=item.end_s + base_s)

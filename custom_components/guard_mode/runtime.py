@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import contextlib
 from dataclasses import dataclass
 import logging
 from pathlib import Path
@@ -12,8 +13,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
+from .engine.evidence import Evidence, EvidenceCallback, EvidenceStream
 from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
-from .engine.worker import EngineStream, EngineWorker, EventCallback
+from .engine.worker import EngineWorker
 from .remote import (
     ISSUE_REMOTE,
     RemoteEngine,
@@ -35,12 +37,19 @@ NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable s
 class EngineRuntime:
     """The in-process engine of the hub: one model, one worker thread for all satellites."""
 
+    hass: HomeAssistant
     worker: EngineWorker
     available = True  # an in-process engine is always there
 
-    def open_stream(self, name: str, callback: EventCallback) -> EngineStream:
-        """Open a satellite's stream."""
-        return self.worker.open_stream(name, callback)
+    def open_stream(self, name: str, callback: EvidenceCallback) -> EvidenceStream:
+        """Open a satellite's stream; callback gets its evidence on the event loop."""
+        loop = self.hass.loop
+
+        def to_loop(stream: EvidenceStream, evidence: list[Evidence], time_s: float) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: Home Assistant stopped
+                loop.call_soon_threadsafe(callback, stream, evidence, time_s)
+
+        return self.worker.open_stream(name, to_loop)
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -158,4 +167,4 @@ async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto
     worker = EngineWorker(tagger)
     worker.start()
     _LOGGER.debug("Engine started with the %s backend (%s)", tagger.backend, model)
-    return EngineRuntime(worker)
+    return EngineRuntime(hass, worker)

@@ -2,7 +2,10 @@
 
 The satellite opens its source only while the hub is listening (armed, or the always-on alarm
 option), reconnects with exponential backoff and jitter, logs once per outage, raises a repair
-issue when it has been unreachable too long, and feeds its audio to the shared engine.
+issue when it has been unreachable too long, and feeds its audio to the shared engine. The
+engine's evidence comes back on the event loop, where the satellite's own decider (its
+sensitivity, "not a threat" marks and custom sounds) turns it into detections — the same for the
+in-process and the remote engine.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from .const import (
 )
 from .engine.audio import Pcm16
 from .engine.clips import ClipRecorder
-from .engine.decider import DeciderEvent, Detection, Floats
+from .engine.decider import Detection
+from .engine.decision import StreamDecision
+from .engine.evidence import Embedding, Evidence, EvidenceStream, WindowEvidence
 from .engine.labels import ALARM_SOUNDS, Sound
-from .engine.worker import EngineStream
 from .media import MediaPlayerWatch
 from .sources import create_source
 from .sources.base import AudioSource, SourceError
@@ -46,7 +50,6 @@ from .sources.voice import VoiceSource
 if TYPE_CHECKING:
     from .hub import GuardHub
     from .learning import Learning
-    from .remote import RemoteStream
     from .runtime import Engine
 
 _LOGGER = logging.getLogger(__name__)
@@ -131,9 +134,10 @@ class Satellite:
             self.source.listener_unique_id = voice_listener_unique_id(entry_id)
         self.state = SatelliteState()
         self.detections = SatelliteDetections()
-        self.stream: EngineStream | RemoteStream | None = None
+        self.stream: EvidenceStream | None = None  # to the engine, while listening
+        self.decision: StreamDecision | None = None  # the stream's decider, while listening
         # From the session before the last disarm: its alerts can still be marked "not a threat".
-        self._closed_embeddings: dict[str, Floats] = {}
+        self._closed_embeddings: dict[str, Embedding] = {}
         self._closing: asyncio.Task[None] | None = None  # the last session's task, ending
         self._media_players = MediaPlayerWatch(hass, self)
         self._task: asyncio.Task[None] | None = None
@@ -172,12 +176,34 @@ class Satellite:
         """Return the kind of source."""
         return str(self.subentry.data[CONF_SOURCE])
 
-    def detection_embeddings(self, detection_id: str) -> Floats | None:
+    def detection_embeddings(self, detection_id: str) -> Embedding | None:
         """Return a recent detection's embeddings, also one heard before guard mode was disarmed."""
-        stream = self.stream
-        if stream is not None and (found := stream.detection_embeddings(detection_id)) is not None:
+        decision = self.decision
+        if (
+            decision is not None
+            and (found := decision.decider.detection_embeddings.get(detection_id)) is not None
+        ):
             return found
         return self._closed_embeddings.get(detection_id)
+
+    @callback
+    def async_record(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
+        """Give every window heard, with its embedding, to listener (teaching); unsubscribe.
+
+        Raises RuntimeError when the microphone is closed.
+        """
+        if self.decision is None:
+            raise RuntimeError(f"{self.name} is not listening")
+        decision = self.decision
+        stop = decision.record(listener)
+        self._sync_embeddings()
+
+        def unsubscribe() -> None:
+            stop()
+            if decision is self.decision:
+                self._sync_embeddings()
+
+        return unsubscribe
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -209,23 +235,23 @@ class Satellite:
             self._open()
         elif not listen.listening and self._task is not None:
             self.hass.async_create_task(self._async_close(), eager_start=True)
-        if self.stream is not None:
+        if self.decision is not None:
             self._set_enabled_sounds(listen.alarms_only)
             self._apply_clips()
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
-        assert self.stream is not None
+        assert self.decision is not None
         custom = {sound.key for sound in self.learning.custom_for(self.id)}
         enabled: frozenset[str] = ALARM_SOUNDS if alarms_only else frozenset({*Sound, *custom})
-        self.stream.set_enabled_sounds(enabled)
+        self.decision.configure(enabled=enabled)
 
     @callback
     def _apply_learning(self) -> None:
-        """Give the engine what the household taught, and this satellite's sensitivity."""
-        if self.stream is None:
+        """Give the decider what the household taught, and this satellite's sensitivity."""
+        if self.decision is None:
             return
         factor, margin_db = SENSITIVITY[self.sensitivity]
-        self.stream.configure(
+        self.decision.configure(
             remember=True,
             learned=self.learning.false_alarms_for(self.id),
             custom=self.learning.custom_for(self.id),
@@ -233,6 +259,12 @@ class Satellite:
             noise_margin_db=margin_db,
         )
         self._set_enabled_sounds(self.hub.listen_state.alarms_only)
+        self._sync_embeddings()
+
+    def _sync_embeddings(self) -> None:
+        """Ask the engine for the windows' embeddings while learning needs them."""
+        if self.stream is not None and self.decision is not None:
+            self.stream.set_embeddings(self.decision.wants_embeddings)
 
     @callback
     def async_set_sensitivity(self, level: str) -> None:
@@ -243,7 +275,8 @@ class Satellite:
 
     @callback
     def _open(self) -> None:
-        self.stream = self.engine.open_stream(self.name, self._engine_events)
+        self.decision = StreamDecision()
+        self.stream = self.engine.open_stream(self.name, self._handle_evidence)
         self._apply_learning()
         self._apply_clips()
         self.state.listening = True
@@ -264,13 +297,15 @@ class Satellite:
         """
         task, self._task = self._task, None
         stream, self.stream = self.stream, None
+        decision, self.decision = self.decision, None
         if self._level_unsub is not None:
             self._level_unsub()
             self._level_unsub = None
         self._media_players.async_stop()
         if stream is not None:
             stream.close()
-            self._closed_embeddings = stream.recent_detection_embeddings()
+        if decision is not None:
+            self._closed_embeddings = decision.detection_embeddings()
         self._stop_clips()
         self.detections.active.clear()  # nothing is being heard once the microphone is closed
         self.state.listening = False
@@ -375,26 +410,21 @@ class Satellite:
     @callback
     def _sample_level(self, _now: Any) -> None:
         """Show the loudest window of the last interval (not every window: that's 2 a second)."""
-        if self.stream is None:
+        if self.decision is None:
             return
-        level = self.stream.take_peak_level()
+        level = self.decision.take_peak_level()
         if level is not None and round(level, 1) != self.state.level_db:
             self.state.level_db = round(level, 1)
             self.async_notify()
 
-    def _engine_events(
-        self, stream: EngineStream | RemoteStream, events: list[DeciderEvent], now_s: float
-    ) -> None:
-        """Hop from the engine thread to the event loop."""
-        self.hass.loop.call_soon_threadsafe(self._handle_events, stream, events, now_s)
-
     @callback
-    def _handle_events(
-        self, stream: EngineStream | RemoteStream, events: list[DeciderEvent], now_s: float
+    def _handle_evidence(
+        self, stream: EvidenceStream, evidence: list[Evidence], now_s: float
     ) -> None:
-        if stream is not self.stream:
+        """Decide on what the engine heard (on the event loop, whichever engine it was)."""
+        if stream is not self.stream or self.decision is None:
             return  # a stream closed meanwhile
-        for event in events:
+        for event in self.decision.push(evidence, now_s):
             _LOGGER.debug("Satellite %s: %s %s", self.name, event.kind, event.detection)
             self.alerts.async_handle(self, event, seconds_ago=now_s - event.detection.start_s)
 
@@ -416,7 +446,7 @@ class Satellite:
 
     def _apply_clips(self) -> None:
         """Record clips while the user wants them; otherwise keep no audio at all."""
-        if self.stream is None:
+        if self.decision is None:
             return
         wanted = bool(self.hub.options.get(CONF_EVIDENCE_CLIPS))
         if wanted and self.recorder is None:

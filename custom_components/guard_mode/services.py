@@ -38,11 +38,11 @@ from .const import DOMAIN
 from .engine import bounds
 from .engine.analyze import analyze_file
 from .engine.audio import AudioFormatError
-from .engine.decider import DeciderEvent, EventKind, WindowEvidence
+from .engine.decider import DeciderEvent, EventKind
+from .engine.evidence import WindowEvidence
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.learning import TeachError, teach
 from .engine.teaching import EVENT_DB, examples_from_files, split_examples
-from .engine.worker import EngineStream
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 
@@ -304,30 +304,26 @@ def _background(satellites: list[Satellite]) -> Floats:
     parts = [
         bg
         for satellite in satellites
-        if satellite.stream is not None
-        and (bg := satellite.stream.background_embeddings()) is not None
-        and len(bg)
+        if satellite.decision is not None and len(bg := satellite.decision.background_embeddings())
     ]
     return np.concatenate(parts) if parts else np.zeros((0, 1024), np.float32)
 
 
 async def _record_examples(satellite: Satellite, seconds: float) -> tuple[list[Floats], Floats]:
     """Listen for seconds; each burst of loud windows is one example, the rest background."""
-    stream = satellite.stream
-    if stream is None or not isinstance(stream, EngineStream):
+    recorded: list[WindowEvidence] = []
+    try:
+        unsubscribe = satellite.async_record(recorded.append)
+    except RuntimeError:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="satellite_not_listening",
             translation_placeholders={"name": satellite.name},
-        )
-    recorded: list[WindowEvidence] = []
-    stream.analyzer.collect_embeddings = True
-    unsubscribe = stream.analyzer.decider.add_window_listener(recorded.append)
+        ) from None
     try:
         await asyncio.sleep(seconds)
     finally:
         unsubscribe()
-        stream.analyzer.collect_embeddings = False
     return split_examples(recorded)
 
 

@@ -37,6 +37,8 @@ from custom_components.guard_mode.engine import frontend as fe
 from custom_components.guard_mode.engine.analyze import analyze_samples
 from custom_components.guard_mode.engine.audio import read_audio
 from custom_components.guard_mode.engine.blas import blas_threads
+from custom_components.guard_mode.engine.decider import DeciderConfig
+from custom_components.guard_mode.engine.decision import StreamDecision
 from custom_components.guard_mode.engine.tagger import (
     DEFAULT_MODEL,
     load_tagger,
@@ -95,7 +97,10 @@ def bench_engine(tagger: Any, audio: np.ndarray) -> dict[str, Any]:
     warm.push(audio[: 2 * fe.SAMPLE_RATE])
     worker.run_once()
     warm.close()
-    stream = worker.open_stream("bench", lambda *_: None)
+    # The satellite's decider as Home Assistant runs it (learning on: embeddings shipped).
+    decision = StreamDecision(DeciderConfig(remember=True))
+    stream = worker.open_stream("bench", lambda _, found, time_s: decision.push(found, time_s))
+    stream.set_embeddings(decision.wants_embeddings)
     gc.collect()
     run_ms = []
     cpu0 = time.process_time()

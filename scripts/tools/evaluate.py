@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from custom_components.guard_mode.engine.analyze import LEAD_S, with_silence
+from custom_components.guard_mode.engine.analyze import LEAD_S, DetectingStream, with_silence
 from custom_components.guard_mode.engine.audio import read_audio
 from custom_components.guard_mode.engine.decider import EventKind
 from custom_components.guard_mode.engine.frontend import (
@@ -60,7 +60,7 @@ from custom_components.guard_mode.engine.frontend import (
     stft_magnitude,
 )
 from custom_components.guard_mode.engine.labels import Sound, class_index
-from custom_components.guard_mode.engine.stream import StreamAnalyzer, to_db
+from custom_components.guard_mode.engine.stream import to_db
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "audio"
@@ -154,7 +154,7 @@ def onset_s(samples: np.ndarray) -> float:
 
 def engine_run(samples: np.ndarray, tagger: Tagger, expected: frozenset[str]) -> Run:
     """Stream samples through a fresh engine stream in 80 ms chunks; return what it reported."""
-    stream = StreamAnalyzer()
+    stream = DetectingStream()
     padded = with_silence(samples)
     start_s = onset_s(samples)
     run = Run()

@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from custom_components.guard_mode.engine.analyze import LEAD_S, TAIL_S
+from custom_components.guard_mode.engine.analyze import LEAD_S, TAIL_S, DetectingStream
 from custom_components.guard_mode.engine.decider import DeciderConfig, EventKind, Reason
 from custom_components.guard_mode.engine.frontend import SAMPLE_RATE
 from custom_components.guard_mode.engine.labels import ALARM_SOUNDS
-from custom_components.guard_mode.engine.stream import StreamAnalyzer
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 
 from .evaluate import DEFAULT_CORPORA, SHARED_AUDIO, Clip, find_clips
@@ -40,9 +39,9 @@ from .evaluate import DEFAULT_CORPORA, SHARED_AUDIO, Clip, find_clips
 CHUNK = SAMPLE_RATE
 
 
-def run(samples: np.ndarray, tagger: Tagger, config: DeciderConfig) -> tuple[list, StreamAnalyzer]:
+def run(samples: np.ndarray, tagger: Tagger, config: DeciderConfig) -> tuple[list, DetectingStream]:
     """Stream samples (with silence around them) and return the onsets and the stream."""
-    stream = StreamAnalyzer(decider_config=config)
+    stream = DetectingStream(config)
     padded = np.concatenate(
         [
             np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32),

@@ -87,6 +87,7 @@ def alarm_pcm() -> bytes:
 
 async def victim(honest: int, hostile: int) -> None:
     """Run two Wyoming satellites into the engine worker, as the integration does."""
+    from custom_components.guard_mode.engine.decision import StreamDecision  # noqa: PLC0415
     from custom_components.guard_mode.engine.tagger import load_shipped_tagger  # noqa: PLC0415
     from custom_components.guard_mode.engine.worker import EngineWorker  # noqa: PLC0415
     from custom_components.guard_mode.sources.base import SourceError  # noqa: PLC0415
@@ -99,8 +100,11 @@ async def victim(honest: int, hostile: int) -> None:
     def emit(**event: Any) -> None:
         print(json.dumps(event), flush=True)
 
-    def on_events(stream: Any, events: list[Any], _time_s: float) -> None:
-        for event in events:
+    decisions: dict[str, StreamDecision] = {}  # used on the worker thread only
+
+    def on_events(stream: Any, evidence: list[Any], time_s: float) -> None:
+        decision = decisions.setdefault(stream.name, StreamDecision())
+        for event in decision.push(evidence, time_s):
             if str(event.kind) == "onset":
                 found = {"stream": stream.name, "sound": str(event.detection.sound)}
                 loop.call_soon_threadsafe(

@@ -269,7 +269,7 @@ class Probe:
         for satellite in data.satellites.values():
             entity = self._entity("binary_sensor", f"{satellite.id}-connected")
             state = hass.states.get(entity) if entity else None
-            stream = satellite.stream
+            stream, decision = satellite.stream, satellite.decision
             satellites.append(
                 {
                     "id": satellite.id,
@@ -281,8 +281,12 @@ class Probe:
                     "reconnects": satellite.state.reconnects,
                     "last_error": satellite.state.last_error,
                     "stream": None
-                    if stream is None
-                    else {**stream.status(), "time_s": round(stream.time_s, 2)},
+                    if stream is None or decision is None
+                    else {
+                        **stream.status(),
+                        **decision.status(),
+                        "time_s": round(decision.time_s, 2),
+                    },
                 }
             )
         report["satellites"] = satellites

@@ -25,14 +25,15 @@ from wyoming.info import Describe
 from wyoming.ping import Ping
 
 from custom_components.guard_mode.engine import bounds, server as server_module
+from custom_components.guard_mode.engine.decider import EventKind
+from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.engine.protocol import (
-    DETECTION_TYPE,
     ERROR_PROTOCOL,
     ERROR_TIMEOUT,
     ERROR_TOO_MANY,
     ERROR_UNAUTHORIZED,
+    STATUS_TYPE,
     GuardModeAuth,
-    GuardModeDetection,
     GuardModeStream,
     fingerprint,
 )
@@ -40,7 +41,7 @@ from custom_components.guard_mode.engine.server import EngineServer, start_serve
 
 from .. import synth
 from ..certs import make_certificate
-from .test_server import TOKEN, Client, frame, tagger_for, to_pcm, wait_for
+from .test_server import TOKEN, Client, Heard, frame, tagger_for, to_pcm, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -64,15 +65,14 @@ async def bounded(**options: object) -> AsyncIterator[EngineServer]:
         await server.stop()
 
 
-async def honest_smoke_alarm(port: int) -> GuardModeDetection:
+async def honest_smoke_alarm(port: int) -> Heard:
     """Stream the alarm (the server paces it); return its onset, checked as without attack."""
     client = await Client.connect(port)
     try:
         await client.send(GuardModeStream(name="Hall").event())
         await client.stream(honest_alarm(), rate=16000, channels=1, speed=1000.0)
-        onset = GuardModeDetection.from_event(
-            await client.until(DETECTION_TYPE, kind="onset", sound="smoke_alarm")
-        )
+        onset = await client.until_heard(kind=EventKind.ONSET, sound=Sound.SMOKE_ALARM)
+        await client.until(STATUS_TYPE, ended=True)  # an honest client hears its stream out
     finally:
         await client.close()
     # One full T3 cycle (+ a window) after the alarm starts, as the design promises.

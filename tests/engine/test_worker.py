@@ -12,6 +12,8 @@ import numpy.typing as npt
 import pytest
 
 from custom_components.guard_mode.engine.decider import DeciderEvent, EventKind
+from custom_components.guard_mode.engine.decision import StreamDecision
+from custom_components.guard_mode.engine.evidence import Evidence
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.engine.tagger import Tagger, TaggerOutput, load_tagger
 from custom_components.guard_mode.engine.worker import EngineStream, EngineWorker
@@ -42,13 +44,14 @@ class FailingTagger:
 
 
 class Events:
-    """A stream callback that keeps every event with the stream time it came at."""
+    """A stream callback that decides on the evidence; keeps every event with its stream time."""
 
     def __init__(self) -> None:
+        self.decision = StreamDecision()
         self.items: list[tuple[DeciderEvent, float]] = []
 
-    def __call__(self, stream: EngineStream, events: list[DeciderEvent], time_s: float) -> None:
-        self.items += [(event, time_s) for event in events]
+    def __call__(self, stream: object, evidence: list[Evidence], time_s: float) -> None:
+        self.items += [(event, time_s) for event in self.decision.push(evidence, time_s)]
 
     def of(self, kind: EventKind, sound: Sound) -> list[tuple[DeciderEvent, float]]:
         return [
@@ -87,7 +90,9 @@ def test_alarm_patterns_survive_a_failing_tagger(caplog: pytest.LogCaptureFixtur
     assert worker.stats.errors == broken.calls
     assert len(events.of(EventKind.ONSET, Sound.SMOKE_ALARM)) == 1
     assert len(events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)) == 1
-    assert stream.time_s == pytest.approx(len(smoke_alarm()) / synth.SAMPLE_RATE + 15.0, abs=1.0)
+    assert stream.analyzer.time_s == pytest.approx(
+        len(smoke_alarm()) / synth.SAMPLE_RATE + 15.0, abs=1.0
+    )
     assert len([r for r in caplog.records if "Tagger failed" in r.getMessage()]) == 1
 
 
@@ -98,10 +103,10 @@ def test_a_gap_ends_open_detections() -> None:
     push_and_run(worker, stream, smoke_alarm())
     assert events.of(EventKind.ONSET, Sound.SMOKE_ALARM)
     assert not events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)
-    before = stream.time_s
+    before = stream.analyzer.time_s
     stream.mark_gap(3600.0)  # an hour-long outage, with nothing queued
     worker.run_once()
-    assert stream.time_s == pytest.approx(before + 3600.0)
+    assert stream.analyzer.time_s == pytest.approx(before + 3600.0)
     [(offset, at)] = events.of(EventKind.OFFSET, Sound.SMOKE_ALARM)
     assert at == pytest.approx(before + 3600.0)
     assert offset.detection.end_s < before
@@ -125,7 +130,8 @@ def test_dropped_audio_keeps_the_level() -> None:
     tone = (synth.tone(440.0, 30.0, peak_db=-20.0) * 32767).astype(np.int16)  # about -23 dBFS
     chunks = [tone[i : i + 1001] for i in range(0, len(tone), 1001)]
     worker = EngineWorker(tagger())
-    stream = worker.open_stream("Hall", Events(), queue_s=1.0)
+    events = Events()
+    stream = worker.open_stream("Hall", events, queue_s=1.0)
     levels = []
     for burst in range(3):
         part = chunks[burst * 150 : (burst + 1) * 150]
@@ -135,7 +141,7 @@ def test_dropped_audio_keeps_the_level() -> None:
             worker.run_once()
             stream.push(piece)
         worker.run_once()
-        levels.append(stream.take_peak_level())
+        levels.append(events.decision.take_peak_level())
     assert stream.stats.chunks_dropped > 200
     assert levels == [pytest.approx(-23.0, abs=1.0)] * 3
 

@@ -81,7 +81,7 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
     )
     satellite = entry.runtime_data.satellites[subentry.subentry_id]
     await wait_until(
-        lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 2, 5.0
+        lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0
     )
     assert state(hass, "binary_sensor.porch_mic_connected") == "on"
     assert satellite.source.describe() == f"camera {PORCH}"

@@ -58,7 +58,7 @@ async def test_no_audio_is_written_when_clips_are_off(
     assert satellite.stream is not None
     assert satellite.recorder is None  # no pre-roll kept in memory either
     assert detections[0].data["clip"] is None
-    await wait_for(lambda: alarm_mic.connections and satellite.stream.analyzer.time_s > 20, 15)
+    await wait_for(lambda: alarm_mic.connections and satellite.decision.time_s > 20, 15)
     await arm(hass, False)
     await hass.async_block_till_done()
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".wav", ".part")]

@@ -171,7 +171,7 @@ async def test_media_players_in_the_area_reach_the_decider(
     await arm(hass)
     await wait_for(lambda: satellite.stream is not None)
     await hass.async_block_till_done()
-    decider = satellite.stream.analyzer.decider
+    decider = satellite.decision.decider
     assert decider.media_player_playing is False
     hass.states.async_set(tv.entity_id, "playing")
     await hass.async_block_till_done()

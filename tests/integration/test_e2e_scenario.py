@@ -159,7 +159,7 @@ async def _play(
     windows: list[dict[str, Any]] = []
     await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
     assert satellite.stream is not None
-    decider = satellite.stream.analyzer.decider
+    decider = satellite.decision.decider
     if hasattr(decider, "add_window_listener"):  # the engine's per-window evidence, for the report
         decider.add_window_listener(
             lambda w: windows.append(

@@ -47,9 +47,10 @@ Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Non
 class FakeEngine:
     """Answers Guard Mode's handshake (token, describe) like the engine, then runs behaviour."""
 
-    def __init__(self, behaviour: Behaviour, port: int = 0) -> None:
+    def __init__(self, behaviour: Behaviour, port: int = 0, info: Event = INFO) -> None:
         self.behaviour = behaviour
         self.port = port
+        self.info = info
         self.connections = 0
         self.tokens: list[str] = []
         self._server: asyncio.Server | None = None
@@ -72,7 +73,7 @@ class FakeEngine:
             assert auth is not None
             self.tokens.append(protocol.GuardModeAuth.from_event(auth).token)
             await protocol.read_event(reader)  # describe
-            await async_write_event(INFO, writer)
+            await async_write_event(self.info, writer)
             await self.behaviour(reader, writer)
         self._tasks.discard(task)
         writer.close()
@@ -125,7 +126,7 @@ MALFORMED = {
     "inf-length": b'{"type": "guard-mode-status", "data_length": 1e999}\n',
     "deep-nesting": b'{"type": "ping", "data_length": 200000}\n' + b"[" * 100_000 + b"]" * 100_000,
     "bad-utf8": b'{"type": "guard-mode-status", "data_length": 4}\n\xff\xfe\xfd\xfc',
-    "bad-detection": b'{"type": "guard-mode-detection", "data": {"kind": "onset", "id": 5}}\n',
+    "bad-evidence": b'{"type": "guard-mode-evidence", "data": {"segment": 0, "items": [5]}}\n',
     "huge-payload": b'{"type": "pong", "payload_length": 99999999999}\n',
 }
 
@@ -168,41 +169,64 @@ async def test_a_silent_engine_is_dropped_after_the_idle_timeout(
     await recovers_with_a_real_engine(hass, fake, entity)
 
 
-async def test_a_detection_flood_is_throttled(
+async def test_an_evidence_flood_is_throttled(
     hass: HomeAssistant,
     alarm_mic: MicServer,  # noqa: F811
 ) -> None:
-    """An engine reporting endless onsets can't turn them into endless alerts."""
+    """An engine sending endless windows can't keep the event loop deciding on them."""
     loop = asyncio.get_running_loop()
-    started = loop.time()
+    window = {
+        "kind": "window",
+        "start_s": 0.0,
+        "end_s": 0.96,
+        "level_db": -90.0,
+        "peak_db": -90.0,
+        "onset_s": 0.0,
+        "media": 0.0,
+        "aligned": False,
+        "scores": {},
+        "confidence": {},
+        "labels": {},
+        "head": {},
+        "onset": None,
+        "embedding": False,
+    }
 
-    async def flood(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for n in range(100_000):
-            data = {
-                "kind": "onset",
-                "id": f"fake-{n}",
-                "sound": "glass_break",
-                "start_s": 0.0,
-                "end_s": 0.0,
-                "confidence": 0.9,
-                "label": "Glass",
-                "peak_db": -10.0,
-                "suppressed": False,
-                "reason": None,
-                "time_s": 0.0,
-            }
-            await async_write_event(Event(protocol.DETECTION_TYPE, data), writer)
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (event := await protocol.read_event(reader)) and event.type != "audio-start":
+            pass  # the client's segment 0 begins
+        data = {"segment": 0, "time_s": 1.0, "items": [window] * protocol.MAX_EVIDENCE_ITEMS}
+        for _ in range(100_000):
+            await async_write_event(Event(protocol.EVIDENCE_TYPE, data), writer)
 
     fake = await FakeEngine(flood).start()
-    await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
-    detections = async_capture_events(hass, EVENT_DETECTION)
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
+    satellite = next(iter(entry.runtime_data.satellites.values()))
     await arm(hass)
-    await wait_for(lambda: bool(detections), limit=10)
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows > 0)
+    started = loop.time()
+    assert satellite.decision is not None
+    first = satellite.decision.windows
     await asyncio.sleep(2.0)
     elapsed = loop.time() - started
-    assert len(detections) <= remote.DETECTION_BURST + remote.DETECTION_RATE * elapsed + 1
+    decided = satellite.decision.windows - first
+    bound = remote.EVIDENCE_BURST + remote.EVIDENCE_RATE * elapsed + protocol.MAX_EVIDENCE_ITEMS
+    assert 0 < decided <= bound
     await arm(hass, False)
     await fake.stop()
+
+
+async def test_an_engine_of_protocol_1_is_refused(hass: HomeAssistant) -> None:
+    """An engine that decides itself (protocol 1) would silently ignore learning: update it."""
+    old = protocol.GuardModeInfo("0.0.9", "numpy", "yamnet.onnx", protocol=1).event()
+    fake = await FakeEngine(lambda _r, _w: asyncio.Event().wait(), info=old).start()
+    try:
+        with pytest.raises(remote.RemoteEngineError, match="update the Guard Mode engine add-on"):
+            await remote.async_describe(
+                remote.RemoteSettings.from_options(remote_options(fake.port))
+            )
+    finally:
+        await fake.stop()
 
 
 async def test_a_wrong_token_is_refused_and_said_so(

@@ -23,12 +23,14 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
+from custom_components.guard_mode.engine.server import EngineServer
 from custom_components.guard_mode.learning import STORAGE_KEY
 from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 
 from .conftest import setup_entry
 from .test_detections import the_satellite
+from .test_remote_engine import engine_server, remote_options  # noqa: F401 - fixture
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer, pcm16
 
@@ -67,6 +69,29 @@ async def _high_sensitivity(hass: HomeAssistant) -> None:
     )
 
 
+async def _mark_the_first_alert(hass: HomeAssistant) -> tuple[list[Any], dict[str, Any]]:
+    """Arm at high sensitivity, mark the first alert "not a threat", hear it come round ignored."""
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    suppressed = async_capture_events(hass, EVENT_SUPPRESSED)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=30)
+    first = detections[0].data
+    assert first["sound"] == "glass_break"
+    result = await hass.services.async_call(
+        DOMAIN,
+        "mark_false_alarm",
+        {"detection_id": first["detection_id"]},
+        blocking=True,
+        return_response=True,
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+    # The same sound again (the loop comes round, 10 s later): heard, but ignored as learned.
+    await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), limit=30)
+    assert len(detections) == 1
+    return detections, first
+
+
 def _flush(hass_storage: dict[str, Any]) -> dict[str, Any]:
     return hass_storage.get(STORAGE_KEY, {}).get("data", {})
 
@@ -78,26 +103,7 @@ async def test_not_a_threat_is_learned_kept_and_forgotten(
     tmp_path: Path,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(shatter_mic.port))
-    await _high_sensitivity(hass)
-    detections = async_capture_events(hass, EVENT_DETECTION)
-    suppressed = async_capture_events(hass, EVENT_SUPPRESSED)
-    await arm(hass)
-    await wait_for(lambda: bool(detections), limit=20)
-    first = detections[0].data
-    assert first["sound"] == "glass_break"
-
-    result = await hass.services.async_call(
-        DOMAIN,
-        "mark_false_alarm",
-        {"detection_id": first["detection_id"]},
-        blocking=True,
-        return_response=True,
-    )
-    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
-
-    # The same sound again (the loop comes round, 10 s later): heard, but ignored as learned.
-    await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), limit=20)
-    assert len(detections) == 1
+    detections, first = await _mark_the_first_alert(hass)
 
     # Only embeddings were stored, never audio.
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
@@ -137,6 +143,18 @@ async def test_not_a_threat_is_learned_kept_and_forgotten(
     await _high_sensitivity(hass)
     await arm(hass)
     await wait_for(lambda: bool(detections), limit=25)
+    await arm(hass, False)
+
+
+async def test_not_a_threat_and_sensitivity_through_the_remote_engine(
+    hass: HomeAssistant,
+    shatter_mic: MicServer,
+    engine_server: EngineServer,  # noqa: F811
+) -> None:
+    """The remote engine sends evidence; the satellite's decider learns as with the local one."""
+    await setup_entry(hass, satellite_entry(shatter_mic.port, **remote_options(engine_server.port)))
+    await _mark_the_first_alert(hass)
+    assert engine_server.worker.stats.windows_tagged > 0  # the remote engine did the hearing
     await arm(hass, False)
 
 
@@ -293,7 +311,7 @@ async def test_sensitivity_select_tunes_the_decider(
     await hass.services.async_call(
         "select", "select_option", {"entity_id": select, "option": "high"}, blocking=True
     )
-    config = satellite.stream.analyzer.decider.config
+    config = satellite.decision.decider.config
     assert config.sensitivity > 1.0
     assert config.noise_margin_db < 6.0
     assert hass.states.get(select).state == "high"

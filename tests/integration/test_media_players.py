@@ -47,7 +47,7 @@ async def playing_near(hass: HomeAssistant, entry: MockConfigEntry) -> Any:
     await arm(hass)
     await wait_for(lambda: satellite.stream is not None)
     await hass.async_block_till_done()
-    return lambda: satellite.stream.analyzer.decider.media_player_playing
+    return lambda: satellite.decision.decider.media_player_playing
 
 
 async def test_media_players_chosen_for_a_satellite_count_wherever_they_are(

@@ -183,7 +183,7 @@ async def test_listens_only_while_armed(hass: HomeAssistant, mic: MicServer) -> 
     assert mic.clients == 1
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     satellite = next(iter(entry.runtime_data.satellites.values()))
-    await wait_for(lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 2)
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2)
     assert satellite.stream is not None
     assert satellite.stream.stats.seconds_in > 0.9
 
@@ -204,9 +204,9 @@ async def test_always_listen_for_alarms_keeps_the_mic_open_when_disarmed(
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     satellite = next(iter(entry.runtime_data.satellites.values()))
     assert satellite.stream is not None
-    assert satellite.stream.analyzer.decider.config.enabled == {"smoke_alarm", "co_alarm"}
+    assert satellite.decision.decider.config.enabled == {"smoke_alarm", "co_alarm"}
     await arm(hass)
-    assert len(satellite.stream.analyzer.decider.config.enabled) == 6
+    assert len(satellite.decision.decider.config.enabled) == 6
 
 
 async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
@@ -220,7 +220,7 @@ async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
     assert state(hass, LEVEL) == "unavailable"
     await arm(hass)
     satellite = next(iter(entry.runtime_data.satellites.values()))
-    await wait_for(lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 1)
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 1)
     satellite._sample_level(None)
     await hass.async_block_till_done()
     level = float(state(hass, LEVEL))
@@ -242,7 +242,7 @@ async def test_bad_input_never_breaks_anything(
         satellite = next(iter(entry.runtime_data.satellites.values()))
         if behavior == "odd_chunks":  # usable audio: it is processed
             await wait_for(
-                lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 3
+                lambda: satellite.decision is not None and satellite.decision.windows >= 3
             )
             assert state(hass, CONNECTED) == "on"
         elif behavior in ("bad_rate", "huge_chunk"):  # refused before the engine; retried later
@@ -250,7 +250,7 @@ async def test_bad_input_never_breaks_anything(
             why = "sample rate 0 Hz" if behavior == "bad_rate" else "is too big"
             assert why in (satellite.state.last_error or "")
             assert satellite.stream is not None
-            assert satellite.stream.analyzer.windows == 0
+            assert satellite.decision.windows == 0
         else:  # the satellite notices, reconnects, and keeps trying
             await wait_for(lambda: server.connections >= 3, limit=8.0)
             assert satellite.state.last_error

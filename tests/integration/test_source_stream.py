@@ -452,7 +452,7 @@ async def test_armed_satellite_listens_to_the_camera(hass: HomeAssistant, rtsp: 
     )
     satellite = entry.runtime_data.satellites[subentry_id]
     await wait_until(
-        lambda: satellite.stream is not None and satellite.stream.analyzer.windows >= 2, 5.0
+        lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0
     )
     assert state(hass, connected) == "on"
 

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from .audio import read_audio
-from .decider import DeciderConfig, DeciderEvent, Detection
+from .decider import Decider, DeciderConfig, DeciderEvent, Detection
+from .decision import StreamDecision
 from .frontend import SAMPLE_RATE
-from .stream import StreamAnalyzer
+from .stream import Floats, StreamAnalyzer
 from .tagger import Tagger
 
 # A file is streamed as if the microphone had heard silence before and after it, so that a sound
@@ -51,6 +52,40 @@ class FileResult:
         }
 
 
+class DetectingStream:
+    """Both sides of the seam in one thread: audio in, detections out (files, evaluation, tests).
+
+    The evidence side (:class:`.stream.StreamAnalyzer`) and the decision side
+    (:class:`.decision.StreamDecision`) meet exactly as they do across the worker thread or the
+    remote engine's protocol, only without a thread or a connection between them.
+    """
+
+    def __init__(self, decider_config: DeciderConfig | None = None) -> None:
+        """Start a stream with the decider's settings."""
+        self.decision = StreamDecision(decider_config)
+        self.analyzer = StreamAnalyzer(embeddings=self.decision.wants_embeddings)
+
+    @property
+    def decider(self) -> Decider:
+        """Return the stream's decider."""
+        return self.decision.decider
+
+    @property
+    def time_s(self) -> float:
+        """Return the stream time of the audio processed so far."""
+        return self.analyzer.time_s
+
+    def process(self, samples: Floats, tagger: Tagger) -> list[DeciderEvent]:
+        """Analyze samples and decide on their evidence; return the detections' changes."""
+        self.analyzer.embeddings = self.decision.wants_embeddings
+        evidence = self.analyzer.process(samples, tagger)
+        return self.decision.push(evidence, self.analyzer.time_s)
+
+    def finish(self) -> list[DeciderEvent]:
+        """End of stream: close open detections."""
+        return self.decision.finish()
+
+
 def collect(events: Iterable[DeciderEvent], into: dict[str, Detection]) -> None:
     """Keep the latest snapshot of every detection seen in events."""
     for event in events:
@@ -76,7 +111,7 @@ def analyze_samples(
     name: str = "<samples>",
 ) -> FileResult:
     """Stream 16 kHz mono samples through a fresh engine stream and return what it heard."""
-    stream = StreamAnalyzer(decider_config=decider_config)
+    stream = DetectingStream(decider_config)
     padded = with_silence(samples)
     found: dict[str, Detection] = {}
     step = int(CHUNK_S * SAMPLE_RATE)

@@ -21,7 +21,7 @@ media's level. Smoke and CO alarms are never suppressed by media.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 import itertools
@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .alarm_pattern import AlarmHit
+from .evidence import Embedding, Evidence, Gap, WindowEvidence
 from .frontend import WINDOW_HOP_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
 from .learning import LEARNED_SIMILARITY, CustomSound, best_similarity
@@ -140,25 +141,6 @@ class DeciderConfig:
         return self.remember or bool(self.learned) or bool(self.custom)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowEvidence:
-    """What the tagger and the level meter say about one 0.96 s window."""
-
-    start_s: float
-    end_s: float
-    level_db: float  # RMS level of the window, dBFS
-    peak_db: float  # loudest 10 ms frame in the window, dBFS
-    scores: Mapping[str, float]  # normalized group scores: 1.0 = at threshold; empty if gated
-    confidence: Mapping[str, float]  # raw score of each group's best class
-    labels: Mapping[str, str]  # which AudioSet class that was
-    media: float  # media evidence 0..1
-    onset_s: float  # where the energy rises most inside the window
-    embedding: Floats | None = None  # unit vector, when learning asked for it
-    aligned: bool = False  # an extra window aligned to an onset (not one of the regular ones)
-    onset: Onset | None = None  # the measured onset it holds, if any
-    head: Mapping[str, float] = field(default_factory=dict)  # the detection head's classes
-
-
 @dataclass(slots=True)
 class Detection:
     """A sound heard over a stretch of the stream."""
@@ -225,7 +207,7 @@ class Decider:
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self.media_s = 0.0  # stream seconds spent in acoustic media context
-        self.detection_embeddings: OrderedDict[str, Floats] = OrderedDict()
+        self.detection_embeddings: OrderedDict[str, Embedding] = OrderedDict()
         self.background: deque[npt.NDArray[np.float16]] = deque(maxlen=MAX_BACKGROUND)
         self._background_tick = 0
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
@@ -252,6 +234,18 @@ class Decider:
         self._floor_tick += 1
         if len(self._levels) >= 10 and (self._floor_db is None or self._floor_tick % 8 == 0):
             self._floor_db = float(np.percentile(np.fromiter(self._levels, np.float32), 10))
+
+    def push(self, evidence: Iterable[Evidence]) -> list[DeciderEvent]:
+        """Take the engine's evidence in stream-time order; return the detections' changes."""
+        events: list[DeciderEvent] = []
+        for item in evidence:
+            if isinstance(item, WindowEvidence):
+                events += self.push_window(item)
+            elif isinstance(item, Gap):
+                events += self.gap(item.time_s)
+            else:
+                events += self.push_alarm(item)
+        return events
 
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float32]
+Vectors = npt.NDArray[np.floating[Any]]  # float32, or float16 as evidence carries them
 EMBEDDING_SIZE = 1024
 # A candidate this similar to a window the user marked "not a threat" is that sound again.
 # Chosen on the dev corpus: models/yamnet/THRESHOLDS.md, "Learning".
@@ -33,7 +35,7 @@ def unit(vectors: npt.ArrayLike) -> Floats:
     return np.asarray(array / np.maximum(norms, 1e-9), np.float32)
 
 
-def best_similarity(candidates: Floats, references: Floats) -> float:
+def best_similarity(candidates: Vectors, references: Vectors) -> float:
     """Return the highest cosine similarity between any candidate and any reference (unit rows)."""
     if not len(candidates) or not len(references):
         return -1.0
@@ -58,7 +60,7 @@ class CustomSound:
     prototypes: Floats  # [K, 1024] unit vectors
     threshold: float
 
-    def similarity(self, embeddings: Floats) -> npt.NDArray[np.float32]:
+    def similarity(self, embeddings: Vectors) -> npt.NDArray[np.float32]:
         """Return each window's best similarity to the prototypes."""
         if not len(embeddings):
             return np.zeros(0, np.float32)
@@ -66,7 +68,7 @@ class CustomSound:
 
 
 def teach(
-    key: str, name: str, examples: Sequence[Floats], background: Floats
+    key: str, name: str, examples: Sequence[Vectors], background: Vectors
 ) -> tuple[CustomSound, dict[str, float]]:
     """Build a custom sound from 3–10 examples (each: its windows' embeddings).
 

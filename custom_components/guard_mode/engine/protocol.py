@@ -11,16 +11,22 @@ least every ``bounds.IDLE_TIMEOUT_S`` (a ``ping`` when it has no audio), or it i
 
 Client → server: ``describe`` (answered with ``info`` carrying a ``guard_mode`` block, see
 :class:`GuardModeInfo`), ``guard-mode-stream`` (:class:`GuardModeStream`, optional, any time),
-``audio-start`` / ``audio-chunk`` / ``audio-stop`` (any PCM format; ``audio-stop`` closes the
-open detections), ``ping``.
+``audio-start`` / ``audio-chunk`` / ``audio-stop`` (any PCM format), ``ping``.
 
-Server → client: ``guard-mode-detection`` (:class:`GuardModeDetection`), ``guard-mode-status``
-(:class:`GuardModeStatus`, about every 5 s of audio), ``error`` (wyoming's Error) and ``pong``.
+Server → client: ``guard-mode-evidence`` (:class:`GuardModeEvidence`: what the engine heard, see
+:mod:`.evidence`), ``guard-mode-status`` (:class:`GuardModeStatus`, about every 5 s of audio),
+``error`` (wyoming's Error) and ``pong``. The engine decides nothing: the client runs the
+stream's decider on the evidence, exactly as on the in-process engine's, so sensitivity, "not a
+threat" and custom sounds work the same with both.
 
-A stream begins with the first ``audio-start`` or ``audio-chunk`` after connecting or after an
-``audio-stop``; its times (``time_s``, ``start_s``, ``end_s``) are seconds of audio since then,
-audio the engine had to drop included. After ``audio-stop`` the server sends the offsets of the
-open detections and a last status, before any event of the next stream.
+A segment begins with the first ``audio-start`` or ``audio-chunk`` after connecting or after an
+``audio-stop``; segments are numbered from 0 on each connection, and their times (``time_s``,
+``start_s``, ``end_s``) are seconds of audio since the segment began, audio the engine had to
+drop included. The evidence of a segment is all sent before any of the next one; after
+``audio-stop`` the segment's last status (``"ended": true``) follows all its evidence.
+
+Protocol 2 (this one) carries evidence; protocol 1 engines decided themselves and sent
+detections: a client refuses them (:data:`PROTOCOL_VERSION`).
 """
 
 from __future__ import annotations
@@ -32,25 +38,32 @@ import hashlib
 import math
 from typing import Any, Final
 
+import numpy as np
 from wyoming.event import Event, Eventable
 from wyoming.info import Info
 
 from . import bounds
-from .decider import DeciderEvent, Detection, EventKind, Reason
+from .alarm_pattern import AlarmHit
+from .evidence import Embedding, Evidence, Gap, WindowEvidence
 from .labels import Sound
+from .learning import EMBEDDING_SIZE
+from .onset import Onset
 
 ENGINE_VERSION: Final = "0.1.0"  # kept equal to manifest.json and addon/config.yaml (tested)
-PROTOCOL_VERSION: Final = 1  # bumped when an event or field changes meaning
+PROTOCOL_VERSION: Final = 2  # bumped when an event or field changes meaning
 DEFAULT_PORT: Final = 10800
 MIN_TOKEN_LENGTH: Final = 16
 
 MAX_HEADER: Final = bounds.MAX_HEADER  # one JSON line
 MAX_DATA: Final = bounds.MAX_EVENT_DATA
 MAX_PAYLOAD: Final = bounds.MAX_CHUNK_BYTES
+MAX_EVIDENCE_ITEMS: Final = 16  # windows, alarm hits and gaps in one evidence event
+MAX_MAP: Final = 64  # entries in one of a window's score maps
+EMBEDDING_BYTES: Final = EMBEDDING_SIZE * 2  # one float16 embedding
 
 AUTH_TYPE: Final = "guard-mode-auth"
 STREAM_TYPE: Final = "guard-mode-stream"
-DETECTION_TYPE: Final = "guard-mode-detection"
+EVIDENCE_TYPE: Final = "guard-mode-evidence"
 STATUS_TYPE: Final = "guard-mode-status"
 INFO_KEY: Final = "guard_mode"
 
@@ -146,16 +159,6 @@ def _flag(data: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-def _sounds(value: Any, key: str) -> frozenset[Sound]:
-    if not isinstance(value, list | tuple):
-        raise ProtocolError(f"{key!r} must be a list of sound keys")
-    try:
-        return frozenset(Sound(item) for item in value)
-    except (ValueError, TypeError) as err:
-        known = ", ".join(Sound)
-        raise ProtocolError(f"{key!r} has an unknown sound key (known: {known})") from err
-
-
 def _finite(value: float, default: float) -> float:
     """Return value, or default when it is NaN or infinite (JSON has neither)."""
     return value if math.isfinite(value) else default
@@ -242,8 +245,7 @@ class GuardModeStream(Eventable):
     """``guard-mode-stream``: settings of the connection's stream; None leaves one unchanged."""
 
     name: str | None = None  # the satellite's name (logs)
-    enabled: frozenset[Sound] | None = None  # sounds to detect (others are not reported)
-    media_player_playing: bool | None = None  # a media player near the microphone plays
+    embeddings: bool | None = None  # send each window's embedding (the client's learning)
 
     @staticmethod
     def is_type(event_type: str) -> bool:
@@ -255,104 +257,219 @@ class GuardModeStream(Eventable):
         data: dict[str, Any] = {}
         if self.name is not None:
             data["name"] = self.name
-        if self.enabled is not None:
-            data["enabled"] = _sorted(self.enabled)
-        if self.media_player_playing is not None:
-            data["media_player_playing"] = self.media_player_playing
+        if self.embeddings is not None:
+            data["embeddings"] = self.embeddings
         return Event(type=STREAM_TYPE, data=data)
 
     @staticmethod
     def from_event(event: Event) -> GuardModeStream:
-        """Parse the event; ProtocolError when a field has the wrong type or an unknown sound."""
+        """Parse the event; ProtocolError when a field has the wrong type."""
         data = event.data
         name = bounds.printable(_text(data, "name")) if data.get("name") is not None else None
-        enabled = _sounds(data["enabled"], "enabled") if data.get("enabled") is not None else None
-        playing = (
-            _flag(data, "media_player_playing")
-            if data.get("media_player_playing") is not None
-            else None
-        )
-        return GuardModeStream(name=name, enabled=enabled, media_player_playing=playing)
+        embeddings = _flag(data, "embeddings") if data.get("embeddings") is not None else None
+        return GuardModeStream(name=name, embeddings=embeddings)
 
 
 @dataclass(frozen=True)
-class GuardModeDetection(Eventable):
-    """``guard-mode-detection``: a detection started (onset) or ended (offset)."""
+class GuardModeEvidence(Eventable):
+    """``guard-mode-evidence``: what the engine heard in a segment, in stream-time order.
 
-    kind: EventKind
-    detection: Detection
-    time_s: float  # stream time when the engine produced the event
+    Data: ``segment``, ``time_s`` (segment time when the engine produced it) and ``items``, each
+    a window (``"kind": "window"``), an alarm-pattern hit (``"alarm"``) or a gap (``"gap"``).
+    Numbers are JSON's, which carries floats exactly: the client's decider sees what an
+    in-process one would. A window with ``"embedding": true`` has its embedding in the payload:
+    float16 little-endian, 1024 per window, in the order of those windows.
+    """
+
+    segment: int
+    time_s: float
+    items: tuple[Evidence, ...]
 
     @staticmethod
     def is_type(event_type: str) -> bool:
-        """Return True for ``guard-mode-detection``."""
-        return event_type == DETECTION_TYPE
+        """Return True for ``guard-mode-evidence``."""
+        return event_type == EVIDENCE_TYPE
 
     @staticmethod
-    def from_decider(event: DeciderEvent, time_s: float) -> GuardModeDetection:
-        """Wrap a decider event produced at stream time time_s."""
-        return GuardModeDetection(event.kind, event.detection, time_s)
-
-    def decider_event(self) -> DeciderEvent:
-        """Return the decider event this carries."""
-        return DeciderEvent(self.kind, self.detection)
+    def batches(segment: int, time_s: float, items: list[Evidence]) -> list[GuardModeEvidence]:
+        """Return the items as events of at most MAX_EVIDENCE_ITEMS each."""
+        return [
+            GuardModeEvidence(segment, time_s, tuple(items[i : i + MAX_EVIDENCE_ITEMS]))
+            for i in range(0, len(items), MAX_EVIDENCE_ITEMS)
+        ]
 
     def event(self) -> Event:
         """Return the event."""
-        d = self.detection
+        embeddings: list[bytes] = []
+        items = []
+        for item in self.items:
+            if isinstance(item, WindowEvidence):
+                if item.embedding is not None:
+                    embeddings.append(np.asarray(item.embedding, "<f2").tobytes())
+                items.append(_window_data(item))
+            elif isinstance(item, Gap):
+                items.append({"kind": "gap", "time_s": float(item.time_s)})
+            else:
+                items.append(
+                    {
+                        "kind": "alarm",
+                        "sound": item.sound,
+                        "pattern": item.pattern,
+                        "carrier_hz": float(item.carrier_hz),
+                        "start_s": float(item.start_s),
+                        "end_s": float(item.end_s),
+                        "confidence": float(item.confidence),
+                    }
+                )
         return Event(
-            type=DETECTION_TYPE,
-            data={
-                "kind": str(self.kind),
-                "id": d.id,
-                "sound": str(d.sound),
-                "start_s": round(_finite(d.start_s, 0.0), 3),
-                "end_s": round(_finite(d.end_s, 0.0), 3),
-                "confidence": round(_finite(d.confidence, 0.0), 4),
-                "label": d.label,
-                "peak_db": round(_finite(d.peak_db, -120.0), 1),
-                "suppressed": d.suppressed,
-                "reason": str(d.reason) if d.reason is not None else None,
-                "time_s": round(_finite(self.time_s, 0.0), 3),
-            },
+            type=EVIDENCE_TYPE,
+            data={"segment": self.segment, "time_s": self.time_s, "items": items},
+            payload=b"".join(embeddings) or None,
         )
 
     @staticmethod
-    def from_event(event: Event) -> GuardModeDetection:
-        """Parse the event; ProtocolError when a field is missing, mistyped or unknown."""
+    def from_event(event: Event) -> GuardModeEvidence:
+        """Parse the event; ProtocolError when anything is missing, mistyped, unknown or too big."""
         data = event.data
-        try:
-            kind = EventKind(_text(data, "kind"))
-            sound = Sound(_text(data, "sound"))
-            reason_key = data.get("reason")
-            reason = Reason(reason_key) if reason_key is not None else None
-        except ValueError as err:
-            raise ProtocolError(f"{DETECTION_TYPE}: {err}") from err
-        detection = Detection(
-            id=bounds.printable(_text(data, "id")),
-            sound=sound,
-            start_s=_number(data, "start_s"),
-            end_s=_number(data, "end_s"),
-            confidence=_number(data, "confidence"),
-            label=bounds.printable(_text(data, "label"), 100),
-            peak_db=_number(data, "peak_db"),
-            suppressed=_flag(data, "suppressed"),
-            reason=reason,
+        raw = data.get("items")
+        if not isinstance(raw, list) or len(raw) > MAX_EVIDENCE_ITEMS:
+            raise ProtocolError(f"'items' must be a list of at most {MAX_EVIDENCE_ITEMS}")
+        payload = event.payload or b""
+        wanted = sum(1 for item in raw if isinstance(item, dict) and item.get("embedding") is True)
+        if len(payload) != wanted * EMBEDDING_BYTES:
+            raise ProtocolError(
+                f"{EVIDENCE_TYPE}: {len(payload)} payload bytes for {wanted} embeddings"
+            )
+        vectors = np.frombuffer(payload, "<f2").reshape(wanted, EMBEDDING_SIZE)
+        if not np.isfinite(vectors).all():
+            raise ProtocolError(f"{EVIDENCE_TYPE}: an embedding that is not finite")
+        items: list[Evidence] = []
+        used = 0
+        for item in raw:
+            if not isinstance(item, dict):
+                raise ProtocolError(f"{EVIDENCE_TYPE}: an item that is not an object")
+            kind = item.get("kind")
+            if kind == "window":
+                embedding = None
+                if item.get("embedding") is True:
+                    embedding = vectors[used].astype(np.float16)
+                    used += 1
+                items.append(_window_from(item, embedding))
+            elif kind == "gap":
+                items.append(Gap(_number(item, "time_s")))
+            elif kind == "alarm":
+                items.append(_alarm_from(item))
+            else:
+                raise ProtocolError(f"{EVIDENCE_TYPE}: unknown item kind {kind!r:.40}")
+        return GuardModeEvidence(_count(data, "segment"), _number(data, "time_s"), tuple(items))
+
+
+def _window_data(window: WindowEvidence) -> dict[str, Any]:
+    onset = window.onset
+    return {
+        "kind": "window",
+        "start_s": float(window.start_s),
+        "end_s": float(window.end_s),
+        "level_db": float(window.level_db),
+        "peak_db": float(window.peak_db),
+        "onset_s": float(window.onset_s),
+        "media": float(window.media),
+        "aligned": window.aligned,
+        "scores": {str(k): float(v) for k, v in window.scores.items()},
+        "confidence": {str(k): float(v) for k, v in window.confidence.items()},
+        "labels": {str(k): v for k, v in window.labels.items()},
+        "head": {k: float(v) for k, v in window.head.items()},
+        "onset": None
+        if onset is None
+        else [
+            int(onset.frame),
+            float(onset.rise_db),
+            float(onset.peak_db),
+            float(onset.decay_db),
+            int(onset.shower),
+            float(onset.background_db),
+        ],
+        "embedding": window.embedding is not None,
+    }
+
+
+def _numbers(data: Mapping[str, Any], key: str, *, sounds: bool) -> dict[str, float]:
+    value = data.get(key)
+    if not isinstance(value, dict) or len(value) > MAX_MAP:
+        raise ProtocolError(f"{key!r} must be a map of at most {MAX_MAP} numbers")
+    return {_key(name, sounds): _number(value, name) for name in value}
+
+
+def _key(name: Any, sound: bool) -> str:
+    if sound:
+        if not isinstance(name, str) or name not in Sound:
+            raise ProtocolError(f"unknown sound key {name!r:.40}")
+        return Sound(name)
+    if not isinstance(name, str) or bounds.printable(name, 40) != name:
+        raise ProtocolError(f"a class name that is not short printable text: {name!r:.40}")
+    return name
+
+
+def _window_from(data: Mapping[str, Any], embedding: Embedding | None) -> WindowEvidence:
+    labels = data.get("labels")
+    if not isinstance(labels, dict) or len(labels) > MAX_MAP:
+        raise ProtocolError(f"'labels' must be a map of at most {MAX_MAP} class names")
+    onset = data.get("onset")
+    measured = None
+    if onset is not None:
+        if not isinstance(onset, list) or len(onset) != 6:
+            raise ProtocolError("'onset' must be a list of 6 numbers")
+        names = ("frame", "rise", "peak", "decay", "shower", "background")
+        fields = dict(zip(names, onset, strict=True))
+        measured = Onset(
+            frame=_count(fields, "frame"),
+            rise_db=_number(fields, "rise"),
+            peak_db=_number(fields, "peak"),
+            decay_db=_number(fields, "decay"),
+            shower=_count(fields, "shower"),
+            background_db=_number(fields, "background"),
         )
-        return GuardModeDetection(kind, detection, _number(data, "time_s"))
+    return WindowEvidence(
+        start_s=_number(data, "start_s"),
+        end_s=_number(data, "end_s"),
+        level_db=_number(data, "level_db"),
+        peak_db=_number(data, "peak_db"),
+        scores=_numbers(data, "scores", sounds=True),
+        confidence=_numbers(data, "confidence", sounds=True),
+        labels={_key(k, True): bounds.printable(_text(labels, k), 100) for k in labels},
+        media=_number(data, "media"),
+        onset_s=_number(data, "onset_s"),
+        embedding=embedding,
+        aligned=_flag(data, "aligned"),
+        onset=measured,
+        head=_numbers(data, "head", sounds=False),
+    )
+
+
+def _alarm_from(data: Mapping[str, Any]) -> AlarmHit:
+    sound = data.get("sound")
+    pattern = data.get("pattern")
+    if sound not in ("smoke_alarm", "co_alarm") or pattern not in ("T3", "T4"):
+        raise ProtocolError("an alarm hit must be smoke_alarm/T3 or co_alarm/T4")
+    return AlarmHit(
+        sound=sound,
+        pattern=pattern,
+        carrier_hz=_number(data, "carrier_hz"),
+        start_s=_number(data, "start_s"),
+        end_s=_number(data, "end_s"),
+        confidence=_number(data, "confidence"),
+    )
 
 
 @dataclass(frozen=True)
 class GuardModeStatus(Eventable):
-    """``guard-mode-status``: how the stream is doing, about every 5 s of audio."""
+    """``guard-mode-status``: how the engine is doing with the stream, about every 5 s of audio."""
 
-    time_s: float  # stream time (seconds of audio since the stream started, gaps included)
-    level_db: float | None  # loudest window since the last status (dBFS), None if no window
-    windows: int  # windows analysed so far
-    gated_windows: int  # ... of which too quiet for the tagger
-    media_s: float  # seconds spent hearing media (TV, radio, music)
+    segment: int  # the segment it is about
+    time_s: float  # segment time (seconds of audio since the segment began, gaps included)
     seconds_dropped: float  # audio dropped because the engine fell behind
     bad_chunks: int  # chunks that could not be converted
+    ended: bool = False  # after audio-stop: all the segment's evidence has been sent
 
     @staticmethod
     def is_type(event_type: str) -> bool:
@@ -361,17 +478,14 @@ class GuardModeStatus(Eventable):
 
     def event(self) -> Event:
         """Return the event."""
-        level = self.level_db
         return Event(
             type=STATUS_TYPE,
             data={
+                "segment": self.segment,
                 "time_s": round(_finite(self.time_s, 0.0), 3),
-                "level_db": round(level, 1) if level is not None and math.isfinite(level) else None,
-                "windows": self.windows,
-                "gated_windows": self.gated_windows,
-                "media_s": round(_finite(self.media_s, 0.0), 1),
                 "seconds_dropped": round(_finite(self.seconds_dropped, 0.0), 2),
                 "bad_chunks": self.bad_chunks,
+                "ended": self.ended,
             },
         )
 
@@ -380,11 +494,9 @@ class GuardModeStatus(Eventable):
         """Parse the event; ProtocolError when a field is missing or mistyped."""
         data = event.data
         return GuardModeStatus(
+            segment=_count(data, "segment"),
             time_s=_number(data, "time_s"),
-            level_db=_number(data, "level_db") if data.get("level_db") is not None else None,
-            windows=_count(data, "windows"),
-            gated_windows=_count(data, "gated_windows"),
-            media_s=_number(data, "media_s"),
             seconds_dropped=_number(data, "seconds_dropped"),
             bad_chunks=_count(data, "bad_chunks"),
+            ended=_flag(data, "ended") if data.get("ended") is not None else False,
         )

@@ -10,13 +10,14 @@ new one closes the longest-waiting), and at most ``max_streams`` are authenticat
 that says nothing for ``bounds.IDLE_TIMEOUT_S`` is closed. With a certificate the service speaks
 TLS only. Names that clients give their streams are logged as :func:`.bounds.printable` text.
 
-Threads: the event loop reads and writes sockets; the :class:`ServerWorker` thread converts,
-tags and decides, and hands its results back with ``loop.call_soon_threadsafe``. Nothing waits
+Threads: the event loop reads and writes sockets; the :class:`ServerWorker` thread tags and
+hands each stream's evidence back with ``loop.call_soon_threadsafe``. The service decides
+nothing: the client runs the stream's decider on the evidence (:mod:`.protocol`). Nothing waits
 on a client, and no client gets more than its share (:mod:`.bounds`): each connection reads
 audio at most ``RATE_FACTOR`` × real time and a bounded number of events a second (it stops
 reading until the client is back within that), refuses chunks over the chunk bounds, and has an
-outbox bounded in bytes (status events are dropped first, detections never: a client that lets
-them pile up is disconnected). Audio the engine can't keep up with is dropped and counted by the
+outbox bounded in bytes (status events are dropped first, evidence never: a client that lets
+it pile up is disconnected). Audio the engine can't keep up with is dropped and counted by the
 engine (``seconds_dropped`` in the status).
 """
 
@@ -26,7 +27,6 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 import contextlib
-from dataclasses import replace
 import hmac
 import json
 import logging
@@ -49,8 +49,7 @@ from wyoming.ping import Ping, Pong
 
 from . import bounds
 from .audio import PcmConverter
-from .decider import DeciderConfig, DeciderEvent
-from .labels import Sound
+from .evidence import Evidence, EvidenceStream
 from .protocol import (
     AUTH_TYPE,
     DEFAULT_PORT,
@@ -64,7 +63,7 @@ from .protocol import (
     MAX_HEADER,
     MIN_TOKEN_LENGTH,
     GuardModeAuth,
-    GuardModeDetection,
+    GuardModeEvidence,
     GuardModeInfo,
     GuardModeStatus,
     GuardModeStream,
@@ -94,7 +93,7 @@ class ServerWorker(EngineWorker):
 
     After every run it lets each server stream report its status, and it ends the streams whose
     ``audio-stop`` arrived before the run: all their audio has been processed by then, so their
-    open detections are closed in stream order, on the thread that owns the stream's state.
+    last status follows all their evidence.
     """
 
     def __init__(self, tagger: Tagger) -> None:
@@ -153,27 +152,23 @@ class _Segment:
         name: str,
         post: Callable[[_Segment, list[_Item], bool], None],
         *,
-        config: DeciderConfig | None,
-        media_player_playing: bool,
+        number: int,
+        embeddings: bool,
         status_interval_s: float,
         queue_s: float,
     ) -> None:
+        self.number = number
         self._post = post
         self._status_interval_s = status_interval_s
         self._next_status_s = status_interval_s
-        self.stream = worker.open_stream(
-            name, self._on_events, decider_config=config, queue_s=queue_s
-        )
-        self.stream.set_media_player_playing(media_player_playing)
+        self.stream = worker.open_stream(name, self._on_evidence, queue_s=queue_s)
+        self.stream.set_embeddings(embeddings)
         worker.attach(self)
 
-    def _on_events(
-        self, stream: EngineStream, events: list[DeciderEvent], time_s: float | None = None
-    ) -> None:
-        """Take the decider's events (the worker's event callback)."""
-        now = stream.analyzer.time_s if time_s is None else time_s
-        items = [(GuardModeDetection.from_decider(e, now).event(), False) for e in events]
-        self._post(self, items, False)
+    def _on_evidence(self, stream: EvidenceStream, evidence: list[Evidence], time_s: float) -> None:
+        """Send the stream's evidence (the worker's callback)."""
+        batches = GuardModeEvidence.batches(self.number, time_s, evidence)
+        self._post(self, [(batch.event(), False) for batch in batches], False)
 
     def after_run(self) -> None:
         """Report the status every status interval of audio."""
@@ -184,27 +179,19 @@ class _Segment:
             self._post(self, [(self.status().event(), True)], False)
 
     def end(self) -> None:
-        """Close the open detections, send a last status and close the stream."""
-        now = self.stream.analyzer.time_s
-        items: list[_Item] = [
-            (GuardModeDetection.from_decider(e, now).event(), False)
-            for e in self.stream.analyzer.finish()
-        ]
-        items.append((self.status().event(), True))
+        """Send the last status (the segment's evidence is complete) and close the stream."""
+        items: list[_Item] = [(self.status(ended=True).event(), False)]
         self.stream.close()
         self._post(self, items, True)
 
-    def status(self) -> GuardModeStatus:
-        """Return the stream's status now (takes the peak level; bad chunks: the connection's)."""
-        analyzer, stats = self.stream.analyzer, self.stream.stats
+    def status(self, *, ended: bool = False) -> GuardModeStatus:
+        """Return the stream's status now (bad chunks: the connection's, filled in later)."""
         return GuardModeStatus(
-            time_s=analyzer.time_s,
-            level_db=analyzer.take_peak_level(),
-            windows=analyzer.windows,
-            gated_windows=analyzer.gated_windows,
-            media_s=analyzer.decider.media_s,
-            seconds_dropped=stats.seconds_dropped,
+            segment=self.number,
+            time_s=self.stream.analyzer.time_s,
+            seconds_dropped=self.stream.stats.seconds_dropped,
             bad_chunks=0,
+            ended=ended,
         )
 
 
@@ -321,16 +308,15 @@ class Connection:
         self._audio = bounds.Budget(server.audio_rate, bounds.BURST_S)
         self._events = bounds.event_budget()
         self._throttled = False
-        self._enabled: frozenset[Sound] | None = None
-        self._media_player_playing = False
+        self._embeddings = False
         self._segment: _Segment | None = None
+        self._segments = 0  # segments begun on this connection
         self._converter = PcmConverter()  # the segment's audio, to 16 kHz mono
         self._ending: list[_Segment] = []  # audio-stop arrived, offsets not yet
-        self._held: list[Event] = []  # the next segment's detections, sent after those offsets
+        self._held: list[Event] = []  # the next segment's evidence, sent after the ending one's
         self._closing = False
         self._abort_reason: str | None = None
         self.seconds_in = 0.0
-        self.detections = 0
         self.bad_chunks = 0  # audio chunks skipped: a format that can't be used
 
     async def run(self) -> None:
@@ -358,12 +344,11 @@ class Connection:
             await self._finish_writing(writing, linger=not self.authenticated)
             if self.authenticated:
                 _LOGGER.info(
-                    "Client %s (%s) %s after %.1f s of audio, %d detections",
+                    "Client %s (%s) %s after %.1f s of audio",
                     self.peer,
                     self.name,
                     self._abort_reason or reason,
                     self.seconds_in,
-                    self.detections,
                 )
             else:
                 message = f"Client {self.peer} {self._abort_reason or reason}"
@@ -470,18 +455,16 @@ class Connection:
     def _open_segment(self) -> _Segment:
         if self._segment is None:
             self._converter.reset()
-            config = None
-            if self._enabled is not None:
-                config = replace(DeciderConfig(), enabled=self._enabled)
             self._segment = _Segment(
                 self.server.worker,
                 self.name,
                 self._post,
-                config=config,
-                media_player_playing=self._media_player_playing,
+                number=self._segments,
+                embeddings=self._embeddings,
                 status_interval_s=self.server.status_interval_s,
                 queue_s=self.server.queue_s,
             )
+            self._segments += 1
         return self._segment
 
     def _end_segment(self) -> None:
@@ -495,15 +478,10 @@ class Connection:
             self.name = settings.name
             if self._segment is not None:
                 self._segment.stream.name = settings.name
-        if settings.enabled is not None:
-            self._enabled = settings.enabled
+        if settings.embeddings is not None:
+            self._embeddings = settings.embeddings
             if self._segment is not None:
-                decider = self._segment.stream.analyzer.decider
-                decider.config = replace(decider.config, enabled=settings.enabled)
-        if settings.media_player_playing is not None:
-            self._media_player_playing = settings.media_player_playing
-            if self._segment is not None:
-                self._segment.stream.set_media_player_playing(settings.media_player_playing)
+                self._segment.stream.set_embeddings(settings.embeddings)
 
     def _post(self, segment: _Segment, items: list[_Item], ended: bool) -> None:
         """Hand a segment's events to the event loop (called on the worker thread)."""
@@ -517,10 +495,6 @@ class Connection:
         for event, droppable in items:
             if GuardModeStatus.is_type(event.type):
                 event.data["bad_chunks"] = self.bad_chunks
-            if GuardModeDetection.is_type(event.type):
-                _LOGGER.debug("Client %s (%s): %s", self.peer, self.name, event.data)
-                if event.data.get("kind") == "onset":
-                    self.detections += 1
             if not older and self._ending and not droppable:
                 self._held.append(event)  # wait for the earlier segment's offsets
             else:

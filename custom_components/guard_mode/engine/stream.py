@@ -1,9 +1,13 @@
-"""One audio stream through the engine: frontend, gate, onsets, alarm patterns, tagger, decider.
+"""One audio stream through the engine: frontend, gate, onsets, alarm patterns, tagger → evidence.
+
+The analyzer turns 16 kHz samples into :mod:`.evidence` (windows, alarm-pattern hits, gaps) in
+stream-time order; it holds no decision: the stream's decider (on the other side of the seam,
+see :mod:`.decision`) turns the evidence into detections.
 
 Work is split in two so that one shared tagger can serve many streams: :meth:`feed` does the
 per-stream signal processing and returns the windows that need the tagger; the caller runs the
-tagger (batched across streams) and hands the scores to :meth:`complete`, which feeds the
-decider in time order. :meth:`process` does both for a single stream.
+tagger (batched across streams) and hands the scores to :meth:`complete`, which returns the
+evidence in time order. :meth:`process` does both for a single stream.
 
 Windows: the regular 0.96 s windows every 0.48 s, and for each onset of a short sound (see
 :mod:`.onset`) up to two more, starting 40 ms and 160 ms before it, so that a shot or a bark is
@@ -26,7 +30,7 @@ import numpy.typing as npt
 
 from .alarm_pattern import AlarmHit, AlarmPatternDetector
 from .blas import one_blas_thread
-from .decider import Decider, DeciderConfig, DeciderEvent, WindowEvidence
+from .evidence import Evidence, Gap, WindowEvidence
 from .frontend import (
     FRAME_HOP,
     FRAME_LENGTH,
@@ -78,7 +82,7 @@ class WindowInfo:
 
 @dataclass(slots=True)
 class PendingWindows:
-    """What :meth:`StreamAnalyzer.feed` leaves for the tagger and the decider."""
+    """What :meth:`StreamAnalyzer.feed` leaves for the tagger."""
 
     windows: list[WindowInfo] = field(default_factory=list)
     patches: Floats = field(default_factory=lambda: np.zeros((0, 96, 64), np.float32))
@@ -97,38 +101,28 @@ class PendingWindows:
 
 
 class StreamAnalyzer:
-    """Per-stream state: turns 16 kHz samples into decider events."""
+    """Per-stream state of the evidence side: turns 16 kHz samples into evidence."""
 
-    def __init__(
-        self,
-        *,
-        gate_db: float = DEFAULT_GATE_DB,
-        decider_config: DeciderConfig | None = None,
-    ) -> None:
-        """Start a stream; windows whose loudest frame is below gate_db skip the tagger."""
+    def __init__(self, *, gate_db: float = DEFAULT_GATE_DB, embeddings: bool = False) -> None:
+        """Start a stream; windows whose loudest frame is below gate_db skip the tagger.
+
+        embeddings: whether the evidence carries each window's embedding (learning needs it).
+        """
         self.gate_db = gate_db
+        self.embeddings = embeddings
         self.frontend = StreamingFrontend()
         self.alarms = AlarmPatternDetector()
-        self.decider = Decider(decider_config)
         self._reset_frames()
         self._origin = 0  # stream sample index where the current frontend started
         self._fed = 0  # samples fed to the current frontend
-        self.collect_embeddings = False  # teaching: keep embeddings of every window
         self.windows = 0  # regular windows
         self.gated_windows = 0
         self.aligned_windows = 0  # extra windows aligned to onsets, tagged
-        self.level_db = SILENCE_DB  # level of the latest window
-        self._peak_level_db: float | None = None  # loudest window since take_peak_level
 
     @property
     def time_s(self) -> float:
         """Return the stream time of the audio fed so far (including skipped audio)."""
         return (self._origin + self._fed) / SAMPLE_RATE
-
-    def take_peak_level(self) -> float | None:
-        """Return the loudest window level (dBFS) since the last call, None if no window."""
-        level, self._peak_level_db = self._peak_level_db, None
-        return level
 
     def seconds_to_next_window(self) -> float:
         """Return how much more audio completes the next 0.96 s window (regular or aligned)."""
@@ -143,13 +137,13 @@ class StreamAnalyzer:
         needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
         return max(needed, 0) / SAMPLE_RATE
 
-    def skip(self, samples: int) -> list[DeciderEvent]:
-        """Account for lost audio: frames start afresh, time goes on; return decider events."""
+    def skip(self, samples: int) -> Gap:
+        """Account for lost audio: frames start afresh, time goes on; return the gap."""
         self._origin += self._fed + samples
         self._fed = 0
         self.alarms.reset()
         self._reset_frames()
-        return self.decider.gap(self.time_s)
+        return Gap(self.time_s)
 
     def _reset_frames(self) -> None:
         """Start the per-frame state afresh (a new stream, or after lost audio)."""
@@ -200,11 +194,6 @@ class StreamAnalyzer:
         self.windows += len(regular)
         self.gated_windows += sum(info.gated for info in regular)
         self.aligned_windows += len(pending.windows) - len(regular)
-        if regular:
-            self.level_db = regular[-1].level_db
-            loudest = max(w.level_db for w in regular)
-            if self._peak_level_db is None or loudest > self._peak_level_db:
-                self._peak_level_db = loudest
         keep = [(end, info.gain_db) for end, info in infos if not info.gated]
         if keep:
             ends, gains = zip(*keep, strict=True)
@@ -232,8 +221,8 @@ class StreamAnalyzer:
         pending: PendingWindows,
         scores: Floats | None = None,
         embeddings: Floats | None = None,
-    ) -> list[DeciderEvent]:
-        """Give the tagger's scores (and embeddings) for pending's patches; return events."""
+    ) -> list[Evidence]:
+        """Give the tagger's scores (and embeddings) for pending's patches; return the evidence."""
         if scores is None:
             scores = np.zeros((0, 521), np.float32)
         if len(scores) != pending.needs_tagger:
@@ -245,25 +234,15 @@ class StreamAnalyzer:
             (w.end_s, 0, w) for w in evidence
         ]
         timeline += [(hit.end_s, 1, hit) for hit in pending.alarm_hits]
-        events: list[DeciderEvent] = []
-        for _, _, item in sorted(timeline, key=lambda entry: (entry[0], entry[1])):
-            if isinstance(item, WindowEvidence):
-                events.extend(self.decider.push_window(item))
-            else:
-                events.extend(self.decider.push_alarm(item))
-        return events
+        return [item for _, _, item in sorted(timeline, key=lambda entry: (entry[0], entry[1]))]
 
-    def process(self, samples: Floats, tagger: Tagger) -> list[DeciderEvent]:
-        """Feed samples and run the tagger for this stream alone."""
+    def process(self, samples: Floats, tagger: Tagger) -> list[Evidence]:
+        """Feed samples and run the tagger for this stream alone; return the evidence."""
         pending = self.feed(samples)
         if not pending.needs_tagger:
             return self.complete(pending)
         output = tagger.infer(pending.patches, embeddings=self.wants_embeddings)
         return self.complete(pending, output.scores, output.embeddings)
-
-    def finish(self) -> list[DeciderEvent]:
-        """End of stream: close open detections."""
-        return self.decider.finish()
 
     def _window_info(
         self, end_frame: int, *, aligned: bool, onset: int | None = None
@@ -311,7 +290,7 @@ class StreamAnalyzer:
         table = tagger_groups()
         keys = table.keys
         head = shipped_head()
-        keep = self.collect_embeddings or self.decider.config.wants_embeddings
+        keep = self.embeddings
         if len(scores):
             raw = scores[:, table.index]  # [N, K, W]
             best = (raw * table.inverse_threshold).argmax(axis=2)  # each group's best member
@@ -336,7 +315,7 @@ class StreamAnalyzer:
                 media_score = float(media[row])
                 if embeddings is not None:
                     classes = dict(zip(head.classes, heard[row].tolist(), strict=True))
-                    embedding = embeddings[row] if keep else None
+                    embedding = embeddings[row].astype(np.float16) if keep else None
                 row += 1
             out.append(
                 WindowEvidence(

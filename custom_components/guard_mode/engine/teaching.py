@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .audio import read_audio
-from .decider import WindowEvidence
+from .evidence import WindowEvidence
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
 from .learning import TeachError, unit
 from .stream import DEFAULT_GATE_DB
@@ -92,12 +92,13 @@ def split_examples(windows: Sequence[WindowEvidence]) -> tuple[list[Floats], Flo
     previous = False
     for window, is_loud in zip(usable, loud, strict=True):
         assert window.embedding is not None
+        embedding = window.embedding.astype(np.float32)
         if is_loud:
             if not previous:
                 examples.append([])
-            examples[-1].append(window.embedding)
+            examples[-1].append(embedding)
         else:
-            background.append(window.embedding)
+            background.append(embedding)
         previous = bool(is_loud)
     return (
         [np.stack(example) for example in examples],

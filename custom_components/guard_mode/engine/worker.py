@@ -6,15 +6,17 @@ in bytes, and when the host can't keep up the oldest audio is dropped and counte
 without bound (a chunk bigger than the whole bound is dropped at once: entrances refuse those
 before, see :mod:`.bounds`). The worker drains all
 queues, runs each stream's signal processing, tags every ready window of every stream in one
-batch, and hands each stream's decider events to its callback — on the worker thread; callers
-hop threads themselves.
+batch, and hands each stream's evidence (:mod:`.evidence`) to its callback — on the worker
+thread; callers hop threads themselves. The worker decides nothing: a stream's decider runs
+wherever its callback takes the evidence (:mod:`.decision`), and the worker touches no state of
+it. The only setting that crosses the other way, whether to ship embeddings, is handed over
+under the stream's lock.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import logging
 import threading
 import time
@@ -25,15 +27,13 @@ import numpy.typing as npt
 
 from .audio import Pcm16, sanitize, to_float
 from .bounds import QUEUE_BYTES
-from .decider import DeciderConfig, DeciderEvent
+from .evidence import Evidence, EvidenceCallback
 from .frontend import SAMPLE_RATE
 from .stream import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
-# (stream, events, stream time when they were produced), called on the worker thread.
-EventCallback = Callable[["EngineStream", list[DeciderEvent], float], None]
 DEFAULT_QUEUE_S = 10.0  # audio a stream may have waiting before the oldest is dropped
 
 
@@ -66,13 +66,13 @@ def _seconds(chunk: _Chunk) -> float:
 
 
 class EngineStream:
-    """One audio stream's handle: push audio, get events through the callback."""
+    """One audio stream's handle: push audio, get its evidence through the callback."""
 
     def __init__(
         self,
         worker: EngineWorker,
         name: str,
-        callback: EventCallback,
+        callback: EvidenceCallback,
         analyzer: StreamAnalyzer,
         max_queued_s: float,
         *,
@@ -92,6 +92,7 @@ class EngineStream:
         self._max_queued_s = max_queued_s
         self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
+        self._embeddings = analyzer.embeddings  # asked for; the worker hands it to the analyzer
         self.closed = False
 
     def push(self, samples: Pcm16 | Floats) -> None:
@@ -130,64 +131,19 @@ class EngineStream:
             self._queue.append(max(seconds, 1e-6))  # after the old connection's queued audio
         self._worker.wake()
 
-    def set_media_player_playing(self, playing: bool) -> None:
-        """Tell the decider whether a media player near this microphone is playing."""
-        self.analyzer.decider.media_player_playing = playing
-
-    def set_enabled_sounds(self, sounds: frozenset[str]) -> None:
-        """Detect only these sounds (e.g. only alarms while disarmed)."""
-        self.configure(enabled=sounds)
-
-    def configure(self, **changes: Any) -> None:
-        """Change the decider's settings (DeciderConfig fields) from the next window on."""
-        decider = self.analyzer.decider
-        config = replace(decider.config, **changes)
-        if config != decider.config:
-            decider.config = config
-
-    def detection_embeddings(self, detection_id: str) -> Floats | None:
-        """Return the window embeddings of a recent detection (for "not a threat")."""
-        return self.analyzer.decider.detection_embeddings.get(detection_id)
-
-    def recent_detection_embeddings(self) -> dict[str, Floats]:
-        """Return a copy of the recent detections' embeddings (a closed stream's, for marking)."""
-        remembered = self.analyzer.decider.detection_embeddings
-        for _ in range(3):  # the worker may be finishing a round on this stream
-            try:
-                return dict(remembered)
-            except RuntimeError:
-                continue
-        return {}
-
-    def background_embeddings(self) -> Floats:
-        """Return recent background windows' embeddings (for teaching custom sounds)."""
-        background = list(self.analyzer.decider.background)
-        if not background:
-            return np.zeros((0, 1024), np.float32)
-        return np.stack(background).astype(np.float32)
-
-    def take_peak_level(self) -> float | None:
-        """Return the loudest window level (dBFS) since the last call."""
-        return self.analyzer.take_peak_level()
-
-    @property
-    def time_s(self) -> float:
-        """Return the stream time of the audio processed so far."""
-        return self.analyzer.time_s
+    def set_embeddings(self, wanted: bool) -> None:
+        """Ship each window's embedding in the evidence (learning needs them) or not."""
+        with self._lock:
+            self._embeddings = wanted
 
     def status(self) -> dict[str, Any]:
-        """Return counters for diagnostics."""
-        analyzer = self.analyzer
-        return {
-            "seconds_in": round(self.stats.seconds_in, 1),
-            "seconds_dropped": round(self.stats.seconds_dropped, 2),
-            "chunks_dropped": self.stats.chunks_dropped,
-            "windows": analyzer.windows,
-            "windows_below_gate": analyzer.gated_windows,
-            "media_s": round(analyzer.decider.media_s, 1),
-            "media_player_playing": analyzer.decider.media_player_playing,
-            "enabled_sounds": sorted(analyzer.decider.config.enabled),
-        }
+        """Return the engine side's counters for diagnostics."""
+        with self._lock:
+            return {
+                "seconds_in": round(self.stats.seconds_in, 1),
+                "seconds_dropped": round(self.stats.seconds_dropped, 2),
+                "chunks_dropped": self.stats.chunks_dropped,
+            }
 
     def close(self) -> None:
         """Stop processing this stream; queued audio is discarded."""
@@ -214,6 +170,7 @@ class EngineStream:
         decider when the gap does.
         """
         with self._lock:
+            self.analyzer.embeddings = self._embeddings
             gap = 0.0
             if self._queue and isinstance(first := self._queue[0], float):
                 gap = first
@@ -234,9 +191,9 @@ class EngineStream:
         parts = [sanitize(c) if c.dtype.kind == "f" else to_float(c) for c in queued]
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), gap
 
-    def _deliver(self, events: list[DeciderEvent]) -> None:
-        if events and not self.closed:
-            self._callback(self, events, self.analyzer.time_s)
+    def _deliver(self, evidence: list[Evidence]) -> None:
+        if evidence and not self.closed:
+            self._callback(self, evidence, self.analyzer.time_s)
 
 
 @dataclass(slots=True)
@@ -271,19 +228,14 @@ class EngineWorker:
     def open_stream(
         self,
         name: str,
-        callback: EventCallback,
+        callback: EvidenceCallback,
         *,
-        decider_config: DeciderConfig | None = None,
         gate_db: float | None = None,
         queue_s: float = DEFAULT_QUEUE_S,
         queue_bytes: int = QUEUE_BYTES,
     ) -> EngineStream:
-        """Open a stream; callback gets its events on the worker thread."""
-        analyzer = (
-            StreamAnalyzer(decider_config=decider_config)
-            if gate_db is None
-            else StreamAnalyzer(decider_config=decider_config, gate_db=gate_db)
-        )
+        """Open a stream; callback gets its evidence on the worker thread."""
+        analyzer = StreamAnalyzer() if gate_db is None else StreamAnalyzer(gate_db=gate_db)
         stream = EngineStream(self, name, callback, analyzer, queue_s, max_queued_bytes=queue_bytes)
         with self._lock:
             self._streams.append(stream)
@@ -325,7 +277,7 @@ class EngineWorker:
             try:
                 samples, gap = stream._take()
                 if gap:  # frames and persistence must not span a gap; holds run out during it
-                    stream._deliver(stream.analyzer.skip(round(gap * SAMPLE_RATE)))
+                    stream._deliver([stream.analyzer.skip(round(gap * SAMPLE_RATE))])
                 if samples is None:
                     continue
                 work.append(_Work(stream, stream.analyzer.feed(samples)))
@@ -348,12 +300,12 @@ class EngineWorker:
                 _LOGGER.info("Tagger works again")
         for item in work:
             try:
-                events = item.stream.analyzer.complete(item.pending, item.scores, item.embeddings)
+                evidence = item.stream.analyzer.complete(item.pending, item.scores, item.embeddings)
             except Exception:
                 self.stats.errors += 1
                 _LOGGER.exception("Engine failed on stream %s", item.stream.name)
                 continue
-            item.stream._deliver(events)
+            item.stream._deliver(evidence)
         if work:
             self.stats.busy_seconds += time.perf_counter() - started
         return tagged
@@ -364,8 +316,7 @@ class EngineWorker:
         if not needed:
             return 0
         patches = np.concatenate([item.pending.patches for item in needed])
-        # Embeddings cost nothing extra in the network but are only copied out when learning
-        # (a "not a threat" list, custom sounds, or teaching) needs them for some stream.
+        # The detection head reads every window's embedding.
         want = any(item.stream.analyzer.wants_embeddings for item in needed)
         started = time.perf_counter()
         outputs = [
