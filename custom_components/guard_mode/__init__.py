@@ -37,10 +37,10 @@ from .const import (
     SourceType,
 )
 from .hub import GuardHub, state_store
-from .learning import Learning, learning_store
+from .learned import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
-from .runtime import Engine, EngineNotReady, async_start_engine
+from .engine_runtime import Engine, EngineNotReady, async_start_engine
 from .satellite import Satellite, satellite_settings
 from .services import async_setup_services, mark_false_alarm
 from .sources import new_push_key

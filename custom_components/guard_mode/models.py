@@ -10,9 +10,9 @@ from homeassistant.config_entries import ConfigEntry
 from .alerts import AlertManager
 from .clips import ClipJanitor
 from .hub import GuardHub
-from .learning import Learning
+from .learned import Learning
 from .notifications import Notifier
-from .runtime import Engine
+from .engine_runtime import Engine
 from .satellite import Satellite
 
 

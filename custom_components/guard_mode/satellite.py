@@ -36,7 +36,7 @@ from .const import (
     DOMAIN,
 )
 from .engine.audio import Pcm16
-from .engine.clips import ClipRecorder
+from .engine.clip_recorder import ClipRecorder
 from .engine.decider import Detection
 from .engine.decision import StreamDecision
 from .engine.evidence import Embedding, Evidence, EvidenceStream, WindowEvidence
@@ -49,8 +49,8 @@ from .sources.voice import VoiceSource
 
 if TYPE_CHECKING:
     from .hub import GuardHub
-    from .learning import Learning
-    from .runtime import Engine
+    from .learned import Learning
+    from .engine_runtime import Engine
 
 _LOGGER = logging.getLogger(__name__)
 

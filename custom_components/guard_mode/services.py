@@ -42,7 +42,7 @@ from .engine.decider import DeciderEvent, EventKind
 from .engine.evidence import WindowEvidence
 from .engine.labels import ALARM_SOUNDS, Sound
 from .engine.learning import TeachError, teach
-from .engine.teaching import EVENT_DB, examples_from_files, split_examples
+from .engine.examples import EVENT_DB, examples_from_files, split_examples
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 

@@ -60,7 +60,7 @@ from custom_components.guard_mode.engine.frontend import (
     stft_magnitude,
 )
 from custom_components.guard_mode.engine.labels import Sound, class_index
-from custom_components.guard_mode.engine.stream import to_db
+from custom_components.guard_mode.engine.analyzer import to_db
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "audio"

@@ -7,7 +7,7 @@ import pytest
 
 from custom_components.guard_mode.engine.frontend import StreamingFrontend
 from custom_components.guard_mode.engine.onset import Onset, OnsetTracker
-from custom_components.guard_mode.engine.stream import to_db
+from custom_components.guard_mode.engine.analyzer import to_db
 from tests import synth
 
 RATE = 16000

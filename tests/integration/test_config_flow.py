@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.guard_mode import runtime
+from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
-from custom_components.guard_mode.learning import encode
+from custom_components.guard_mode.learned import encode
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 

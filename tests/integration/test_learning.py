@@ -24,7 +24,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSE
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
-from custom_components.guard_mode.learning import STORAGE_KEY
+from custom_components.guard_mode.learned import STORAGE_KEY
 from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 

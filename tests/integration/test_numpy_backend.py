@@ -14,7 +14,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine import tagger
-from custom_components.guard_mode.runtime import ISSUE_NUMPY_BUSY
+from custom_components.guard_mode.engine_runtime import ISSUE_NUMPY_BUSY
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture

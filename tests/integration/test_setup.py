@@ -26,7 +26,7 @@ from pytest_homeassistant_custom_component.common import (
     mock_restore_cache,
 )
 
-from custom_components.guard_mode import runtime
+from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.hub import STORAGE_KEY
 

@@ -13,7 +13,7 @@ from .audio import read_audio
 from .decider import Decider, DeciderConfig, DeciderEvent, Detection
 from .decision import StreamDecision
 from .frontend import SAMPLE_RATE
-from .stream import Floats, StreamAnalyzer
+from .analyzer import Floats, StreamAnalyzer
 from .tagger import Tagger
 
 # A file is streamed as if the microphone had heard silence before and after it, so that a sound
@@ -55,7 +55,7 @@ class FileResult:
 class DetectingStream:
     """Both sides of the seam in one thread: audio in, detections out (files, evaluation, tests).
 
-    The evidence side (:class:`.stream.StreamAnalyzer`) and the decision side
+    The evidence side (:class:`.analyzer.StreamAnalyzer`) and the decision side
     (:class:`.decision.StreamDecision`) meet exactly as they do across the worker thread or the
     remote engine's protocol, only without a thread or a connection between them.
     """

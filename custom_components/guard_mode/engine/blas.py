@@ -5,7 +5,7 @@ the numpy tagger, the detection head) over every core, and its idle workers spin
 gain at these sizes, taken from the rest of a small Home Assistant host (10 min of audio through
 the analyze path: 3.7-4.1 s of CPU with the default pool, 2.5-2.7 s with one thread).
 :func:`one_blas_thread` is called where the engine starts work
-(:meth:`.stream.StreamAnalyzer.feed`, which the worker, the analyze CLI, the ``analyze_file``
+(:meth:`.analyzer.StreamAnalyzer.feed`, which the worker, the analyze CLI, the ``analyze_file``
 action, the engine service and ``scripts/evaluate`` all run); it is a flag check after the first
 call.
 

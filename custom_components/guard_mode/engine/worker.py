@@ -29,7 +29,7 @@ from .audio import Pcm16, sanitize, to_float
 from .bounds import QUEUE_BYTES
 from .evidence import Evidence, EvidenceCallback
 from .frontend import SAMPLE_RATE
-from .stream import PendingWindows, StreamAnalyzer
+from .analyzer import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
 
 _LOGGER = logging.getLogger(__name__)

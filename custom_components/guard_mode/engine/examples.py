@@ -18,7 +18,7 @@ from .audio import read_audio
 from .evidence import WindowEvidence
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
 from .learning import TeachError, unit
-from .stream import DEFAULT_GATE_DB
+from .analyzer import DEFAULT_GATE_DB
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
-from custom_components.guard_mode.engine.stream import (
+from custom_components.guard_mode.engine.analyzer import (
     ALIGNED_LEADS,
     ALIGNED_NEAR_FRAMES,
     PendingWindows,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from custom_components.guard_mode.engine.clips import MAX_OPEN_CLIPS, ClipRecorder
+from custom_components.guard_mode.engine.clip_recorder import MAX_OPEN_CLIPS, ClipRecorder
 
 
 def ramp(start: int, count: int) -> np.ndarray:
