@@ -19,8 +19,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
-from .engine.decider import DeciderEvent, Detection, EventKind, Reason
-from .engine.labels import Sound
+from .engine import DeciderEvent, Detection, EventKind, Reason, Sound
 
 if TYPE_CHECKING:
     from .satellite import Satellite

@@ -14,7 +14,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .engine.labels import Sound
+from .engine import Sound
 from .entity import GuardHubEntity, SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
 from .satellite import Satellite

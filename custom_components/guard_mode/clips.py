@@ -20,7 +20,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util, slugify
 
 from .const import DOMAIN
-from .engine.audio import SAMPLE_RATE, Pcm16
+from .engine import SAMPLE_RATE, Pcm16
 
 _LOGGER = logging.getLogger(__name__)
 MEDIA_SOURCE_PREFIX = "media-source://media_source/local"

@@ -22,7 +22,7 @@ import probatio as vol
 
 from .alerts import EVENT_DETECTION
 from .const import DOMAIN, SUBENTRY_SATELLITE
-from .engine.labels import Sound
+from .engine import Sound
 
 TRIGGER_TYPES: tuple[str, ...] = tuple(str(sound) for sound in Sound)
 

@@ -13,9 +13,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
-from .engine.evidence import Evidence, EvidenceCallback, EvidenceStream
-from .engine.tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
-from .engine.worker import EngineWorker
+from .engine import DEFAULT_MODEL, Backend, EngineWorker, Evidence, EvidenceCallback, EvidenceStream, ModelError, Tagger, load_shipped_tagger
 from .remote import (
     ISSUE_REMOTE,
     RemoteEngine,

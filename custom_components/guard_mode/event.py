@@ -8,7 +8,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .alerts import SIGNAL_ALERT, Alert
-from .engine.labels import Sound
+from .engine import Sound
 from .entity import SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
 from .satellite import Satellite

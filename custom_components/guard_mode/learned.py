@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .const import DOMAIN
-from .engine.learning import CustomSound, Vectors, unit
+from .engine import CustomSound, Vectors, unit
 from .storage import DelayedStore
 
 STORAGE_KEY = f"{DOMAIN}.learning"

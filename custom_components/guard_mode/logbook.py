@@ -19,8 +19,7 @@ from homeassistant.helpers import entity_registry as er
 
 from .alerts import EVENT_DETECTION, EVENT_SUPPRESSED, SOUND_PHRASES, confidence_text
 from .const import DOMAIN, NAME
-from .engine.decider import Reason
-from .engine.labels import Sound
+from .engine import Reason, Sound
 
 # Why a detection was ignored, as it reads after "ignored: ".
 REASON_PHRASES: dict[str, str] = {

@@ -30,7 +30,7 @@ from homeassistant.helpers.selector import SelectOptionDict
 
 from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
 from .const import CONF_ANNOUNCE_TARGETS, CONF_NOTIFY_TARGETS, CONF_TTS_ENGINE, DOMAIN
-from .engine.labels import ALARM_SOUNDS, Sound
+from .engine import ALARM_SOUNDS, Sound
 
 _LOGGER = logging.getLogger(__name__)
 

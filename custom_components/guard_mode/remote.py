@@ -43,11 +43,8 @@ from .const import (
     CONF_ENGINE_TOKEN,
     DOMAIN,
 )
+from .engine import DEFAULT_MODEL, SAMPLE_RATE, Evidence, EvidenceCallback, Gap, ModelError, Pcm16, StreamStats, Tagger, WindowEvidence, load_shipped_tagger
 from .engine import bounds, protocol
-from .engine.audio import SAMPLE_RATE, Pcm16
-from .engine.evidence import Evidence, EvidenceCallback, Gap, WindowEvidence
-from .engine.tagger import DEFAULT_MODEL, ModelError, Tagger, load_shipped_tagger
-from .engine.worker import StreamStats
 from .redact import error_text
 
 _LOGGER = logging.getLogger(__name__)

@@ -35,12 +35,7 @@ from .const import (
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
 )
-from .engine.audio import Pcm16
-from .engine.clip_recorder import ClipRecorder
-from .engine.decider import Detection
-from .engine.decision import StreamDecision
-from .engine.evidence import Embedding, Evidence, EvidenceStream, WindowEvidence
-from .engine.labels import ALARM_SOUNDS, Sound
+from .engine import ALARM_SOUNDS, ClipRecorder, Detection, Embedding, Evidence, EvidenceStream, Pcm16, Sound, StreamDecision, WindowEvidence
 from .media import MediaPlayerWatch
 from .sources import create_source
 from .sources.base import AudioSource, SourceError

@@ -19,7 +19,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .alerts import sound_phrase
 from .const import SIGNAL_NEW_SATELLITE
-from .engine.labels import Sound
+from .engine import Sound
 from .entity import GuardHubEntity, SatelliteEntity, async_add_satellite_entities
 from .models import GuardModeConfigEntry
 from .satellite import Satellite

@@ -35,14 +35,8 @@ import probatio as vol
 
 from .alerts import simulated_detection
 from .const import DOMAIN
+from .engine import ALARM_SOUNDS, EVENT_DB, AudioFormatError, DeciderEvent, EventKind, Sound, TeachError, WindowEvidence, analyze_file, examples_from_files, split_examples, teach
 from .engine import bounds
-from .engine.analyze import analyze_file
-from .engine.audio import AudioFormatError
-from .engine.decider import DeciderEvent, EventKind
-from .engine.evidence import WindowEvidence
-from .engine.labels import ALARM_SOUNDS, Sound
-from .engine.learning import TeachError, teach
-from .engine.examples import EVENT_DB, examples_from_files, split_examples
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 
