@@ -6,6 +6,8 @@ import json
 
 from homeassistant.core import HomeAssistant
 import pytest
+from syrupy.assertion import SnapshotAssertion
+from syrupy.filters import props
 
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
@@ -53,3 +55,18 @@ async def test_diagnostics_redact_hosts_urls_and_tokens(
     assert kitchen_info["stream"]["seconds_in"] >= 0
     assert camera_info["last_error"]
     assert camera_info["settings"]["url"] == "**REDACTED**"
+
+
+async def test_diagnostics_of_a_disarmed_home(
+    hass: HomeAssistant,
+    mic: MicServer,  # noqa: F811
+    snapshot: SnapshotAssertion,
+) -> None:
+    """What a bug report holds before anything was heard (the port and model vary by machine)."""
+    satellite = satellite_subentry(
+        "Kitchen mic", "wyoming", source="wyoming", host="127.0.0.1", port=mic.port
+    )
+    entry = await setup_entry(hass, make_entry(None, [satellite]))
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert diagnostics == snapshot(exclude=props("port", "backend", "blas_threads"))
