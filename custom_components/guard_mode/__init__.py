@@ -36,11 +36,11 @@ from .const import (
     SUBENTRY_SATELLITE,
     SourceType,
 )
+from .engine_runtime import Engine, EngineNotReady, async_start_engine
 from .hub import GuardHub, state_store
 from .learned import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
-from .engine_runtime import Engine, EngineNotReady, async_start_engine
 from .satellite import Satellite, satellite_settings
 from .services import async_setup_services, mark_false_alarm
 from .sources import new_push_key

@@ -13,7 +13,17 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
-from .engine import DEFAULT_MODEL, Backend, EngineWorker, Evidence, EvidenceCallback, EvidenceStream, ModelError, Tagger, load_shipped_tagger
+from .engine import (
+    DEFAULT_MODEL,
+    Backend,
+    EngineWorker,
+    Evidence,
+    EvidenceCallback,
+    EvidenceStream,
+    ModelError,
+    Tagger,
+    load_shipped_tagger,
+)
 from .remote import (
     ISSUE_REMOTE,
     RemoteEngine,

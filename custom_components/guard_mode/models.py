@@ -9,10 +9,10 @@ from homeassistant.config_entries import ConfigEntry
 
 from .alerts import AlertManager
 from .clips import ClipJanitor
+from .engine_runtime import Engine
 from .hub import GuardHub
 from .learned import Learning
 from .notifications import Notifier
-from .engine_runtime import Engine
 from .satellite import Satellite
 
 

@@ -43,8 +43,21 @@ from .const import (
     CONF_ENGINE_TOKEN,
     DOMAIN,
 )
-from .engine import DEFAULT_MODEL, SAMPLE_RATE, Evidence, EvidenceCallback, Gap, ModelError, Pcm16, StreamStats, Tagger, WindowEvidence, load_shipped_tagger
-from .engine import bounds, protocol
+from .engine import (
+    DEFAULT_MODEL,
+    SAMPLE_RATE,
+    Evidence,
+    EvidenceCallback,
+    Gap,
+    ModelError,
+    Pcm16,
+    StreamStats,
+    Tagger,
+    WindowEvidence,
+    bounds,
+    load_shipped_tagger,
+    protocol,
+)
 from .redact import error_text
 
 _LOGGER = logging.getLogger(__name__)

@@ -35,7 +35,18 @@ from .const import (
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
 )
-from .engine import ALARM_SOUNDS, ClipRecorder, Detection, Embedding, Evidence, EvidenceStream, Pcm16, Sound, StreamDecision, WindowEvidence
+from .engine import (
+    ALARM_SOUNDS,
+    ClipRecorder,
+    Detection,
+    Embedding,
+    Evidence,
+    EvidenceStream,
+    Pcm16,
+    Sound,
+    StreamDecision,
+    WindowEvidence,
+)
 from .media import MediaPlayerWatch
 from .sources import create_source
 from .sources.base import AudioSource, SourceError
@@ -43,9 +54,9 @@ from .sources.push import PushSource, push_key_issue
 from .sources.voice import VoiceSource
 
 if TYPE_CHECKING:
+    from .engine_runtime import Engine
     from .hub import GuardHub
     from .learned import Learning
-    from .engine_runtime import Engine
 
 _LOGGER = logging.getLogger(__name__)
 

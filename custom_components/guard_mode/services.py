@@ -35,8 +35,21 @@ import probatio as vol
 
 from .alerts import simulated_detection
 from .const import DOMAIN
-from .engine import ALARM_SOUNDS, EVENT_DB, AudioFormatError, DeciderEvent, EventKind, Sound, TeachError, WindowEvidence, analyze_file, examples_from_files, split_examples, teach
-from .engine import bounds
+from .engine import (
+    ALARM_SOUNDS,
+    EVENT_DB,
+    AudioFormatError,
+    DeciderEvent,
+    EventKind,
+    Sound,
+    TeachError,
+    WindowEvidence,
+    analyze_file,
+    bounds,
+    examples_from_files,
+    split_examples,
+    teach,
+)
 from .models import GuardModeConfigEntry
 from .satellite import Satellite
 

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from custom_components.guard_mode.engine.analyze import LEAD_S, DetectingStream, with_silence
+from custom_components.guard_mode.engine.analyzer import to_db
 from custom_components.guard_mode.engine.audio import read_audio
 from custom_components.guard_mode.engine.decider import EventKind
 from custom_components.guard_mode.engine.frontend import (
@@ -60,7 +61,6 @@ from custom_components.guard_mode.engine.frontend import (
     stft_magnitude,
 )
 from custom_components.guard_mode.engine.labels import Sound, class_index
-from custom_components.guard_mode.engine.analyzer import to_db
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "audio"

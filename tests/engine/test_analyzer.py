@@ -7,13 +7,13 @@ import itertools
 import numpy as np
 import pytest
 
-from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
 from custom_components.guard_mode.engine.analyzer import (
     ALIGNED_LEADS,
     ALIGNED_NEAR_FRAMES,
     PendingWindows,
     StreamAnalyzer,
 )
+from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
 from tests import synth
 
 FRAME_S = FRAME_HOP / SAMPLE_RATE

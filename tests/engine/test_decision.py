@@ -22,7 +22,7 @@ def window(end_s: float, level_db: float = -40.0, *, aligned: bool = False) -> W
         end_s=end_s,
         level_db=level_db,
         peak_db=level_db + 3.0,
-        scores={sound: 0.0 for sound in Sound},
+        scores=dict.fromkeys(Sound, 0.0),
         confidence={},
         labels={},
         media=0.0,

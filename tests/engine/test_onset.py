@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from custom_components.guard_mode.engine.analyzer import to_db
 from custom_components.guard_mode.engine.frontend import StreamingFrontend
 from custom_components.guard_mode.engine.onset import Onset, OnsetTracker
-from custom_components.guard_mode.engine.analyzer import to_db
 from tests import synth
 
 RATE = 16000

@@ -36,6 +36,7 @@ __all__ = [
     "AudioFormatError",
     "Backend",
     "ClipRecorder",
+    "CustomSound",
     "Decider",
     "DeciderConfig",
     "DeciderEvent",

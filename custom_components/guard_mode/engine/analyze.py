@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from .analyzer import Floats, StreamAnalyzer
 from .audio import read_audio
 from .decider import Decider, DeciderConfig, DeciderEvent, Detection
 from .decision import StreamDecision
 from .frontend import SAMPLE_RATE
-from .analyzer import Floats, StreamAnalyzer
 from .tagger import Tagger
 
 # A file is streamed as if the microphone had heard silence before and after it, so that a sound

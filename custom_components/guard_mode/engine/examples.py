@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .analyzer import DEFAULT_GATE_DB
 from .audio import read_audio
 from .evidence import WindowEvidence
 from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
 from .learning import TeachError, unit
-from .analyzer import DEFAULT_GATE_DB
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .analyzer import PendingWindows, StreamAnalyzer
 from .audio import Pcm16, sanitize, to_float
 from .bounds import QUEUE_BYTES
 from .evidence import Evidence, EvidenceCallback
 from .frontend import SAMPLE_RATE
-from .analyzer import PendingWindows, StreamAnalyzer
 from .tagger import Tagger
 
 _LOGGER = logging.getLogger(__name__)
