@@ -40,11 +40,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from custom_components.guard_mode.engine.analyze import with_silence  # noqa: E402
+from custom_components.guard_mode.engine.analyzer import StreamAnalyzer  # noqa: E402
 from custom_components.guard_mode.engine.audio import read_audio  # noqa: E402
 from custom_components.guard_mode.engine.frontend import SAMPLE_RATE  # noqa: E402
 from custom_components.guard_mode.engine.head import DEFAULT_HEAD, read_head  # noqa: E402
 from custom_components.guard_mode.engine.learning import unit  # noqa: E402
-from custom_components.guard_mode.engine.analyzer import StreamAnalyzer  # noqa: E402
 from custom_components.guard_mode.engine.tagger import Tagger, load_tagger  # noqa: E402
 
 AUDIO = REPO.parent / "shared" / "audio"
