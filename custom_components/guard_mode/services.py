@@ -270,9 +270,7 @@ async def _teach(call: ServiceCall) -> ServiceResponse:
     data = _entry(hass).runtime_data
     satellites = [_satellite(hass, device_id) for device_id in call.data[ATTR_SATELLITES]]
     name = call.data[ATTR_NAME]
-    key = f"custom_{slugify(name)}"
-    if key in (str(sound) for sound in Sound):
-        key = f"{key}_2"
+    key = f"custom_{slugify(name)}"  # never a built-in sound's key
     files = [await _allowed_path(hass, path) for path in call.data.get(ATTR_FILES) or []]
     tagger = await data.engine.async_tagger(hass)
     try:

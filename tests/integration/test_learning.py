@@ -10,7 +10,7 @@ from typing import Any
 import wave
 
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import numpy as np
@@ -297,6 +297,87 @@ async def test_teaching_says_when_examples_are_not_enough(
         await hass.services.async_call(
             DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": mixed}, blocking=True
         )
+
+
+async def test_teach_a_doorbell_rung_near_the_satellite(hass: HomeAssistant) -> None:
+    """Teaching live: each ring heard while listening is an example, then the bell alerts."""
+    rings = repeating(synth.chime(), quiet_s=2.5, seconds=40.0)
+    server = await MicServer(audio=pcm16(rings), speed=4.0).start()
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        satellite = the_satellite(hass)
+        device = satellite_device_id(hass, satellite)
+        with pytest.raises(ServiceValidationError, match="is not listening"):
+            await hass.services.async_call(
+                DOMAIN, "teach", {"name": "Bell", "satellites": [device], "seconds": 5}, True
+            )
+        await arm(hass)
+        await wait_for(lambda: satellite.state.connected, limit=10)
+        result = await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Bell", "satellites": [device], "seconds": 5},
+            blocking=True,
+            return_response=True,
+        )
+        assert result["key"] == "custom_bell"
+        assert result["examples"] >= 3  # about 20 s of audio: five rings or so
+        await hass.async_block_till_done()  # the entry reloads with the bell's entities
+        bell = er.async_get(hass).async_get_entity_id(
+            "binary_sensor", DOMAIN, f"{satellite.id}-custom_bell"
+        )
+        assert bell is not None
+        detections = async_capture_events(hass, EVENT_DETECTION)
+        await arm(hass)
+        await wait_for(lambda: any(e.data["sound"] == "custom_bell" for e in detections), 20)
+        await arm(hass, False)
+    finally:
+        await server.stop()
+
+
+async def test_teaching_live_in_a_quiet_room_hears_nothing(hass: HomeAssistant) -> None:
+    hum = synth.white_noise(10.0, -40.0, synth.rng(3))
+    server = await MicServer(audio=pcm16(hum), speed=4.0).start()
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        satellite = the_satellite(hass)
+        device = satellite_device_id(hass, satellite)
+        await arm(hass)
+        await wait_for(lambda: satellite.state.connected, limit=10)
+        with pytest.raises(ServiceValidationError, match="no sound was 10 dB louder"):
+            await hass.services.async_call(
+                DOMAIN, "teach", {"name": "Bell", "satellites": [device], "seconds": 5}, True
+            )
+        assert (
+            er.async_get(hass).async_get_entity_id(
+                "binary_sensor", DOMAIN, f"{satellite.id}-custom_bell"
+            )
+            is None
+        )  # nothing was learned
+        await arm(hass, False)
+    finally:
+        await server.stop()
+
+
+async def test_teaching_from_a_file_that_is_not_audio_says_which(
+    hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    files = doorbell_examples(media)[:2]
+    notes = media / "notes.wav"
+    notes.write_text("not a recording\n" * 100)
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    hass.config.allowlist_external_dirs = {str(media)}
+    device = satellite_device_id(hass, the_satellite(hass))
+    with pytest.raises(HomeAssistantError, match=r"notes\.wav") as raised:
+        await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Bell", "satellites": [device], "files": [*files, str(notes)]},
+            blocking=True,
+        )
+    assert raised.value.translation_key == "cannot_read_file"
 
 
 async def test_sensitivity_select_tunes_the_decider(

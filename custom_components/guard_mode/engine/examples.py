@@ -68,9 +68,7 @@ def examples_from_files(paths: Sequence[str | Path], tagger: Tagger) -> list[Flo
             [np.zeros(SAMPLE_RATE // 2, np.float32), samples, np.zeros(PATCH_SAMPLES, np.float32)]
         )
         features = log_mel(stft_magnitude(padded))
-        windows = patches(features)
-        if not len(windows):
-            continue
+        windows = patches(features)  # at least one: the padding is longer than a patch
         loudness = windows.max(axis=(1, 2))  # log-mel peak of each window
         keep = loudness >= loudness.max() - 1.2  # within ~5 dB of the loudest window
         output = tagger.infer(windows[keep], embeddings=True)
@@ -80,26 +78,28 @@ def examples_from_files(paths: Sequence[str | Path], tagger: Tagger) -> list[Flo
 
 
 def split_examples(windows: Sequence[WindowEvidence]) -> tuple[list[Floats], Floats]:
-    """Cut a live recording into examples (bursts of loud windows) and background (the rest)."""
-    usable = [w for w in windows if w.embedding is not None]
-    if not usable:
+    """Cut a live recording into examples (bursts of loud windows) and background (the rest).
+
+    The room's quiet level counts every window, also those too quiet to be tagged (they have no
+    embedding): in a room quieter than the gate only the sounds are tagged.
+    """
+    if not windows:
         return [], np.zeros((0, 1024), np.float32)
-    levels = np.array([w.level_db for w in usable])
-    quiet = float(np.percentile(levels, 20))
-    loud = levels >= quiet + EVENT_DB
+    quiet = float(np.percentile([w.level_db for w in windows], 20))
     examples: list[list[Floats]] = []
     background: list[Floats] = []
     previous = False
-    for window, is_loud in zip(usable, loud, strict=True):
-        assert window.embedding is not None
-        embedding = window.embedding.astype(np.float32)
-        if is_loud:
-            if not previous:
-                examples.append([])
-            examples[-1].append(embedding)
-        else:
-            background.append(embedding)
-        previous = bool(is_loud)
+    for window in windows:
+        is_loud = window.level_db >= quiet + EVENT_DB
+        if window.embedding is not None:
+            embedding = window.embedding.astype(np.float32)
+            if not is_loud:
+                background.append(embedding)
+            elif previous:
+                examples[-1].append(embedding)
+            else:
+                examples.append([embedding])
+        previous = is_loud and window.embedding is not None
     return (
         [np.stack(example) for example in examples],
         np.stack(background) if background else np.zeros((0, 1024), np.float32),
