@@ -22,6 +22,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
+from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 
 from custom_components.guard_mode import remote
@@ -128,6 +129,8 @@ MALFORMED = {
     "bad-utf8": b'{"type": "guard-mode-status", "data_length": 4}\n\xff\xfe\xfd\xfc',
     "bad-evidence": b'{"type": "guard-mode-evidence", "data": {"segment": 0, "items": [5]}}\n',
     "huge-payload": b'{"type": "pong", "payload_length": 99999999999}\n',
+    "unknown-segment": b'{"type": "guard-mode-evidence", "data": {"segment": 7, "time_s": 1.0, '
+    b'"items": []}}\n',
 }
 
 
@@ -345,3 +348,142 @@ async def test_the_remote_engine_errors_name_no_host(hass: HomeAssistant) -> Non
     assert "connection refused" in str(err.value)
     assert TOKEN not in repr(settings)
     _ = smoke_alarm_audio  # the alarm the satellite of the other tests plays
+
+
+async def _answering(answer: bytes) -> asyncio.Server:
+    """A service that reads the token and describe, then answers with answer instead of info."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, protocol.ProtocolError):
+            await protocol.read_event(reader)
+            await protocol.read_event(reader)
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+ANSWERS = {
+    "full": (
+        b'{"type": "error", "data": {"code": "too-many-streams", '
+        b'"text": "this engine serves 8 streams at most"}}\n',
+        "this engine serves 8 streams at most",
+    ),
+    "garbage": (b"\x00\xff not an event\n", "the remote engine: "),
+}
+
+
+@pytest.mark.parametrize(("answer", "said"), ANSWERS.values(), ids=ANSWERS.keys())
+async def test_an_engine_that_answers_no_info_is_not_chosen(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    answer: bytes,
+    said: str,
+) -> None:
+    """The options flow refuses it (not an engine), and the refusal says what it answered."""
+    server = await _answering(answer)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+        result = await _choose_remote(hass, entry, port)
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {"base": "not_engine"}
+        with pytest.raises(remote.RemoteEngineError, match=said) as err:
+            await remote.async_describe(remote.RemoteSettings.from_options(remote_options(port)))
+        assert err.value.reason == "not_engine"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_engine_that_ends_the_stream_is_reconnected(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its status shows in diagnostics, a skipped chunk is no outage, its timeout is one."""
+    status = protocol.GuardModeStatus(0, 1.0, seconds_dropped=0.5, bad_chunks=3).event()
+    told = asyncio.Event()
+
+    async def ends(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (event := await protocol.read_event(reader)) and event.type != "audio-start":
+            pass
+        await async_write_event(status, writer)
+        await async_write_event(Error("chunk skipped", protocol.ERROR_BAD_AUDIO).event(), writer)
+        await told.wait()
+        await async_write_event(Error("no audio for 60 s", protocol.ERROR_TIMEOUT).event(), writer)
+        await asyncio.Event().wait()
+
+    fake = await FakeEngine(ends).start()
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
+    entity = smoke_entity(hass, entry)
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await arm(hass)
+    await wait_for(lambda: satellite.stream is not None and satellite.stream.status()["bad_chunks"])
+    assert satellite.stream is not None
+    shown = satellite.stream.status()
+    assert shown["bad_chunks"] == 3
+    assert shown["seconds_dropped"] >= 0.5  # the engine's drops count with the client's
+    assert hass.states.get(entity).state != "unavailable"  # a skipped chunk is no outage
+    told.set()
+    await wait_for(lambda: hass.states.get(entity).state == "unavailable", limit=10)
+    await wait_for(
+        lambda: ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
+    )
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE)
+    assert issue is not None
+    assert "no audio for 60 s" in issue.translation_placeholders["error"]
+    await recovers_with_a_real_engine(hass, fake, entity)
+    assert caplog.text.count("The remote engine is unreachable") == 1
+
+
+async def test_a_short_outage_raises_no_repair(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The add-on restarting within the minute: unavailable meanwhile, but no repair to read."""
+    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 60.0)
+    engine = EngineServer(load_tagger(), token=TOKEN)
+    await start_server(engine)
+    port = engine.port
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(port)))
+    entity = smoke_entity(hass, entry)
+    await arm(hass)
+    await wait_for(lambda: engine.worker.stats.windows_tagged > 0, limit=10)
+    await engine.stop()
+    await wait_for(lambda: hass.states.get(entity).state == "unavailable", limit=10)
+    back = EngineServer(load_tagger(), token=TOKEN)
+    await start_server(back, port=port)
+    try:
+        await wait_for(lambda: hass.states.get(entity).state != "unavailable", limit=20)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
+        assert entry.runtime_data.engine._repair_timer is None  # none is pending either
+    finally:
+        await arm(hass, False)
+        await back.stop()
+
+
+async def test_unloading_during_an_outage_leaves_no_repair_behind(
+    hass: HomeAssistant,
+    alarm_mic: MicServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Removing Guard Mode while the engine is down: no repair pops up a minute later."""
+    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 60.0)
+    fake = await FakeEngine(lambda _r, w: raw(w, MALFORMED["bad-utf8"])).start()
+    try:
+        entry = await setup_entry(
+            hass, satellite_entry(alarm_mic.port, **remote_options(fake.port))
+        )
+        engine = entry.runtime_data.engine
+        await arm(hass)
+        await wait_for(lambda: hass.states.get(smoke_entity(hass, entry)).state == "unavailable")
+        assert engine._repair_timer is not None  # the repair would come after a minute
+        await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert engine._repair_timer is None
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
+    finally:
+        await fake.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+import wave
 
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -20,7 +22,7 @@ from custom_components.guard_mode.engine.tagger import load_tagger
 from .conftest import setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
-from .wyoming_mic import MicServer
+from .wyoming_mic import MicServer, pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 TOKEN = "remote-token-0123456789"
@@ -139,3 +141,67 @@ async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -
     await hass.async_block_till_done()
     assert entry.state.name == "SETUP_RETRY"
     assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
+
+
+async def test_analyze_file_with_the_remote_engine(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Files are analyzed on Home Assistant's host (the add-on only hears streams)."""
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
+    await setup_entry(hass, entry)
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    alarm = tmp_path / "alarm.wav"
+    with wave.open(str(alarm), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm16(smoke_alarm_audio()))
+    response = await hass.services.async_call(
+        DOMAIN, "analyze_file", {"path": str(alarm)}, blocking=True, return_response=True
+    )
+    assert [d["sound"] for d in response["detections"]] == ["smoke_alarm"]
+    assert engine_server.worker.stats.windows_tagged == 0  # not sent to the add-on
+
+
+async def test_a_microphone_outage_through_the_remote_engine(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,  # noqa: F811
+) -> None:
+    """The mic drops and comes back: what it hears then is decided at the right times.
+
+    The alarm goes on after the outage, ends when the recording's quiet part comes, and is on
+    again when the recording plays it again (the engine's segments after the gap are placed
+    after the gap in the stream).
+    """
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
+    entry = await setup_entry(hass, entry)
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    smoke = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{satellite.id}-smoke_alarm"
+    )
+    states: list[str] = []
+    hass.bus.async_listen(
+        "state_changed",
+        lambda event: (
+            states.append(event.data["new_state"].state)
+            if event.data["entity_id"] == smoke
+            else None
+        ),
+    )
+    await arm(hass)
+    await wait_for(lambda: "on" in states, limit=20)
+    port = alarm_mic.port
+    await alarm_mic.stop()
+    await wait_for(lambda: states[-1] == "unavailable", limit=10)
+    states.clear()
+    again = await MicServer(audio=alarm_mic.audio, speed=3.0, port=port).start()
+    try:
+        await wait_for(lambda: states[:3] == ["on", "off", "on"], limit=40)
+        assert entry.runtime_data.engine.available
+    finally:
+        await arm(hass, False)
+        await again.stop()
