@@ -416,3 +416,54 @@ async def test_notification_button_marks_the_detection(
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert "glass_break" in entry.runtime_data.learning.false_alarms_for(the_satellite(hass).id)
     await arm(hass, False)
+
+
+async def test_not_a_threat_from_the_sensor_a_user_looks_at(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    """Mark by entity: the sensor's last detection is marked; an entity without one is refused."""
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    satellite = the_satellite(hass)
+    glass = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{satellite.id}-glass_break"
+    )
+    with pytest.raises(ServiceValidationError, match="has a last detection"):
+        await hass.services.async_call(
+            DOMAIN, "mark_false_alarm", {"entity_id": glass}, blocking=True
+        )
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=30)
+    result = await hass.services.async_call(
+        DOMAIN, "mark_false_alarm", {"entity_id": glass}, blocking=True, return_response=True
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+    await arm(hass, False)
+    result = await hass.services.async_call(
+        DOMAIN,
+        "forget_learned",
+        {"device_id": satellite_device_id(hass, satellite), "sound": "glass_break"},
+        blocking=True,
+        return_response=True,
+    )
+    assert result == {"removed": 1}  # forgotten on that satellite
+
+
+async def test_actions_refuse_devices_that_are_not_satellites_and_an_unloaded_guard(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(shatter_mic.port))
+    hub = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, entry.entry_id), entry.entry_id
+    )
+    assert hub is not None  # Guard Mode's own device: not a microphone
+    with pytest.raises(ServiceValidationError, match="not a Guard Mode satellite"):
+        await hass.services.async_call(
+            DOMAIN, "forget_learned", {"device_id": hub.id}, blocking=True
+        )
+    await hass.config_entries.async_unload(entry.entry_id)
+    with pytest.raises(ServiceValidationError, match="not set up"):
+        await hass.services.async_call(
+            DOMAIN, "list_learned", {}, blocking=True, return_response=True
+        )
