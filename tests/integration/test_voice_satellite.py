@@ -513,6 +513,28 @@ async def test_removing_a_voice_satellite_puts_its_device_back(
     assert home.guard_pipelines() == [pipeline_name("Kitchen mic")]
 
 
+async def test_a_device_offline_when_disarmed_is_put_back_when_it_comes_online(
+    hass: HomeAssistant, home: Home
+) -> None:
+    before = home.selects(home.hall)
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: connected(hass, hall))
+    await home.hall.stop()  # unplugged: its entities are unavailable
+    home.hall.pipeline._attr_available = False
+    home.hall.pipeline.async_write_ha_state()
+    await arm(hass, False)
+    await hass.async_block_till_done()
+    assert pipeline_name("Hall mic") in home.guard_pipelines()  # it can't be put back yet
+    assert home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)  # the other one is
+
+    home.hall.pipeline._attr_available = True  # plugged in again
+    home.hall.pipeline.async_write_ha_state()
+    await wait_for(lambda: home.selects(home.hall) == before)
+    await wait_for(lambda: home.guard_pipelines() == [])
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")
