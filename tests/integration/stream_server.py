@@ -278,6 +278,12 @@ class HttpStreamServer:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.requests.append(request.path_qs)
+        if name == "locked.mp3":  # a camera that wants another user name or password
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="camera"'})
+        if name == "forbidden.mp3":
+            raise web.HTTPForbidden
+        if name == "index.html":  # the camera's web page, not its stream
+            return web.Response(text="<html><body>Camera login</body></html>\n" * 200)
         if name not in HTTP_STREAMS:
             raise web.HTTPNotFound
         seconds = float(request.query.get("seconds", "0"))

@@ -218,10 +218,23 @@ async def test_http_video_only_is_not_a_microphone(http: HttpStreamServer) -> No
         await StreamSource(http.url("video.ts")).probe()
 
 
-async def test_http_not_found(http: HttpStreamServer) -> None:
-    with pytest.raises(CannotConnect, match="HTTP 404") as err:
-        await StreamSource(http.url("nothing.mp3")).probe()
-    assert err.value.reason == "cannot_connect"
+@pytest.mark.parametrize(
+    ("name", "error", "said"),
+    [
+        ("nothing.mp3", CannotConnect, "was not found \\(HTTP 404\\)"),
+        ("locked.mp3", CannotConnect, "refused the user name or password \\(HTTP 401\\)"),
+        ("forbidden.mp3", CannotConnect, "refused access \\(HTTP 403\\)"),
+        ("index.html", NotAMicrophone, "is not an audio or video stream FFmpeg can read"),
+    ],
+)
+async def test_http_refusals_say_what_is_wrong(
+    http: HttpStreamServer, name: str, error: type[Exception], said: str
+) -> None:
+    """What a user typing a camera's URL is told: wrong password, no access, a web page."""
+    with pytest.raises(error, match=said) as raised:
+        await StreamSource(http.url(name)).probe()
+    reason = "cannot_connect" if error is CannotConnect else "not_a_microphone"
+    assert raised.value.reason == reason  # what the flow's form shows
 
 
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
