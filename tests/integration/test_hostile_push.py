@@ -378,3 +378,20 @@ async def test_a_push_satellite_is_created_with_its_own_key(
     await ws.send_json(HELLO)
     assert await next_json(ws) == {"type": "stop"}
     await ws.close()
+
+
+async def test_a_broken_agent_that_keeps_retrying_is_logged_once(
+    client: TestClient,
+    source: PushSource,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for _ in range(3):
+        ws = await connect(client)
+        assert await next_json(ws) == {"type": "stop"}
+        await ws.send_str("{not json")
+        assert (await next_json(ws))["code"] == "bad_message"
+        await expect_closed(ws, 4400)
+        await until(lambda: not source.connected)
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, warned
+    assert "Kitchen" in warned[0].getMessage()

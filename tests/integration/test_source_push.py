@@ -723,3 +723,23 @@ async def test_real_agent_restarts_a_dying_capture(
     assert agent.log.count("device unplugged") == 1, agent.log
     assert "exited with status 3: fake_mic: device unplugged; restarting it" in agent.log
     assert "Microphone: audio flows again" in agent.log
+
+
+async def test_a_new_key_closes_the_agent_that_has_the_old_one(
+    client: TestClient,
+    sources: dict[str, PushSource],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The user reconfigured the satellite with a new key: the old agent is shown the door."""
+    monkeypatch.setattr(push, "RESOLVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 0.0)
+    ws = await connect(client)
+    assert await next_json(ws) == {"type": "stop"}
+    old = sources[PUSH_ID]
+    sources[PUSH_ID] = PushSource(PUSH_ID, "a-new-key-the-old-agent-lacks-0123")
+    error = await next_json(ws)
+    assert (error["type"], error["code"]) == ("error", "unknown_push_id")
+    assert "key changed" in error["message"]
+    await expect_closed(ws, 4404)
+    assert not old.connected
+    assert not sources[PUSH_ID].connected
