@@ -317,6 +317,36 @@ def test_the_service_needs_a_token() -> None:
         server_module.load_token(None)
 
 
+def test_the_token_file_is_read_and_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the add-on's operator is told when the token file is missing, short or fine."""
+    monkeypatch.setenv(server_module.TOKEN_ENV, "the-environment-is-not-used-0123")
+    good = tmp_path / "token"
+    good.write_text(f"  {TOKEN}\n", encoding="utf-8")
+    assert server_module.load_token(str(good)) == TOKEN
+    with pytest.raises(ValueError, match="cannot read the token file"):
+        server_module.load_token(str(tmp_path / "missing"))
+    short = tmp_path / "short"
+    short.write_text("hunter2", encoding="utf-8")
+    with pytest.raises(ValueError, match="at least 16 characters without spaces"):
+        server_module.load_token(str(short))
+
+
+def test_the_service_does_not_start_on_a_bad_certificate_or_a_busy_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(server_module.TOKEN_ENV, TOKEN)
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate", encoding="ascii")
+    assert server_module.run("tcp://127.0.0.1:0", tls_cert=str(bad)) == 2
+    assert "cannot use the certificate" in caplog.text
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert server_module.run(f"tcp://127.0.0.1:{port}") == 1
+    assert f"Cannot listen on tcp://127.0.0.1:{port}" in caplog.text
+
+
 # --- TLS -------------------------------------------------------------------------------------
 
 
