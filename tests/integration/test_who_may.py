@@ -183,7 +183,7 @@ async def test_a_long_satellite_name_gets_a_bounded_clip(
     await arm(hass, False)
 
 
-async def test_an_unwritable_clip_folder_means_no_clip(
+async def test_an_unwritable_clip_folder_means_no_clip_until_it_is_fixed(
     hass: HomeAssistant,
     alarm_mic: MicServer,  # noqa: F811
     tmp_path: Path,
@@ -201,6 +201,18 @@ async def test_an_unwritable_clip_folder_means_no_clip(
     assert detections[0].data["clip"] is None  # the event says: no clip
     await arm(hass, False)
     assert caplog.text.count("evidence clips can't be written") == 1
+
+    blocked.unlink()  # the user makes room for the media folder: clips come back by themselves
+    blocked.mkdir()
+    detections.clear()
+    await arm(hass)
+    await wait_for(lambda: satellite.clips_failing is None, limit=10)
+    assert "evidence clips are written again" in caplog.text
+    await wait_for(lambda: bool(detections), limit=20)
+    clip = detections[0].data["clip"]
+    assert clip is not None
+    await wait_for((clips_root(hass) / clip.split(f"/{DOMAIN}/", 1)[1]).exists, limit=20)
+    await arm(hass, False)
 
 
 async def test_diagnostics_show_no_push_id_and_no_resolved_address(
