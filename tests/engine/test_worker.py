@@ -13,7 +13,7 @@ import pytest
 
 from custom_components.guard_mode.engine.decider import DeciderEvent, EventKind
 from custom_components.guard_mode.engine.decision import StreamDecision
-from custom_components.guard_mode.engine.evidence import Evidence
+from custom_components.guard_mode.engine.evidence import Evidence, WindowEvidence
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.engine.tagger import Tagger, TaggerOutput, load_tagger
 from custom_components.guard_mode.engine.worker import EngineStream, EngineWorker
@@ -94,6 +94,45 @@ def test_alarm_patterns_survive_a_failing_tagger(caplog: pytest.LogCaptureFixtur
         len(smoke_alarm()) / synth.SAMPLE_RATE + 15.0, abs=1.0
     )
     assert len([r for r in caplog.records if "Tagger failed" in r.getMessage()]) == 1
+
+
+class FlakyTagger(FailingTagger):
+    """The real tagger, broken until it is fixed (a session re-created, memory freed)."""
+
+    def __init__(self, inner: Tagger) -> None:
+        super().__init__(inner)
+        self.inner = inner
+        self.broken = True
+
+    def infer(self, patches: Floats, *, embeddings: bool = False) -> TaggerOutput:
+        if self.broken:
+            return super().infer(patches, embeddings=embeddings)
+        return self.inner.infer(patches, embeddings=embeddings)
+
+
+def test_a_tagger_that_works_again_is_used_again(caplog: pytest.LogCaptureFixture) -> None:
+    """While it fails the windows go untagged (logged once); then tagged again, and said so."""
+    flaky = FlakyTagger(tagger())
+    worker = EngineWorker(flaky)
+    heard: list[WindowEvidence] = []
+
+    def keep(_stream: object, evidence: list[Evidence], _time_s: float) -> None:
+        heard.extend(item for item in evidence if isinstance(item, WindowEvidence))
+
+    stream = worker.open_stream("Hall", keep, queue_s=60.0)
+    noise = synth.white_noise(4.0, -30.0, synth.rng(1))
+    with caplog.at_level(logging.INFO):
+        push_and_run(worker, stream, noise)
+        assert heard
+        assert not any(window.scores for window in heard)
+        flaky.broken = False
+        heard.clear()
+        push_and_run(worker, stream, noise)
+    assert heard
+    assert all(window.scores for window in heard)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages.count("Tagger works again") == 1
+    assert len([m for m in messages if "Tagger failed" in m]) == 1
 
 
 def test_a_gap_ends_open_detections() -> None:
