@@ -355,6 +355,98 @@ def test_bad_event_data(kind: str, data: dict[str, object], payload: bytes | Non
         parse(Event(type=kind, data=data, payload=payload))
 
 
+WINDOW: dict[str, object] = {
+    "kind": "window",
+    "start_s": 0.0,
+    "end_s": 0.96,
+    "level_db": -30.0,
+    "peak_db": -25.0,
+    "onset_s": 0.0,
+    "media": 0.0,
+    "aligned": False,
+    "scores": {},
+    "confidence": {},
+    "labels": {},
+    "head": {},
+    "onset": None,
+    "embedding": False,
+}
+NAN_EMBEDDING = np.full(1024, np.nan, "<f2").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "payload", "said"),
+    [
+        ("guard-mode-status", {"segment": -1, "time_s": 1.0}, None, "'segment' must be a count"),
+        ("guard-mode-evidence", {"segment": 0, "time_s": 1.0, "items": [WINDOW]}, None, None),
+        (
+            "guard-mode-evidence",
+            {"segment": 0, "time_s": 1.0, "items": [WINDOW | {"scores": [0.5]}]},
+            None,
+            "'scores' must be a map",
+        ),
+        (
+            "guard-mode-evidence",
+            {"segment": 0, "time_s": 1.0, "items": [WINDOW | {"labels": "glass"}]},
+            None,
+            "'labels' must be a map",
+        ),
+        (
+            "guard-mode-evidence",
+            {"segment": 0, "time_s": 1.0, "items": [WINDOW | {"head": {"dog\n": 0.9}}]},
+            None,
+            "not short printable text",
+        ),
+        (
+            "guard-mode-evidence",
+            {"segment": 0, "time_s": 1.0, "items": [WINDOW | {"onset": [1.0, 2.0]}]},
+            None,
+            "'onset' must be a list of 6 numbers",
+        ),
+        (
+            "guard-mode-evidence",
+            {"segment": 0, "time_s": 1.0, "items": [WINDOW | {"embedding": True}]},
+            NAN_EMBEDDING,
+            "an embedding that is not finite",
+        ),
+    ],
+    ids=["negative-count", "valid", "scores", "labels", "class-name", "onset", "nan-embedding"],
+)
+def test_what_a_hostile_engine_sends_is_checked_field_by_field(
+    kind: str, data: dict[str, object], payload: bytes | None, said: str | None
+) -> None:
+    """The client reads the engine's evidence as untrusted: each bad field is named."""
+    parse = {
+        "guard-mode-evidence": GuardModeEvidence.from_event,
+        "guard-mode-status": GuardModeStatus.from_event,
+    }[kind]
+    event = Event(type=kind, data=data, payload=payload)
+    if said is None:  # the well-formed window the others spoil one field of
+        assert parse(event).items[0].level_db == -30.0  # type: ignore[union-attr]
+        return
+    with pytest.raises(ProtocolError, match=said):
+        parse(event)
+
+
+async def test_an_event_cut_off_by_the_connection_is_an_error() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b'{"type": "guard-mode-status", "da')
+    reader.feed_eof()
+    with pytest.raises(ProtocolError, match="closed in the middle of an event"):
+        await read_event(reader)
+    clean = asyncio.StreamReader()
+    clean.feed_eof()
+    assert await read_event(clean) is None  # closed between events: just the end
+
+
+def test_the_token_is_never_shown_and_info_must_be_info() -> None:
+    auth = GuardModeAuth("a-secret-token-0123456789")
+    assert "a-secret-token" not in repr(auth)
+    assert "a-secret-token" not in str(auth)
+    with pytest.raises(ProtocolError, match="expected info, got 'pong'"):
+        GuardModeInfo.from_event(Pong().event())
+
+
 def test_window_with_unknown_sound_is_refused() -> None:
     stream = DetectingStream()
     evidence = stream.analyzer.process(scene(), tagger_for("numpy"))
