@@ -297,6 +297,17 @@ async def test_teaching_says_when_examples_are_not_enough(
         await hass.services.async_call(
             DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": mixed}, blocking=True
         )
+    eleven = [
+        _wav(media / f"ring_{n}.wav", synth.chime(550 + n, 660 + n, peak_db=-10.0 - n / 4))
+        for n in range(11)
+    ]
+    with pytest.raises(ServiceValidationError, match="at most 10 examples, got 11"):
+        await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Bell", "satellites": [device], "files": eleven},
+            blocking=True,
+        )
 
 
 async def test_teach_a_doorbell_rung_near_the_satellite(hass: HomeAssistant) -> None:

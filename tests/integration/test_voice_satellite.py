@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from homeassistant.components import wake_word
 from homeassistant.components.assist_pipeline import (
     AssistPipelineSelect,
     PipelineEvent,
@@ -607,3 +608,24 @@ async def test_the_listener_names_one_wake_word_per_voice_satellite(
     assert sorted((w["id"], w["name"]) for w in result["wake_words"]) == sorted(
         (s.subentry_id, pipeline_name(s.title)) for s in entry.subentries.values()
     )
+
+
+async def test_a_pipeline_pointed_at_the_listener_by_hand_is_drained_unseen(
+    hass: HomeAssistant, home: Home
+) -> None:
+    """A stream for no Guard Mode satellite (a removed one): read to its end, never detected."""
+    await setup_entry(hass, voice_entry())
+    listener = wake_word.async_get_wake_word_detection_entity(
+        hass, "wake_word.guard_mode_voice_satellite_listener"
+    )
+    assert listener is not None
+    sent = 0
+
+    async def microphone() -> AsyncIterator[tuple[bytes, int]]:
+        nonlocal sent
+        for chunk in range(20):
+            sent += 1
+            yield pcm16(smoke_alarm_audio()[chunk * 1600 : (chunk + 1) * 1600]), chunk * 100
+
+    assert await listener.async_process_audio_stream(microphone(), "removed-satellite") is None
+    assert sent == 20  # drained, so that the device doesn't retry in a loop
