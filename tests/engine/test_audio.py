@@ -529,3 +529,29 @@ def test_read_audio_with_pyav(
     assert abs(db(amplitude_at(decoded.samples, 1000) / 0.5)) < 1.0
     assert np.max(np.abs(decoded.samples)) <= 1.0
     assert read_audio_bytes(data).samples.shape == decoded.samples.shape
+
+
+def test_a_video_without_sound_is_refused_saying_so(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    out = io.BytesIO()
+    with av.open(out, "w", format="avi") as muxer:
+        stream = muxer.add_stream("mjpeg", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuvj420p"
+        for n in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), n * 40, np.uint8), "rgb24")
+            for packet in stream.encode(frame.reformat(format="yuvj420p")):
+                muxer.mux(packet)
+        for packet in stream.encode(None):
+            muxer.mux(packet)
+    with pytest.raises(AudioFormatError, match=r"cannot read .*doorcam\.avi: no audio stream"):
+        read_audio(write(tmp_path, "doorcam.avi", out.getvalue()))
+
+
+@pytest.mark.parametrize(
+    ("codec", "container"), [("libmp3lame", "mp3"), ("libopus", "ogg"), ("flac", "flac")]
+)
+def test_compressed_files_over_the_limit_are_refused(codec: str, container: str) -> None:
+    data = encode_with_pyav(codec, container, 48000 if codec == "libopus" else 44100)
+    with pytest.raises(AudioFormatError, match=r"longer than the limit of 0\.5 s"):
+        read_audio_bytes(data, max_seconds=0.5)
+    assert read_audio_bytes(data, max_seconds=2).duration_s == pytest.approx(1.0, abs=0.1)
