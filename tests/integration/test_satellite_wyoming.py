@@ -229,7 +229,8 @@ async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "behavior", ["garbage", "stall", "close_mid_chunk", "odd_chunks", "huge_chunk", "bad_rate"]
+    "behavior",
+    ["garbage", "stall", "close_mid_chunk", "odd_chunks", "huge_chunk", "bad_rate", "stops"],
 )
 async def test_bad_input_never_breaks_anything(
     hass: HomeAssistant, behavior: str, caplog: pytest.LogCaptureFixture
@@ -254,6 +255,8 @@ async def test_bad_input_never_breaks_anything(
         else:  # the satellite notices, reconnects, and keeps trying
             await wait_for(lambda: server.connections >= 3, limit=8.0)
             assert satellite.state.last_error
+            if behavior == "stops":
+                assert "stopped its microphone" in satellite.state.last_error
         assert entry.runtime_data.engine.worker.stats.errors == 0
         await arm(hass, False)
         await wait_for(lambda: server.clients == 0)

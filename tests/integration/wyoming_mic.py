@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from wyoming.audio import AudioChunk, AudioStart
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import AsrProgram, Attribution, Info
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
@@ -27,6 +27,7 @@ Behavior = Literal[
     "odd_chunks",  # chunks of odd byte length (a sample split across chunks)
     "huge_chunk",  # one 10 MB chunk, then normal audio
     "bad_rate",  # chunks that declare a rate of 0
+    "stops",  # stream 1 s, then audio-stop (its microphone turned off), connection open
 ]
 
 
@@ -129,6 +130,9 @@ class _Handler(AsyncEventHandler):
                 chunk = chunk[:-1] if len(chunk) % 2 == 0 else chunk
             rate = 0 if mic.behavior == "bad_rate" else mic.rate
             if sent >= 1.0 and mic.behavior == "stall":
+                await asyncio.sleep(3600)
+            if sent >= 1.0 and mic.behavior == "stops":
+                await self.write_event(AudioStop().event())
                 await asyncio.sleep(3600)
             if sent >= 1.0 and mic.behavior == "close_mid_chunk":
                 header = b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 2, '
