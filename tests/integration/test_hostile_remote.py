@@ -33,6 +33,7 @@ from custom_components.guard_mode.engine.server import EngineServer, start_serve
 from custom_components.guard_mode.engine.tagger import load_tagger
 
 from ..certs import make_certificate
+from ..engine.test_server import WINDOW
 from .conftest import setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
 from .test_remote_engine import TOKEN, _choose_remote, remote_options
@@ -178,22 +179,7 @@ async def test_an_evidence_flood_is_throttled(
 ) -> None:
     """An engine sending endless windows can't keep the event loop deciding on them."""
     loop = asyncio.get_running_loop()
-    window = {
-        "kind": "window",
-        "start_s": 0.0,
-        "end_s": 0.96,
-        "level_db": -90.0,
-        "peak_db": -90.0,
-        "onset_s": 0.0,
-        "media": 0.0,
-        "aligned": False,
-        "scores": {},
-        "confidence": {},
-        "labels": {},
-        "head": {},
-        "onset": None,
-        "embedding": False,
-    }
+    window = WINDOW | {"level_db": -90.0, "peak_db": -90.0}  # quiet: nothing to decide
 
     async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (event := await protocol.read_event(reader)) and event.type != "audio-start":

@@ -308,6 +308,16 @@ async def test_teaching_says_when_examples_are_not_enough(
             {"name": "Bell", "satellites": [device], "files": eleven},
             blocking=True,
         )
+    notes = media / "notes.wav"
+    notes.write_text("not a recording\n" * 100)
+    with pytest.raises(HomeAssistantError, match=r"notes\.wav") as raised:
+        await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Bell", "satellites": [device], "files": [*two, str(notes)]},
+            blocking=True,
+        )
+    assert raised.value.translation_key == "cannot_read_file"
 
 
 async def test_teach_a_doorbell_rung_near_the_satellite(hass: HomeAssistant) -> None:
@@ -368,27 +378,6 @@ async def test_teaching_live_in_a_quiet_room_hears_nothing(hass: HomeAssistant) 
         await arm(hass, False)
     finally:
         await server.stop()
-
-
-async def test_teaching_from_a_file_that_is_not_audio_says_which(
-    hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path
-) -> None:
-    media = tmp_path / "media"
-    media.mkdir()
-    files = doorbell_examples(media)[:2]
-    notes = media / "notes.wav"
-    notes.write_text("not a recording\n" * 100)
-    await setup_entry(hass, satellite_entry(shatter_mic.port))
-    hass.config.allowlist_external_dirs = {str(media)}
-    device = satellite_device_id(hass, the_satellite(hass))
-    with pytest.raises(HomeAssistantError, match=r"notes\.wav") as raised:
-        await hass.services.async_call(
-            DOMAIN,
-            "teach",
-            {"name": "Bell", "satellites": [device], "files": [*files, str(notes)]},
-            blocking=True,
-        )
-    assert raised.value.translation_key == "cannot_read_file"
 
 
 async def test_sensitivity_select_tunes_the_decider(
