@@ -18,7 +18,7 @@ Vectors = npt.NDArray[np.floating[Any]]  # float32, or float16 as evidence carri
 EMBEDDING_SIZE = 1024
 # A candidate this similar to a window the user marked "not a threat" is that sound again.
 # Chosen on the dev corpus: models/yamnet/THRESHOLDS.md, "Learning".
-LEARNED_SIMILARITY = 0.93
+LEARNED_SIMILARITY = 0.95
 MIN_EXAMPLES = 3
 MAX_EXAMPLES = 10
 MAX_PROTOTYPES = 64  # windows kept per custom sound
