@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from homeassistant.config_entries import ConfigSubentryData
@@ -12,6 +12,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.engine.server import EngineServer, start_server
+from custom_components.guard_mode.engine.tagger import load_tagger
 
 
 def make_entry(
@@ -54,3 +56,15 @@ async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfig
 def entry() -> MockConfigEntry:
     """Return a manual-mode Guard Mode entry (not yet added)."""
     return make_entry()
+
+
+ENGINE_TOKEN = "remote-token-0123456789"
+
+
+@pytest.fixture
+async def engine_server() -> AsyncIterator[EngineServer]:
+    """The engine service (the add-on) on loopback, with ENGINE_TOKEN."""
+    server = EngineServer(load_tagger(), token=ENGINE_TOKEN)
+    await start_server(server)
+    yield server
+    await server.stop()

@@ -12,8 +12,8 @@ from syrupy.filters import props
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_remote_engine import TOKEN, engine_server, remote_options  # noqa: F401 - fixture
+from .conftest import ENGINE_TOKEN as TOKEN, make_entry, satellite_subentry, setup_entry
+from .test_remote_engine import remote_options
 from .test_satellite_wyoming import arm, mic, wait_for  # noqa: F401 - fixture
 from .wyoming_mic import MicServer
 
@@ -26,7 +26,7 @@ PUSH_ID = "c0ffee-push-id-4b1d"
 async def test_diagnostics_redact_hosts_urls_and_tokens(
     hass: HomeAssistant,
     mic: MicServer,  # noqa: F811
-    engine_server: EngineServer,  # noqa: F811
+    engine_server: EngineServer,
 ) -> None:
     satellites = [
         satellite_subentry(

@@ -34,9 +34,9 @@ from custom_components.guard_mode.engine.tagger import load_tagger
 
 from ..certs import make_certificate
 from ..engine.test_server import WINDOW
-from .conftest import setup_entry
+from .conftest import ENGINE_TOKEN as TOKEN, setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
-from .test_remote_engine import TOKEN, _choose_remote, remote_options
+from .test_remote_engine import _choose_remote, remote_options
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer
 

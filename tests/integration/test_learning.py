@@ -30,7 +30,7 @@ from tests import synth
 
 from .conftest import setup_entry
 from .test_detections import the_satellite
-from .test_remote_engine import engine_server, remote_options  # noqa: F401 - fixture
+from .test_remote_engine import remote_options
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer, pcm16
 
@@ -149,7 +149,7 @@ async def test_not_a_threat_is_learned_kept_and_forgotten(
 async def test_not_a_threat_and_sensitivity_through_the_remote_engine(
     hass: HomeAssistant,
     shatter_mic: MicServer,
-    engine_server: EngineServer,  # noqa: F811
+    engine_server: EngineServer,
 ) -> None:
     """The remote engine sends evidence; the satellite's decider learns as with the local one."""
     await setup_entry(hass, satellite_entry(shatter_mic.port, **remote_options(engine_server.port)))

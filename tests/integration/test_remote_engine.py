@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 import wave
@@ -19,13 +18,12 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 
-from .conftest import setup_entry
+from .conftest import ENGINE_TOKEN as TOKEN, setup_entry
 from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
 from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer, pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-TOKEN = "remote-token-0123456789"
 
 
 def remote_options(port: int, **more: Any) -> dict[str, Any]:
@@ -37,14 +35,6 @@ def remote_options(port: int, **more: Any) -> dict[str, Any]:
         "engine_token": TOKEN,
         **more,
     }
-
-
-@pytest.fixture
-async def engine_server() -> AsyncIterator[EngineServer]:
-    server = EngineServer(load_tagger(), token=TOKEN)
-    await start_server(server)
-    yield server
-    await server.stop()
 
 
 async def _choose_remote(
