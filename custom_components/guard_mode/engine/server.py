@@ -371,7 +371,7 @@ class Connection:
     async def _read_loop(self) -> None:
         await self._authenticate()
         while True:
-            event = await self._next_event(bounds.IDLE_TIMEOUT_S, ERROR_TIMEOUT, "nothing")
+            event = await self._next_event(self.server.idle_timeout_s, ERROR_TIMEOUT, "nothing")
             if event is None:
                 return
             wait = max(self._events.spend(1), self._handle(event))
@@ -388,7 +388,7 @@ class Connection:
 
     async def _authenticate(self) -> None:
         """Read the token (the first event, within the hello timeout) and check it."""
-        event = await self._next_event(bounds.HELLO_TIMEOUT_S, ERROR_UNAUTHORIZED, "no token")
+        event = await self._next_event(self.server.hello_timeout_s, ERROR_UNAUTHORIZED, "no token")
         if event is None:
             raise ConnectionError("closed before sending a token")
         if not GuardModeAuth.is_type(event.type):
@@ -570,6 +570,8 @@ class EngineServer:
         outbox_bytes: int = bounds.OUTBOX_BYTES,
         audio_rate: float = bounds.RATE_FACTOR,
         send_buffer: int | None = None,
+        hello_timeout_s: float = bounds.HELLO_TIMEOUT_S,
+        idle_timeout_s: float = bounds.IDLE_TIMEOUT_S,
     ) -> None:
         """Serve with tagger to clients that send token; queue_s is audio waiting per stream.
 
@@ -591,6 +593,8 @@ class EngineServer:
         self.outbox_bytes = outbox_bytes
         self.audio_rate = audio_rate
         self.send_buffer = send_buffer
+        self.hello_timeout_s = hello_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.connections: list[Connection] = []
         self._tasks: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
@@ -623,7 +627,7 @@ class EngineServer:
                 port,
                 limit=MAX_HEADER,
                 ssl=self.ssl_context,
-                ssl_handshake_timeout=bounds.HELLO_TIMEOUT_S if self.ssl_context else None,
+                ssl_handshake_timeout=self.hello_timeout_s if self.ssl_context else None,
             )
         except OSError:
             await asyncio.to_thread(self.worker.stop)
