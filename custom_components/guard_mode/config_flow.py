@@ -76,9 +76,10 @@ from .const import (
     SourceType,
 )
 from .discovery import async_identify
+from .engine import RemoteEngineError, normalize_fingerprint
 from .engine.protocol import MIN_TOKEN_LENGTH
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
-from .remote import RemoteEngineError, RemoteSettings, async_describe, normalize_fingerprint
+from .remote import async_describe, settings_from_options
 from .sources import create_source, new_push_key
 from .sources.base import SourceError
 
@@ -440,7 +441,7 @@ class GuardModeOptionsFlow(OptionsFlow):
                 errors[CONF_ENGINE_FINGERPRINT] = "bad_fingerprint"
             if not errors:
                 try:
-                    info = await async_describe(RemoteSettings.from_options(options))
+                    info = await async_describe(settings_from_options(options))
                 except RemoteEngineError as err:
                     errors["base"] = err.reason
                     placeholders["detail"] = f"\n\n**{err}**"

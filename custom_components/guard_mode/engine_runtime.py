@@ -21,16 +21,11 @@ from .engine import (
     EvidenceCallback,
     EvidenceStream,
     ModelError,
+    RemoteEngineError,
     Tagger,
     load_shipped_tagger,
 )
-from .remote import (
-    ISSUE_REMOTE,
-    RemoteEngine,
-    RemoteEngineError,
-    RemoteSettings,
-    async_describe,
-)
+from .remote import ISSUE_REMOTE, RemoteEngine, async_describe, settings_from_options
 
 type Engine = EngineRuntime | RemoteEngine
 
@@ -149,7 +144,7 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     """
     if options.get(CONF_ENGINE) != ENGINE_REMOTE:
         return await async_start_local_engine(hass)
-    settings = RemoteSettings.from_options(options)
+    settings = settings_from_options(options)
     try:
         info = await async_describe(settings)
     except RemoteEngineError as err:

@@ -26,9 +26,15 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
 from custom_components.guard_mode.engine.analyze import DetectingStream
+from custom_components.guard_mode.engine.client import Connector, EngineClient, RemoteSettings
 from custom_components.guard_mode.engine.decider import DeciderConfig, Detection, EventKind
 from custom_components.guard_mode.engine.decision import StreamDecision
-from custom_components.guard_mode.engine.evidence import Gap, WindowEvidence
+from custom_components.guard_mode.engine.evidence import (
+    Evidence,
+    EvidenceStream,
+    Gap,
+    WindowEvidence,
+)
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.engine.protocol import (
     ENGINE_VERSION,
@@ -564,6 +570,48 @@ async def test_engine_service_hears_what_the_engine_in_process_hears(client: Cli
     assert [(h.kind, h.detection.sound, h.detection.start_s, h.detection.end_s) for h in heard] == [
         (e.kind, e.detection.sound, e.detection.start_s, e.detection.end_s) for e in expected
     ]
+
+
+async def test_the_engine_client_needs_no_home_assistant(server: EngineServer) -> None:
+    """The engine's own client, with its defaults: what it relays is decided in stream time.
+
+    The alarm, a 3 s outage, the alarm again: the second onset is placed after the first by the
+    recording's length and the outage.
+    """
+    decision = StreamDecision()
+    onsets: list[float] = []
+    up = asyncio.Event()
+
+    def decide(_stream: EvidenceStream, evidence: list[Evidence], time_s: float) -> None:
+        onsets.extend(
+            e.detection.start_s
+            for e in decision.push(evidence, time_s)
+            if e.kind is EventKind.ONSET
+        )
+
+    connector = Connector(RemoteSettings("127.0.0.1", server.port, TOKEN))
+    stream = EngineClient(connector, "Hall", decide, on_up=lambda _: up.set())
+    task = stream.start()
+    await up.wait()
+    alarm = (synth.alarm("T4", "piezo", cycles=2, peak_db=-12.0).audio * 32767).astype(np.int16)
+    seconds = len(alarm) / synth.SAMPLE_RATE
+
+    async def play() -> None:
+        for start in range(0, len(alarm), 1600):
+            stream.push(alarm[start : start + 1600])
+            await asyncio.sleep(0)
+
+    await play()
+    await wait_for(lambda: onsets, seconds=30)
+    stream.mark_gap(3.0)
+    await play()
+    await wait_for(lambda: len(onsets) == 2, seconds=30)
+    assert 0.5 <= onsets[0] <= 1.5  # the alarm starts at 1 s
+    assert onsets[1] - onsets[0] == pytest.approx(seconds + 3.0, abs=0.1)
+    assert stream.status()["connected"]
+    stream.close()
+    await asyncio.gather(task, return_exceptions=True)
+    await wait_for(lambda: not server.worker.streams)
 
 
 async def test_embeddings_only_when_asked(client: Client) -> None:

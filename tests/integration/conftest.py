@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from homeassistant.config_entries import ConfigSubentryData
@@ -10,10 +11,13 @@ from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.guard_mode import engine_runtime
 from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode.engine import ClientTimeouts
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
+from custom_components.guard_mode.remote import RemoteEngine
 
 
 def make_entry(
@@ -68,3 +72,20 @@ async def engine_server() -> AsyncIterator[EngineServer]:
     await start_server(server)
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def remote_engine_timeouts(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Return a setter: the remote engine Guard Mode starts next gets these timeouts.
+
+    ``repair_after_s`` and the :class:`ClientTimeouts` fields (seconds) are passed to its
+    constructor, so that a test of outages needn't wait for the minute a user would.
+    """
+
+    def use(*, repair_after_s: float, **timeouts: float) -> None:
+        factory = partial(
+            RemoteEngine, timeouts=ClientTimeouts(**timeouts), repair_after_s=repair_after_s
+        )
+        monkeypatch.setattr(engine_runtime, "RemoteEngine", factory)
+
+    return use

@@ -28,7 +28,13 @@ from wyoming.event import Event, async_write_event
 from custom_components.guard_mode import remote
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
-from custom_components.guard_mode.engine import bounds, protocol, server as server_module
+from custom_components.guard_mode.engine import (
+    RemoteEngineError,
+    RemoteSettings,
+    client,
+    protocol,
+    server as server_module,
+)
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 
@@ -96,9 +102,8 @@ async def raw(writer: asyncio.StreamWriter, data: bytes) -> None:
 
 
 @pytest.fixture(autouse=True)
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 0.3)
-    monkeypatch.setattr(remote, "BACKOFF_MAX_S", 0.3)
+def quick(remote_engine_timeouts: Callable[..., None]) -> None:
+    remote_engine_timeouts(repair_after_s=0.3, backoff_max_s=0.3)
 
 
 def smoke_entity(hass: HomeAssistant, entry: Any) -> str:
@@ -161,9 +166,9 @@ async def test_a_malformed_event_never_kills_the_stream_silently(
 async def test_a_silent_engine_is_dropped_after_the_idle_timeout(
     hass: HomeAssistant,
     alarm_mic: MicServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    remote_engine_timeouts: Callable[..., None],
 ) -> None:
-    monkeypatch.setattr(bounds, "IDLE_TIMEOUT_S", 1.0)
+    remote_engine_timeouts(repair_after_s=0.3, backoff_max_s=0.3, idle_s=1.0)
     fake = await FakeEngine(lambda _r, _w: asyncio.Event().wait()).start()  # says nothing
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port, **remote_options(fake.port)))
     entity = smoke_entity(hass, entry)
@@ -199,7 +204,7 @@ async def test_an_evidence_flood_is_throttled(
     await asyncio.sleep(2.0)
     elapsed = loop.time() - started
     decided = satellite.decision.windows - first
-    bound = remote.EVIDENCE_BURST + remote.EVIDENCE_RATE * elapsed + protocol.MAX_EVIDENCE_ITEMS
+    bound = client.EVIDENCE_BURST + client.EVIDENCE_RATE * elapsed + protocol.MAX_EVIDENCE_ITEMS
     assert 0 < decided <= bound
     await arm(hass, False)
     await fake.stop()
@@ -210,10 +215,8 @@ async def test_an_engine_of_protocol_1_is_refused(hass: HomeAssistant) -> None:
     old = protocol.GuardModeInfo("0.0.9", "numpy", "yamnet.onnx", protocol=1).event()
     fake = await FakeEngine(lambda _r, _w: asyncio.Event().wait(), info=old).start()
     try:
-        with pytest.raises(remote.RemoteEngineError, match="update the Guard Mode engine add-on"):
-            await remote.async_describe(
-                remote.RemoteSettings.from_options(remote_options(fake.port))
-            )
+        with pytest.raises(RemoteEngineError, match="update the Guard Mode engine add-on"):
+            await remote.async_describe(remote.settings_from_options(remote_options(fake.port)))
     finally:
         await fake.stop()
 
@@ -325,8 +328,8 @@ async def test_the_remote_engine_errors_name_no_host(hass: HomeAssistant) -> Non
     closed = await FakeEngine(lambda _r, _w: asyncio.sleep(0)).start()
     port = closed.port
     await closed.stop()
-    settings = remote.RemoteSettings("localhost", port, TOKEN)
-    with pytest.raises(remote.RemoteEngineError) as err:
+    settings = RemoteSettings("localhost", port, TOKEN)
+    with pytest.raises(RemoteEngineError) as err:
         await remote.async_describe(settings)
     assert err.value.reason == "cannot_connect"
     assert "localhost" not in str(err.value)
@@ -375,8 +378,8 @@ async def test_an_engine_that_answers_no_info_is_not_chosen(
         result = await _choose_remote(hass, entry, port)
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {"base": "not_engine"}
-        with pytest.raises(remote.RemoteEngineError, match=said) as err:
-            await remote.async_describe(remote.RemoteSettings.from_options(remote_options(port)))
+        with pytest.raises(RemoteEngineError, match=said) as err:
+            await remote.async_describe(remote.settings_from_options(remote_options(port)))
         assert err.value.reason == "not_engine"
     finally:
         server.close()
@@ -427,10 +430,10 @@ async def test_an_engine_that_ends_the_stream_is_reconnected(
 async def test_a_short_outage_raises_no_repair(
     hass: HomeAssistant,
     alarm_mic: MicServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    remote_engine_timeouts: Callable[..., None],
 ) -> None:
     """The add-on restarting within the minute: unavailable meanwhile, but no repair to read."""
-    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 60.0)
+    remote_engine_timeouts(repair_after_s=60.0, backoff_max_s=0.3)
     engine = EngineServer(load_tagger(), token=TOKEN)
     await start_server(engine)
     port = engine.port
@@ -454,10 +457,10 @@ async def test_a_short_outage_raises_no_repair(
 async def test_unloading_during_an_outage_leaves_no_repair_behind(
     hass: HomeAssistant,
     alarm_mic: MicServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    remote_engine_timeouts: Callable[..., None],
 ) -> None:
     """Removing Guard Mode while the engine is down: no repair pops up a minute later."""
-    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 60.0)
+    remote_engine_timeouts(repair_after_s=60.0, backoff_max_s=0.3)
     fake = await FakeEngine(lambda _r, w: raw(w, MALFORMED["bad-utf8"])).start()
     try:
         entry = await setup_entry(

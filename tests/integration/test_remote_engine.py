@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 import wave
@@ -83,9 +84,9 @@ async def test_detections_through_the_remote_engine_and_outages(
     hass: HomeAssistant,
     engine_server: EngineServer,
     alarm_mic: MicServer,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    remote_engine_timeouts: Callable[..., None],
 ) -> None:
-    monkeypatch.setattr(remote, "REPAIR_AFTER_S", 0.2)
+    remote_engine_timeouts(repair_after_s=0.2)
     entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
     entry = await setup_entry(hass, entry)
     backend = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}-backend")

@@ -3,9 +3,9 @@
 No Home Assistant here. Two sides of one seam (docs/architecture.md):
 
 * the **evidence side**, shared by every satellite — :class:`EngineWorker` (one thread, one
-  tagger, every stream's :class:`EngineStream`), or the engine service
-  (:mod:`.server`, spoken to through :mod:`.protocol`): 16 kHz mono audio in, :data:`Evidence`
-  out (:class:`WindowEvidence`, :class:`AlarmHit`, :class:`Gap`), through an
+  tagger, every stream's :class:`EngineStream`), or the engine service (:mod:`.server`, spoken
+  to through :mod:`.protocol` by an :class:`EngineClient` a stream): 16 kHz mono audio in,
+  :data:`Evidence` out (:class:`WindowEvidence`, :class:`AlarmHit`, :class:`Gap`), through an
   :data:`EvidenceCallback`;
 * the **decision side**, one per satellite and one thread: :class:`StreamDecision` (its
   :class:`Decider`, settings, "not a threat" marks and custom sounds) turns evidence into
@@ -17,6 +17,14 @@ Files are analyzed with both sides in one thread (:func:`analyze_file`, :class:`
 from .alarm_pattern import AlarmHit
 from .analyze import DetectingStream, FileResult, analyze_file, analyze_samples
 from .audio import SAMPLE_RATE, AudioFormatError, Pcm16
+from .client import (
+    ClientTimeouts,
+    Connector,
+    EngineClient,
+    RemoteEngineError,
+    RemoteSettings,
+    normalize_fingerprint,
+)
 from .clip_recorder import ClipRecorder
 from .decider import Decider, DeciderConfig, DeciderEvent, Detection, EventKind, Reason
 from .decision import StreamDecision
@@ -35,7 +43,9 @@ __all__ = [
     "AlarmHit",
     "AudioFormatError",
     "Backend",
+    "ClientTimeouts",
     "ClipRecorder",
+    "Connector",
     "CustomSound",
     "Decider",
     "DeciderConfig",
@@ -43,6 +53,7 @@ __all__ = [
     "DetectingStream",
     "Detection",
     "Embedding",
+    "EngineClient",
     "EngineStream",
     "EngineWorker",
     "EventKind",
@@ -54,6 +65,8 @@ __all__ = [
     "ModelError",
     "Pcm16",
     "Reason",
+    "RemoteEngineError",
+    "RemoteSettings",
     "Sound",
     "StreamDecision",
     "StreamStats",
@@ -65,6 +78,7 @@ __all__ = [
     "analyze_samples",
     "examples_from_files",
     "load_shipped_tagger",
+    "normalize_fingerprint",
     "split_examples",
     "teach",
     "unit",
