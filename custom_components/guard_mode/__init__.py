@@ -41,15 +41,11 @@ from .hub import GuardHub, state_store
 from .learned import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
 from .notifications import NOT_A_THREAT, Notifier
+from .push_view import async_register_push_view, async_unregister_push_view
 from .satellite import Satellite, satellite_settings
 from .services import async_setup_services, mark_false_alarm
 from .sources import new_push_key
-from .sources.push import (
-    PushSource,
-    async_register_push_view,
-    async_unregister_push_view,
-    push_key_issue,
-)
+from .sources.push import PushSource, push_key_issue
 from .voice_devices import async_voice_devices
 
 _LOGGER = logging.getLogger(__name__)

@@ -24,11 +24,13 @@ from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
+from custom_components.guard_mode import push_view
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import CONF_PUSH_KEY, DOMAIN
 from custom_components.guard_mode.engine import bounds
+from custom_components.guard_mode.push_view import KEY_HEADER, KEY_REFUSED
 from custom_components.guard_mode.sources import push
-from custom_components.guard_mode.sources.push import KEY_HEADER, KEY_REFUSED, PushSource
+from custom_components.guard_mode.sources.push import PushSource
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import smoke_alarm_audio
@@ -86,7 +88,7 @@ async def test_a_read_only_user_can_not_take_a_satellite_over(
         error = await refused(attacker, key)
         assert error.status == 403  # before any websocket exists
         assert error.headers is not None
-        assert error.headers.get(push.REFUSED_HEADER) == KEY_REFUSED
+        assert error.headers.get(push_view.REFUSED_HEADER) == KEY_REFUSED
         # The honest agent was not closed, and its audio (only its audio) is used.
         await honest.send_bytes(PCM)
         await until(lambda: len(sink.chunks) == 1)
@@ -132,7 +134,7 @@ async def test_replacing_an_agent_needs_the_key(
     second = await connect(other, HELLO | {"agent": "moved/1"})
     assert await next_json(second) == {"type": "stop"}
     assert (await next_json(first))["code"] == "replaced"
-    await expect_closed(first, push.CLOSE_REPLACED)
+    await expect_closed(first, push_view.CLOSE_REPLACED)
     assert source.agent == "moved/1"
     await second.close()
 
@@ -154,7 +156,7 @@ async def test_a_chunk_over_a_second_is_refused(
         error = await next_json(ws)
         assert error["code"] == "chunk_too_big"
         assert "1 s per chunk" in error["message"]
-        await expect_closed(ws, push.CLOSE_CHUNK_TOO_BIG)
+        await expect_closed(ws, push_view.CLOSE_CHUNK_TOO_BIG)
         with pytest.raises(Exception, match="disconnected"):
             await asyncio.wait_for(task, 2)
     assert len(sink.chunks) == 1
@@ -208,7 +210,7 @@ async def test_malformed_json_closes_that_agent_only(
     if why == "":  # valid JSON (a lone surrogate escape is allowed): a usable format message
         await ws.send_bytes(bytes(32002))
         assert (await next_json(ws))["code"] == "chunk_too_big"
-        await expect_closed(ws, push.CLOSE_CHUNK_TOO_BIG)
+        await expect_closed(ws, push_view.CLOSE_CHUNK_TOO_BIG)
     else:
         error = await next_json(ws)
         assert error["code"] in ("bad_message", "bad_format")
@@ -225,7 +227,7 @@ async def test_malformed_json_closes_that_agent_only(
 async def test_binary_flood_before_hello_is_bounded(
     client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(push, "HELLO_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(push_view, "HELLO_TIMEOUT_S", 1.0)
     ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     started = time.monotonic()
 

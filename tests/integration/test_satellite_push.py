@@ -14,7 +14,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
-from custom_components.guard_mode.sources.push import KEY_HEADER
+from custom_components.guard_mode.push_view import KEY_HEADER
 
 from .conftest import make_entry, satellite_subentry, setup_entry
 from .test_detections import smoke_alarm_audio

@@ -22,16 +22,22 @@ from homeassistant.setup import async_setup_component
 import numpy as np
 import pytest
 
+from custom_components.guard_mode import push_view
 from custom_components.guard_mode.engine.audio import Pcm16
-from custom_components.guard_mode.sources import push
-from custom_components.guard_mode.sources.base import AudioFormat, CannotConnect, NoAudio
-from custom_components.guard_mode.sources.push import (
+from custom_components.guard_mode.push_view import (
     KEY_HEADER,
     MAX_MESSAGE,
-    PushSource,
     async_register_push_view,
     async_unregister_push_view,
 )
+from custom_components.guard_mode.sources import push
+from custom_components.guard_mode.sources.base import (
+    AudioFormat,
+    BadAudio,
+    CannotConnect,
+    NoAudio,
+)
+from custom_components.guard_mode.sources.push import PushSource
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agent" / "guard_mode_agent.py"
@@ -134,7 +140,7 @@ async def test_refuses_without_valid_token(
     hass_client_no_auth: Any,
     hass_client: Any,
 ) -> None:
-    assert push.PushView.requires_auth
+    assert push_view.PushView.requires_auth
     anonymous: TestClient = await hass_client_no_auth()
     assert (await anonymous.get(URL)).status == 401
     with pytest.raises(WSServerHandshakeError) as err:
@@ -155,7 +161,9 @@ async def test_registering_twice_replaces_the_resolver(
     routes = [
         route
         for route in hass.http.app.router.routes()
-        if route.method == "GET" and route.resource and route.resource.canonical == push.PUSH_URL
+        if route.method == "GET"
+        and route.resource
+        and route.resource.canonical == push_view.PUSH_URL
     ]
     assert len(routes) == 1
     ws = await connect(client, url="/api/guard_mode/push/other", key="other-key")
@@ -253,7 +261,7 @@ async def test_bad_format_message_fails_the_run(client: TestClient, source: Push
         await ws.send_json({"type": "format", "rate": 16000, "width": 5, "channels": 1})
         assert (await next_json(ws))["code"] == "bad_format"
         await expect_closed(ws, 4415)
-        with pytest.raises(push.BadAudio):
+        with pytest.raises(BadAudio):
             await asyncio.wait_for(task, 1)
 
 
@@ -306,7 +314,7 @@ async def test_unknown_message_types_are_ignored(client: TestClient, source: Pus
 async def test_hello_timeout(
     client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(push, "HELLO_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(push_view, "HELLO_TIMEOUT_S", 0.2)
     ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     error = await next_json(ws)
     assert error["code"] == "bad_message"
@@ -447,8 +455,8 @@ async def test_agent_follows_the_resolver(
     source: PushSource,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(push, "RESOLVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 3600.0)  # a reload is never taken for removal
+    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 3600.0)  # a reload is never taken for removal
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     missed = asyncio.Event()
@@ -478,7 +486,7 @@ async def test_agent_follows_the_resolver(
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
-    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 0.0)
+    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 0.0)
     async_unregister_push_view(hass)  # unknown for longer than the grace period: closed
     error = await next_json(ws)
     assert (error["type"], error["code"]) == ("error", "unknown_push_id")
@@ -675,7 +683,7 @@ async def test_real_agent_exits_on_a_refused_token(
 async def test_home_assistant_stopping_closes_agents(
     hass: HomeAssistant, client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(push, "RESOLVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     hass.set_state(CoreState.stopping)
@@ -731,8 +739,8 @@ async def test_a_new_key_closes_the_agent_that_has_the_old_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The user reconfigured the satellite with a new key: the old agent is shown the door."""
-    monkeypatch.setattr(push, "RESOLVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(push, "RESOLVE_GRACE_S", 0.0)
+    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 0.0)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     old = sources[PUSH_ID]
