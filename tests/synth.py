@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+import wave
 
 import numpy as np
 import numpy.typing as npt
@@ -152,6 +154,22 @@ def to_pcm16(x: npt.ArrayLike) -> Audio:
     return (q / 32768.0).astype(np.float32)
 
 
+def pcm16(x: npt.ArrayLike) -> bytes:
+    """Return float audio in [-1, 1] as 16-bit little-endian PCM (what a microphone sends)."""
+    return (np.clip(np.asarray(x), -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def write_wav(path: Path, x: npt.ArrayLike, rate: int = SAMPLE_RATE, channels: int = 1) -> Path:
+    """Write a 16-bit WAV file of the audio (the same in every channel); return its path."""
+    mono = np.frombuffer(pcm16(x), "<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(np.repeat(mono, channels).tobytes())
+    return path
+
+
 # --- noise and reverberation -----------------------------------------------------------------
 
 
@@ -266,10 +284,10 @@ def alarm(
     segs = pattern_segments(cycle, cycles, gen, jitter, scale)
     length = sum(a + b for a, b in segs)
     if carrier == "piezo":
-        wave = tone(freq_hz or 3100.0, length, peak_db)
+        sound = tone(freq_hz or 3100.0, length, peak_db)
     else:
-        wave = square(freq_hz or 520.0, length, peak_db, rolloff_db_per_oct)
-    gated = gate(wave, segs)
+        sound = square(freq_hz or 520.0, length, peak_db, rolloff_db_per_oct)
+    gated = gate(sound, segs)
     onsets, offsets, pos = [], [], lead_s
     for on_s, off_s in segs:
         onsets.append(pos)
@@ -277,6 +295,11 @@ def alarm(
         pos += on_s + off_s
     audio = place(gated, lead_s, lead_s + length + tail_s)
     return Synth(audio, tuple(onsets), tuple(offsets))
+
+
+def smoke_alarm_audio() -> Audio:
+    """Three T3 cycles of a 3.1 kHz smoke alarm, then 20 s of a quiet room."""
+    return alarm("T3", "piezo", cycles=3, peak_db=-12.0, lead_s=1.0, tail_s=20.0).audio
 
 
 def beeps(

@@ -2,58 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
-from homeassistant.config_entries import ConfigSubentryData
+from aiohttp.test_utils import TestClient
 from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.guard_mode import engine_runtime
-from custom_components.guard_mode.config_flow import GuardModeConfigFlow
-from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.guard_mode import engine_runtime, satellite as satellite_module
 from custom_components.guard_mode.engine import ClientTimeouts
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
+from custom_components.guard_mode.push_view import async_register_push_view
 from custom_components.guard_mode.remote import RemoteEngine
+from custom_components.guard_mode.sources import (
+    base as source_base,
+    stream as stream_module,
+    wyoming as wyoming_module,
+)
+from custom_components.guard_mode.sources.push import PushSource
 
-
-def make_entry(
-    options: dict[str, Any] | None = None,
-    satellites: Iterable[ConfigSubentryData] = (),
-    minor_version: int = GuardModeConfigFlow.MINOR_VERSION,
-) -> MockConfigEntry:
-    """Return a Guard Mode config entry as the config flow creates it, with satellites.
-
-    An older minor_version makes an entry as an older Guard Mode saved it (it is migrated).
-    """
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title="Guard Mode",
-        unique_id=DOMAIN,
-        version=GuardModeConfigFlow.VERSION,
-        minor_version=minor_version,
-        data={},
-        options={**DEFAULT_OPTIONS, **(options or {})},
-        subentries_data=tuple(satellites),
-    )
-
-
-def satellite_subentry(title: str, unique_id: str, **data: Any) -> ConfigSubentryData:
-    """Return a satellite subentry as the satellite flow creates it."""
-    return ConfigSubentryData(
-        data=data, subentry_type="satellite", title=title, unique_id=unique_id
-    )
-
-
-async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
-    """Add entry to hass and set it up."""
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+from .. import synth
+from ..helpers import ENGINE_TOKEN, make_entry, wait_for_threads
+from ..synth import pcm16
+from .push_client import KEY, PUSH_ID
+from .wyoming_mic import MicServer
 
 
 @pytest.fixture
@@ -62,7 +38,7 @@ def entry() -> MockConfigEntry:
     return make_entry()
 
 
-ENGINE_TOKEN = "remote-token-0123456789"
+# --- the remote engine ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -89,3 +65,77 @@ def remote_engine_timeouts(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Non
         monkeypatch.setattr(engine_runtime, "RemoteEngine", factory)
 
     return use
+
+
+# --- Wyoming satellites -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Satellites reconnect and give up quickly, so tests take seconds, not minutes."""
+    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 0.05)
+    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 0.2)
+    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(wyoming_module, "PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(wyoming_module, "STALL_TIMEOUT_S", 1.0)
+
+
+@pytest.fixture
+async def mic() -> AsyncIterator[MicServer]:
+    """A Wyoming mic service playing a 440 Hz tone."""
+    server = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5))).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def alarm_mic() -> AsyncIterator[MicServer]:
+    """A Wyoming mic service playing a smoke alarm, then a quiet room, at 3× real time."""
+    server = await MicServer(audio=pcm16(synth.smoke_alarm_audio()), speed=3.0).start()
+    yield server
+    await server.stop()
+
+
+# --- stream (camera) satellites ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fast_stream_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stream sources give up in about a second instead of 5-10 s."""
+    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(source_base, "STALL_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(stream_module, "OPEN_TIMEOUT_S", 1.0)
+
+
+@pytest.fixture
+async def no_stream_thread_left() -> AsyncIterator[None]:
+    """Every test ends with its decoder threads gone (they may still be exiting just now)."""
+    yield
+    await wait_for_threads(2.0)
+
+
+# --- push satellites --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def source() -> PushSource:
+    """The kitchen's push source, not yet served."""
+    source = PushSource(PUSH_ID, KEY)
+    source.satellite = "Kitchen"
+    return source
+
+
+@pytest.fixture
+async def sources(hass: HomeAssistant, source: PushSource) -> dict[str, PushSource]:
+    """The push ids served by Home Assistant's http, registered as the push view's resolver."""
+    assert await async_setup_component(hass, "http", {})
+    served = {PUSH_ID: source}
+    async_register_push_view(hass, served.get)
+    return served
+
+
+@pytest.fixture
+async def client(sources: dict[str, PushSource], hass_client: Any) -> TestClient:
+    """An authenticated client of Home Assistant's http, the push view served."""
+    client: TestClient = await hass_client()
+    return client

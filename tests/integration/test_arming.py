@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.guard_mode.hub import STORAGE_KEY
 
-from .conftest import make_entry, setup_entry
+from ..helpers import make_entry, setup_entry
 
 SWITCH = "switch.guard_mode_guard_mode"
 PANEL = "alarm_control_panel.house"

@@ -14,18 +14,13 @@ import pytest
 
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 
-from .conftest import make_entry, setup_entry
+from ..helpers import make_entry, setup_entry, state, wait_for, wait_for_threads
 from .ha_devices import StreamCamera, async_add_devices
 from .stream_server import FFMPEG, RtspServer
-from .test_source_stream import (
-    fast_timeouts,  # noqa: F401 - fixture
-    no_thread_left,  # noqa: F401 - fixture
-    state,
-    wait_for_threads,
-    wait_until,
-)
 
-pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts", "no_thread_left")
+pytestmark = pytest.mark.usefixtures(
+    "socket_enabled", "fast_stream_timeouts", "no_stream_thread_left"
+)
 
 PORCH = "camera.porch"
 
@@ -80,9 +75,7 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
         "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
     )
     satellite = entry.runtime_data.satellites[subentry.subentry_id]
-    await wait_until(
-        lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0
-    )
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
     assert state(hass, "binary_sensor.porch_mic_connected") == "on"
     assert satellite.source.describe() == f"camera {PORCH}"
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)

@@ -19,10 +19,9 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.clips import remove_old_clips
 from custom_components.guard_mode.const import DOMAIN
 
-from .conftest import setup_entry
-from .test_detections import smoke_alarm_audio, the_satellite
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
-from .wyoming_mic import MicServer, pcm16
+from ..helpers import arm, satellite_entry, setup_entry, the_satellite, wait_for
+from ..synth import pcm16, smoke_alarm_audio
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

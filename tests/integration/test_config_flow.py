@@ -18,7 +18,7 @@ from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.guard_mode.learned import encode
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import make_entry, satellite_subentry, setup_entry
 
 
 async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:

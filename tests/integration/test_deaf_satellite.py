@@ -5,19 +5,14 @@ from __future__ import annotations
 from homeassistant.core import HomeAssistant
 import pytest
 
-from .conftest import setup_entry
-from .test_satellite_wyoming import (
-    CONNECTED,
-    arm,
-    fast_timeouts,  # noqa: F401 - the fixture, used by the mark below
-    satellite_entry,
-    state,
-    tone,
-    wait_for,
-)
-from .wyoming_mic import MicServer, pcm16
+from .. import synth
+from ..helpers import arm, satellite_entry, setup_entry, state, wait_for
+from ..synth import pcm16
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
+
+CONNECTED = "binary_sensor.kitchen_mic_connected"
 
 SMOKE = "binary_sensor.kitchen_mic_smoke_alarm"
 GLASS = "binary_sensor.kitchen_mic_glass_break"
@@ -28,7 +23,7 @@ LISTENING = "sensor.guard_mode_microphones_listening"
 async def test_unreachable_microphone_makes_its_detections_unavailable(
     hass: HomeAssistant,
 ) -> None:
-    mic = await MicServer(audio=pcm16(tone(2.0))).start()
+    mic = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5))).start()
     port = mic.port
     await mic.stop()  # the service is down when guard mode is armed
     await setup_entry(hass, satellite_entry(port))
@@ -44,7 +39,7 @@ async def test_unreachable_microphone_makes_its_detections_unavailable(
     assert state(hass, LISTENING) == "0"
     assert hass.states.get(LISTENING).attributes["not_heard"] == ["Kitchen mic"]
 
-    back = await MicServer(audio=pcm16(tone(2.0)), port=port).start()
+    back = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), port=port).start()
     try:
         await wait_for(lambda: state(hass, SMOKE) == "off")
         assert state(hass, EVENT) != "unavailable"

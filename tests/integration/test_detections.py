@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-import wave
 
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
-import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -26,35 +23,10 @@ from custom_components.guard_mode.engine.decider import DeciderEvent, Detection,
 from custom_components.guard_mode.engine.labels import Sound
 from tests import synth
 
-from .conftest import setup_entry
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
-from .wyoming_mic import MicServer, pcm16
+from ..helpers import arm, entity_id, satellite_entry, setup_entry, the_satellite, wait_for
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-def smoke_alarm_audio() -> np.ndarray:
-    """Two T3 cycles of a 3.1 kHz smoke alarm, then 20 s of a quiet room."""
-    alarm = synth.alarm("T3", "piezo", cycles=3, peak_db=-12.0, lead_s=1.0, tail_s=20.0)
-    return alarm.audio
-
-
-@pytest.fixture
-async def alarm_mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(smoke_alarm_audio()), speed=3.0).start()
-    yield server
-    await server.stop()
-
-
-def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
-    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
-    assert found is not None, unique_id
-    return found
-
-
-def the_satellite(hass: HomeAssistant):  # type: ignore[no-untyped-def]
-    entry = hass.config_entries.async_entries(DOMAIN)[0]
-    return next(iter(entry.runtime_data.satellites.values()))
 
 
 async def test_a_smoke_alarm_goes_all_the_way(hass: HomeAssistant, alarm_mic: MicServer) -> None:
@@ -213,14 +185,6 @@ async def test_simulate_runs_the_whole_chain(hass: HomeAssistant, alarm_mic: Mic
         )
 
 
-def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm16(audio))
-
-
 async def test_analyze_file_returns_detections(
     hass: HomeAssistant, entry: MockConfigEntry, tmp_path: Path
 ) -> None:
@@ -229,7 +193,7 @@ async def test_analyze_file_returns_detections(
     media.mkdir()
     hass.config.allowlist_external_dirs = {str(media)}
     alarm = media / "alarm.wav"
-    _write_wav(alarm, smoke_alarm_audio())
+    synth.write_wav(alarm, synth.smoke_alarm_audio())
     response = await hass.services.async_call(
         DOMAIN, "analyze_file", {"path": str(alarm)}, blocking=True, return_response=True
     )
@@ -237,7 +201,7 @@ async def test_analyze_file_returns_detections(
     assert [d["sound"] for d in response["detections"]] == ["smoke_alarm"]
 
     outside = tmp_path / "secret.wav"
-    _write_wav(outside, smoke_alarm_audio())
+    synth.write_wav(outside, synth.smoke_alarm_audio())
     with pytest.raises(ServiceValidationError, match="not in a folder"):
         await hass.services.async_call(
             DOMAIN, "analyze_file", {"path": str(outside)}, blocking=True, return_response=True

@@ -34,7 +34,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSE
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.labels import Sound
 
-from .conftest import make_entry, setup_entry
+from ..helpers import make_entry, setup_entry
 
 REPO = Path(__file__).resolve().parents[2]
 BLUEPRINTS = REPO / "blueprints" / "automation" / "guard_mode"

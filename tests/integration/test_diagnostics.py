@@ -12,9 +12,15 @@ from syrupy.filters import props
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
 
-from .conftest import ENGINE_TOKEN as TOKEN, make_entry, satellite_subentry, setup_entry
+from ..helpers import (
+    ENGINE_TOKEN as TOKEN,
+    arm,
+    make_entry,
+    satellite_subentry,
+    setup_entry,
+    wait_for,
+)
 from .test_remote_engine import remote_options
-from .test_satellite_wyoming import arm, mic, wait_for  # noqa: F401 - fixture
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -25,7 +31,7 @@ PUSH_ID = "c0ffee-push-id-4b1d"
 
 async def test_diagnostics_redact_hosts_urls_and_tokens(
     hass: HomeAssistant,
-    mic: MicServer,  # noqa: F811
+    mic: MicServer,
     engine_server: EngineServer,
 ) -> None:
     satellites = [
@@ -59,7 +65,7 @@ async def test_diagnostics_redact_hosts_urls_and_tokens(
 
 async def test_diagnostics_of_a_disarmed_home(
     hass: HomeAssistant,
-    mic: MicServer,  # noqa: F811
+    mic: MicServer,
     snapshot: SnapshotAssertion,
 ) -> None:
     """What a bug report holds before anything was heard (the port and model vary by machine)."""

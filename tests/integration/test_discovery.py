@@ -19,17 +19,10 @@ from wyoming.info import Attribution, Info, MicProgram, Satellite
 
 from custom_components.guard_mode.const import DOMAIN
 
-from .conftest import make_entry, setup_entry
-from .test_detections import entity_id
-from .test_satellite_wyoming import (
-    arm,
-    fast_timeouts,  # noqa: F401 - the fixture, used by the mark below
-    satellite_entry,
-    state,
-    tone,
-    wait_for,
-)
-from .wyoming_mic import MicServer, pcm16
+from .. import synth
+from ..helpers import arm, entity_id, make_entry, satellite_entry, setup_entry, state, wait_for
+from ..synth import pcm16
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
 
@@ -73,7 +66,9 @@ async def discover(hass: HomeAssistant, port: int, name: str = "kitchen") -> Any
 
 @pytest.fixture
 async def mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(tone(2.0)), info=mic_info()).start()
+    server = await MicServer(
+        audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), info=mic_info()
+    ).start()
     yield server
     await server.stop()
 
@@ -127,7 +122,9 @@ async def test_a_satellite_follows_its_microphone_to_a_new_address(
     await hass.async_block_till_done()
     assert entry.runtime_data.satellites  # no reload for learning its name
 
-    moved = await MicServer(audio=pcm16(tone(2.0)), info=mic_info()).start()
+    moved = await MicServer(
+        audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), info=mic_info()
+    ).start()
     try:
         await mic.stop()  # the Pi restarted the service on another port
         result = await discover(hass, moved.port)
@@ -206,7 +203,9 @@ async def test_a_microphone_gone_before_it_is_confirmed(
     hass: HomeAssistant, mic: MicServer
 ) -> None:
     await setup_entry(hass, satellite_entry(mic.port))  # another microphone is a satellite
-    other = await MicServer(audio=pcm16(tone(2.0)), info=mic_info("hall-mic")).start()
+    other = await MicServer(
+        audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), info=mic_info("hall-mic")
+    ).start()
     result = await discover(hass, other.port, "hall")
     assert result["step_id"] == "zeroconf_confirm"
     await other.stop()  # unplugged while the user reads the form
@@ -230,7 +229,7 @@ async def test_a_mic_that_only_streams_is_offered_under_its_service_name(
 ) -> None:
     """wyoming-mic-external answers nothing: it streams to whoever connects."""
     await setup_entry(hass, make_entry())
-    plain = await MicServer(audio=pcm16(tone(2.0))).start()
+    plain = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5))).start()
     try:
         result = await discover(hass, plain.port, "porch-mic")
     finally:

@@ -34,7 +34,7 @@ from custom_components.guard_mode.engine.labels import Sound
 from scripts.tools.demo_mic import RoomMic
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, Segment, ensure_scenario
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import make_entry, satellite_subentry, setup_entry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("socket_enabled")]
 

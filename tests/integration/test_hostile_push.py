@@ -7,7 +7,6 @@ test asserts the bound and that the honest agent keeps its satellite and its aud
 """
 
 # The push endpoint's fixtures (http, source, sources, client) come from test_source_push.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -32,28 +31,21 @@ from custom_components.guard_mode.push_view import KEY_HEADER, KEY_REFUSED
 from custom_components.guard_mode.sources import push
 from custom_components.guard_mode.sources.push import PushSource
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_detections import smoke_alarm_audio
-from .test_satellite_wyoming import arm, wait_for
-from .test_source_push import (  # noqa: F401 - fixtures: http, source, sources, client
+from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..synth import pcm16, smoke_alarm_audio
+from .push_client import (
     HELLO,
     KEY,
     PCM,
     PUSH_ID,
     URL,
     Recorder,
-    client,
     connect,
     expect_closed,
-    http,
     next_json,
     running,
-    source,
-    sources,
     start_agent,
-    until,
 )
-from .wyoming_mic import pcm16
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -91,7 +83,7 @@ async def test_a_read_only_user_can_not_take_a_satellite_over(
         assert error.headers.get(push_view.REFUSED_HEADER) == KEY_REFUSED
         # The honest agent was not closed, and its audio (only its audio) is used.
         await honest.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
         assert source.connections == 1
         assert not honest.closed
     await honest.close()
@@ -151,7 +143,7 @@ async def test_a_chunk_over_a_second_is_refused(
     async with running(source, sink) as task:
         assert await next_json(ws) == {"type": "start"}
         await ws.send_bytes(bytes(32000))  # 1 s: the most one message may hold
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
         await ws.send_bytes(bytes(32002))  # 1.0000625 s
         error = await next_json(ws)
         assert error["code"] == "chunk_too_big"
@@ -179,7 +171,7 @@ async def test_a_flood_is_taken_at_a_bounded_rate(
         elapsed = time.monotonic() - started
         taken = len(sink.chunks)  # seconds of audio delivered
         assert taken <= bounds.BURST_S + bounds.RATE_FACTOR * elapsed + 1 < 12
-        await until(lambda: len(sink.chunks) == 12, 10)  # nothing is lost, only paced
+        await wait_for(lambda: len(sink.chunks) == 12, 10)  # nothing is lost, only paced
         assert time.monotonic() - started >= (12 - bounds.BURST_S - 1) / bounds.RATE_FACTOR
     await ws.close()
     assert caplog.text.count("sends faster than real time") == 1
@@ -216,7 +208,7 @@ async def test_malformed_json_closes_that_agent_only(
         assert error["code"] in ("bad_message", "bad_format")
         assert why in error["message"]
         await expect_closed(ws, (error["code"] == "bad_message" and 4400) or 4415)
-    await until(lambda: not source.connected)
+    await wait_for(lambda: not source.connected)
     # The handler ended cleanly: no traceback, no heartbeat left to ping a closed socket.
     assert not [r for r in caplog.records if r.exc_info]
     honest = await connect(client)
@@ -393,7 +385,7 @@ async def test_a_broken_agent_that_keeps_retrying_is_logged_once(
         await ws.send_str("{not json")
         assert (await next_json(ws))["code"] == "bad_message"
         await expect_closed(ws, 4400)
-        await until(lambda: not source.connected)
+        await wait_for(lambda: not source.connected)
     warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warned) == 1, warned
     assert "Kitchen" in warned[0].getMessage()

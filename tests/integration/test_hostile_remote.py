@@ -40,10 +40,9 @@ from custom_components.guard_mode.engine.tagger import load_tagger
 
 from ..certs import make_certificate
 from ..engine.test_server import WINDOW
-from .conftest import ENGINE_TOKEN as TOKEN, setup_entry
-from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
+from ..helpers import ENGINE_TOKEN as TOKEN, arm, satellite_entry, setup_entry, wait_for
+from ..synth import smoke_alarm_audio
 from .test_remote_engine import _choose_remote, remote_options
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -143,7 +142,7 @@ MALFORMED = {
 @pytest.mark.parametrize("garbage", MALFORMED.values(), ids=MALFORMED.keys())
 async def test_a_malformed_event_never_kills_the_stream_silently(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     caplog: pytest.LogCaptureFixture,
     garbage: bytes,
 ) -> None:
@@ -165,7 +164,7 @@ async def test_a_malformed_event_never_kills_the_stream_silently(
 
 async def test_a_silent_engine_is_dropped_after_the_idle_timeout(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     remote_engine_timeouts: Callable[..., None],
 ) -> None:
     remote_engine_timeouts(repair_after_s=0.3, backoff_max_s=0.3, idle_s=1.0)
@@ -180,7 +179,7 @@ async def test_a_silent_engine_is_dropped_after_the_idle_timeout(
 
 async def test_an_evidence_flood_is_throttled(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
 ) -> None:
     """An engine sending endless windows can't keep the event loop deciding on them."""
     loop = asyncio.get_running_loop()
@@ -223,7 +222,7 @@ async def test_an_engine_of_protocol_1_is_refused(hass: HomeAssistant) -> None:
 
 async def test_a_wrong_token_is_refused_and_said_so(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -271,7 +270,7 @@ async def tls_engine(tmp_path: Path) -> AsyncIterator[tuple[EngineServer, str]]:
 
 async def test_tls_with_the_pinned_certificate(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tls_engine: tuple[EngineServer, str],
 ) -> None:
     engine, pin = tls_engine
@@ -287,7 +286,7 @@ async def test_tls_with_the_pinned_certificate(
 
 async def test_tls_with_another_certificate_sends_nothing(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tls_engine: tuple[EngineServer, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -366,7 +365,7 @@ ANSWERS = {
 @pytest.mark.parametrize(("answer", "said"), ANSWERS.values(), ids=ANSWERS.keys())
 async def test_an_engine_that_answers_no_info_is_not_chosen(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     answer: bytes,
     said: str,
 ) -> None:
@@ -388,7 +387,7 @@ async def test_an_engine_that_answers_no_info_is_not_chosen(
 
 async def test_an_engine_that_ends_the_stream_is_reconnected(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Its status shows in diagnostics, a skipped chunk is no outage, its timeout is one."""
@@ -429,7 +428,7 @@ async def test_an_engine_that_ends_the_stream_is_reconnected(
 
 async def test_a_short_outage_raises_no_repair(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     remote_engine_timeouts: Callable[..., None],
 ) -> None:
     """The add-on restarting within the minute: unavailable meanwhile, but no repair to read."""
@@ -456,7 +455,7 @@ async def test_a_short_outage_raises_no_repair(
 
 async def test_unloading_during_an_outage_leaves_no_repair_behind(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     remote_engine_timeouts: Callable[..., None],
 ) -> None:
     """Removing Guard Mode while the engine is down: no repair pops up a minute later."""

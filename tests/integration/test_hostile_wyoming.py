@@ -23,12 +23,11 @@ from custom_components.guard_mode.engine import bounds
 from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_detections import smoke_alarm_audio
-from .test_satellite_wyoming import arm, fast_timeouts, wait_for  # noqa: F401 - fixture
-from .wyoming_mic import MicServer, pcm16
+from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..synth import pcm16, smoke_alarm_audio
+from .wyoming_mic import MicServer
 
-pytestmark = pytest.mark.usefixtures("socket_enabled")
+pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
 
 Attack = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 import json
 from pathlib import Path
 from typing import Any
-import wave
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -25,25 +24,14 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
 from custom_components.guard_mode.learned import STORAGE_KEY
-from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 
-from .conftest import setup_entry
-from .test_detections import the_satellite
+from ..helpers import arm, device_id, satellite_entry, setup_entry, the_satellite, wait_for
+from ..synth import pcm16
 from .test_remote_engine import remote_options
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
-from .wyoming_mic import MicServer, pcm16
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-def satellite_device_id(hass: HomeAssistant, satellite: Satellite) -> str:
-    """Return the device id a user picks for the satellite in an action's form."""
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        (DOMAIN, satellite.id), satellite.entry_id
-    )
-    assert device is not None
-    return device.id
 
 
 def repeating(sound: np.ndarray, quiet_s: float = 9.0, seconds: float = 60.0) -> np.ndarray:
@@ -175,25 +163,19 @@ async def test_marked_after_coming_home(hass: HomeAssistant, shatter_mic: MicSer
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
 
 
-async def test_alarms_can_not_be_marked(hass: HomeAssistant) -> None:
-    from .test_detections import smoke_alarm_audio  # noqa: PLC0415
-
-    server = await MicServer(audio=pcm16(smoke_alarm_audio()), speed=3.0).start()
-    try:
-        await setup_entry(hass, satellite_entry(server.port))
-        detections = async_capture_events(hass, EVENT_DETECTION)
-        await arm(hass)
-        await wait_for(lambda: bool(detections), limit=20)
-        with pytest.raises(ServiceValidationError, match="can't be marked"):
-            await hass.services.async_call(
-                DOMAIN,
-                "mark_false_alarm",
-                {"detection_id": detections[0].data["detection_id"]},
-                blocking=True,
-            )
-        await arm(hass, False)
-    finally:
-        await server.stop()
+async def test_alarms_can_not_be_marked(hass: HomeAssistant, alarm_mic: MicServer) -> None:
+    await setup_entry(hass, satellite_entry(alarm_mic.port))
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=20)
+    with pytest.raises(ServiceValidationError, match="can't be marked"):
+        await hass.services.async_call(
+            DOMAIN,
+            "mark_false_alarm",
+            {"detection_id": detections[0].data["detection_id"]},
+            blocking=True,
+        )
+    await arm(hass, False)
 
 
 async def test_unknown_detection_is_refused(hass: HomeAssistant, shatter_mic: MicServer) -> None:
@@ -204,19 +186,12 @@ async def test_unknown_detection_is_refused(hass: HomeAssistant, shatter_mic: Mi
         )
 
 
-def _wav(path: Path, audio: np.ndarray) -> str:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm16(audio))
-    return str(path)
-
-
 def doorbell_examples(folder: Path) -> list[str]:
     """Three recordings of the same doorbell at slightly different levels and pitches."""
     return [
-        _wav(folder / f"doorbell_{n}.wav", synth.chime(550 * s, 660 * s, peak_db=db))
+        str(
+            synth.write_wav(folder / f"doorbell_{n}.wav", synth.chime(550 * s, 660 * s, peak_db=db))
+        )
         for n, (s, db) in enumerate([(1.0, -10.0), (1.01, -14.0), (0.99, -8.0)])
     ]
 
@@ -233,7 +208,7 @@ async def test_teach_a_doorbell_from_files(hass: HomeAssistant, tmp_path: Path) 
         await setup_entry(hass, satellite_entry(server.port))
         hass.config.allowlist_external_dirs = {str(media)}
         satellite = the_satellite(hass)
-        device = satellite_device_id(hass, satellite)
+        device = device_id(hass, satellite)
         result = await hass.services.async_call(
             DOMAIN,
             "teach",
@@ -282,7 +257,7 @@ async def test_teaching_says_when_examples_are_not_enough(
     await setup_entry(hass, satellite_entry(shatter_mic.port))
     hass.config.allowlist_external_dirs = {str(media)}
     satellite = the_satellite(hass)
-    device = satellite_device_id(hass, satellite)
+    device = device_id(hass, satellite)
     two = doorbell_examples(media)[:2]
     with pytest.raises(ServiceValidationError, match="at least 3"):
         await hass.services.async_call(
@@ -290,15 +265,19 @@ async def test_teaching_says_when_examples_are_not_enough(
         )
     mixed = [
         two[0],
-        _wav(media / "noise.wav", synth.white_noise(1.0, -20.0, synth.rng(1))),
-        _wav(media / "beep.wav", synth.tone(3000.0, 1.0, -10.0)),
+        str(synth.write_wav(media / "noise.wav", synth.white_noise(1.0, -20.0, synth.rng(1)))),
+        str(synth.write_wav(media / "beep.wav", synth.tone(3000.0, 1.0, -10.0))),
     ]
     with pytest.raises(ServiceValidationError, match="don't sound enough alike"):
         await hass.services.async_call(
             DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": mixed}, blocking=True
         )
     eleven = [
-        _wav(media / f"ring_{n}.wav", synth.chime(550 + n, 660 + n, peak_db=-10.0 - n / 4))
+        str(
+            synth.write_wav(
+                media / f"ring_{n}.wav", synth.chime(550 + n, 660 + n, peak_db=-10.0 - n / 4)
+            )
+        )
         for n in range(11)
     ]
     with pytest.raises(ServiceValidationError, match="at most 10 examples, got 11"):
@@ -327,7 +306,7 @@ async def test_teach_a_doorbell_rung_near_the_satellite(hass: HomeAssistant) -> 
     try:
         await setup_entry(hass, satellite_entry(server.port))
         satellite = the_satellite(hass)
-        device = satellite_device_id(hass, satellite)
+        device = device_id(hass, satellite)
         with pytest.raises(ServiceValidationError, match="is not listening"):
             await hass.services.async_call(
                 DOMAIN, "teach", {"name": "Bell", "satellites": [device], "seconds": 5}, True
@@ -362,7 +341,7 @@ async def test_teaching_live_in_a_quiet_room_hears_nothing(hass: HomeAssistant) 
     try:
         await setup_entry(hass, satellite_entry(server.port))
         satellite = the_satellite(hass)
-        device = satellite_device_id(hass, satellite)
+        device = device_id(hass, satellite)
         await arm(hass)
         await wait_for(lambda: satellite.state.connected, limit=10)
         with pytest.raises(ServiceValidationError, match="no sound was 10 dB louder"):
@@ -443,7 +422,7 @@ async def test_not_a_threat_from_the_sensor_a_user_looks_at(
     result = await hass.services.async_call(
         DOMAIN,
         "forget_learned",
-        {"device_id": satellite_device_id(hass, satellite), "sound": "glass_break"},
+        {"device_id": device_id(hass, satellite), "sound": "glass_break"},
         blocking=True,
         return_response=True,
     )

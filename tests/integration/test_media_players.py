@@ -10,21 +10,17 @@ from homeassistant.helpers import area_registry as ar, device_registry as dr, en
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_satellite_wyoming import (
-    arm,
-    fast_timeouts,  # noqa: F401 - the fixture, used by the mark below
-    tone,
-    wait_for,
-)
-from .wyoming_mic import MicServer, pcm16
+from .. import synth
+from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..synth import pcm16
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
 
 
 @pytest.fixture
 async def mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(tone(2.0))).start()
+    server = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5))).start()
     yield server
     await server.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 import logging
 from typing import Any
 
@@ -10,12 +9,9 @@ from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.data_entry_flow import InvalidData
 from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
-    MockConfigEntry,
     async_capture_events,
-    async_fire_time_changed,
     async_mock_service,
 )
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
@@ -26,49 +22,20 @@ from custom_components.guard_mode.engine.decider import DeciderEvent, Detection,
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.notifications import issue_notify_failed
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import (
+    gathered,
+    hear,
+    make_entry,
+    push_satellite_entry,
+    satellite_subentry,
+    setup_entry,
+    simulate,
+    the_satellite,
+)
 from .ha_devices import Phone, async_add_devices
 
 PHONE = "notify.ann_s_phone"
 APP = "notify.mobile_app_bob"
-
-
-def kitchen_entry(**options: Any) -> MockConfigEntry:
-    kitchen = satellite_subentry("Kitchen mic", "push:k1", source="push", push_id="k1")
-    return make_entry(options, [kitchen])
-
-
-def the_satellite(hass: HomeAssistant) -> Any:
-    entry = hass.config_entries.async_entries(DOMAIN)[0]
-    return next(iter(entry.runtime_data.satellites.values()))
-
-
-async def simulate(hass: HomeAssistant, sound: str, confidence: float = 0.9) -> None:
-    satellite = the_satellite(hass)
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        (DOMAIN, satellite.id), satellite.entry_id
-    )
-    await hass.services.async_call(
-        DOMAIN,
-        "simulate",
-        {"device_id": device.id, "sound": sound, "confidence": confidence},
-        blocking=True,
-    )
-
-
-def hear(
-    hass: HomeAssistant, sound: Sound, confidence: float = 0.9, peak_db: float = -20.0
-) -> None:
-    """What the engine reports when it hears a sound (a real, not simulated, alert)."""
-    satellite = the_satellite(hass)
-    detection = Detection(f"d-{sound}", sound, 1.0, 1.5, confidence, "heard", peak_db)
-    satellite.alerts.async_handle(satellite, DeciderEvent(EventKind.ONSET, detection))
-
-
-async def gathered(hass: HomeAssistant) -> None:
-    """Let the gathering moment pass (alerts of one sound within 2 s are one notification)."""
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=3))
-    await hass.async_block_till_done()
 
 
 async def persistent_notifications(
@@ -92,7 +59,7 @@ def notify_options(result: dict[str, Any]) -> list[str]:
 async def test_options_offer_only_targets_that_work(hass: HomeAssistant) -> None:
     await async_add_devices(hass, Phone("Ann's phone"))
     async_mock_service(hass, "notify", "mobile_app_bob")
-    entry = await setup_entry(hass, kitchen_entry(notify_targets=["notify.gone"]))
+    entry = await setup_entry(hass, push_satellite_entry(notify_targets=["notify.gone"]))
     result = await hass.config_entries.options.async_init(entry.entry_id)
     # send_message needs an entity, persistent_notification is always created: neither is offered
     assert notify_options(result) == [PHONE, APP]
@@ -127,7 +94,7 @@ async def test_an_alert_reaches_notify_entities_and_actions(
     (phone,) = phones = [Phone("Ann's phone")]
     await async_add_devices(hass, *phones)
     app = async_mock_service(hass, "notify", "mobile_app_bob")
-    await setup_entry(hass, kitchen_entry(notify_targets=[PHONE, APP]))
+    await setup_entry(hass, push_satellite_entry(notify_targets=[PHONE, APP]))
     kitchen = ar.async_get(hass).async_create("Kitchen")
     satellite = the_satellite(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
@@ -162,7 +129,7 @@ async def test_a_failing_target_is_surfaced_and_recovers(
     await async_add_devices(hass, phone)
     async_mock_service(hass, "notify", "mobile_app_bob")
     entry = await setup_entry(
-        hass, kitchen_entry(notify_targets=[PHONE, APP, "notify.send_message"])
+        hass, push_satellite_entry(notify_targets=[PHONE, APP, "notify.send_message"])
     )
     caplog.set_level(logging.WARNING)
 
@@ -204,7 +171,7 @@ async def test_a_simulation_never_replaces_a_real_alert(
     hass: HomeAssistant, hass_ws_client: WebSocketGenerator
 ) -> None:
     app = async_mock_service(hass, "notify", "mobile_app_bob")
-    await setup_entry(hass, kitchen_entry(notify_targets=[APP]))
+    await setup_entry(hass, push_satellite_entry(notify_targets=[APP]))
 
     hear(hass, Sound.SMOKE_ALARM)
     await simulate(hass, "smoke_alarm")  # someone tests their automations at the same moment

@@ -16,9 +16,7 @@ from custom_components.guard_mode.diagnostics import async_get_config_entry_diag
 from custom_components.guard_mode.engine import tagger
 from custom_components.guard_mode.engine_runtime import ISSUE_NUMPY_BUSY
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
+from ..helpers import arm, make_entry, satellite_entry, satellite_subentry, setup_entry, wait_for
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -35,7 +33,7 @@ def no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("no_onnxruntime")
-async def test_detections_without_onnxruntime(hass: HomeAssistant, alarm_mic: MicServer) -> None:  # noqa: F811
+async def test_detections_without_onnxruntime(hass: HomeAssistant, alarm_mic: MicServer) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
     backend = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}-backend")
     assert hass.states.get(backend).state == "numpy"

@@ -19,10 +19,9 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 
-from .conftest import ENGINE_TOKEN as TOKEN, setup_entry
-from .test_detections import alarm_mic, smoke_alarm_audio  # noqa: F401 - fixture
-from .test_satellite_wyoming import arm, satellite_entry, wait_for
-from .wyoming_mic import MicServer, pcm16
+from ..helpers import ENGINE_TOKEN as TOKEN, arm, satellite_entry, setup_entry, wait_for
+from ..synth import pcm16, smoke_alarm_audio
+from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -60,7 +59,7 @@ async def _choose_remote(
 async def test_options_test_the_remote_engine_first(
     hass: HomeAssistant,
     engine_server: EngineServer,
-    alarm_mic: MicServer,  # noqa: F811 - a Wyoming service that is not an engine
+    alarm_mic: MicServer,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
     result = await _choose_remote(hass, entry, alarm_mic.port)
@@ -83,7 +82,7 @@ async def test_options_test_the_remote_engine_first(
 async def test_detections_through_the_remote_engine_and_outages(
     hass: HomeAssistant,
     engine_server: EngineServer,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     remote_engine_timeouts: Callable[..., None],
 ) -> None:
     remote_engine_timeouts(repair_after_s=0.2)
@@ -137,7 +136,7 @@ async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -
 async def test_analyze_file_with_the_remote_engine(
     hass: HomeAssistant,
     engine_server: EngineServer,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tmp_path: Path,
 ) -> None:
     """Files are analyzed on Home Assistant's host (the add-on only hears streams)."""
@@ -160,7 +159,7 @@ async def test_analyze_file_with_the_remote_engine(
 async def test_a_microphone_outage_through_the_remote_engine(
     hass: HomeAssistant,
     engine_server: EngineServer,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
 ) -> None:
     """The mic drops and comes back: what it hears then is decided at the right times.
 

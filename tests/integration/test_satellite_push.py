@@ -16,10 +16,8 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.push_view import KEY_HEADER
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_detections import smoke_alarm_audio
-from .test_satellite_wyoming import arm, wait_for
-from .wyoming_mic import pcm16
+from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..synth import pcm16, smoke_alarm_audio
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 PUSH_ID = "0123456789abcdef"

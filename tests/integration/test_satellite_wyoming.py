@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 import itertools
 import logging
-import time
-from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -19,73 +16,21 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.util import dt as dt_util
-import numpy as np
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.guard_mode import satellite as satellite_module
 from custom_components.guard_mode.const import DOMAIN
-from custom_components.guard_mode.sources import base as source_base
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .wyoming_mic import MicServer, pcm16
+from .. import synth
+from ..helpers import arm, make_entry, satellite_entry, setup_entry, state, wait_for
+from ..synth import pcm16
+from .wyoming_mic import MicServer
 
-pytestmark = pytest.mark.usefixtures("socket_enabled")
+pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
 
-SWITCH = "switch.guard_mode_guard_mode"
 CONNECTED = "binary_sensor.kitchen_mic_connected"
 LEVEL = "sensor.kitchen_mic_sound_level"
-
-
-def tone(seconds: float = 1.0, hz: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-
-
-@pytest.fixture(autouse=True)
-def fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconnect and give up quickly, so tests take seconds, not minutes."""
-    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 0.05)
-    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 0.2)
-    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 1.0)
-    monkeypatch.setattr("custom_components.guard_mode.sources.wyoming.PROBE_TIMEOUT_S", 1.0)
-    monkeypatch.setattr("custom_components.guard_mode.sources.wyoming.STALL_TIMEOUT_S", 1.0)
-
-
-@pytest.fixture
-async def mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(tone(2.0))).start()
-    yield server
-    await server.stop()
-
-
-def satellite_entry(port: int, **options: Any) -> MockConfigEntry:
-    kitchen = satellite_subentry(
-        "Kitchen mic", f"wyoming:127.0.0.1:{port}", source="wyoming", host="127.0.0.1", port=port
-    )
-    return make_entry(options, [kitchen])
-
-
-async def wait_for(condition: Callable[[], bool], limit: float = 5.0) -> float:
-    """Wait until condition holds; return how long it took."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > limit:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
-async def arm(hass: HomeAssistant, on: bool = True) -> None:
-    await hass.services.async_call(
-        "switch", "turn_on" if on else "turn_off", {"entity_id": SWITCH}, blocking=True
-    )
-
-
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
 
 
 async def test_add_satellite_through_the_flow(hass: HomeAssistant, mic: MicServer) -> None:
@@ -224,7 +169,7 @@ async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
     satellite._sample_level(None)
     await hass.async_block_till_done()
     level = float(state(hass, LEVEL))
-    assert -16 < level < -8  # a 0.3 amplitude tone: -13.5 dBFS
+    assert -16 < level < -8  # a tone peaking at -10.5 dBFS: -13.5 dBFS RMS
     assert registry.async_get(LEVEL).entity_category == "diagnostic"
 
 
@@ -235,7 +180,9 @@ async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
 async def test_bad_input_never_breaks_anything(
     hass: HomeAssistant, behavior: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = await MicServer(audio=pcm16(tone(2.0)), behavior=behavior).start()  # type: ignore[arg-type]
+    server = await MicServer(
+        audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), behavior=behavior
+    ).start()  # type: ignore[arg-type]
     try:
         await setup_entry(hass, satellite_entry(server.port))
         await arm(hass)
@@ -291,7 +238,7 @@ async def test_outage_logged_once_repair_raised_and_cleared(
     assert issue is not None
     assert issue.translation_placeholders["name"] == "Kitchen mic"
 
-    back = await MicServer(audio=pcm16(tone(2.0)), port=port).start()
+    back = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), port=port).start()
     try:
         await wait_for(lambda: state(hass, CONNECTED) == "on", limit=5.0)
         assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
@@ -307,7 +254,7 @@ async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: M
     registry = er.async_get(hass)
     before = registry.async_get(CONNECTED)
     assert before is not None
-    other = await MicServer(audio=pcm16(tone(1.0))).start()
+    other = await MicServer(audio=pcm16(synth.tone(440.0, 1.0, peak_db=-10.5))).start()
     try:
         result = await entry.start_subentry_reconfigure_flow(hass, subentry.subentry_id)
         assert result["step_id"] == "reconfigure"

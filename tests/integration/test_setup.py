@@ -30,7 +30,7 @@ from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.hub import STORAGE_KEY
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import make_entry, satellite_subentry, setup_entry
 
 SWITCH = "switch.guard_mode_guard_mode"
 PANEL = "alarm_control_panel.house"

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-import contextlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 import shlex
-import signal
 import sys
 from types import ModuleType
 from typing import Any
 
-from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
+from aiohttp import WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 from homeassistant.core import CoreState, HomeAssistant
-from homeassistant.setup import async_setup_component
 import numpy as np
 import pytest
 
@@ -39,95 +34,23 @@ from custom_components.guard_mode.sources.base import (
 )
 from custom_components.guard_mode.sources.push import PushSource
 
-REPO = Path(__file__).resolve().parents[2]
-AGENT = REPO / "agent" / "guard_mode_agent.py"
-PUSH_ID = "kitchen-mic"
-KEY = "kitchen-key-0123456789-abcdefghij"  # the satellite's own key
-URL = f"/api/guard_mode/push/{PUSH_ID}"
-HELLO = {"type": "hello", "agent": "test-agent/1", "rate": 16000, "width": 2, "channels": 1}
-PCM = bytes(range(256)) * 25  # 6400 bytes: 200 ms of 16 kHz s16le mono
+from ..helpers import wait_for
+from .push_client import (
+    AGENT,
+    HELLO,
+    KEY,
+    PCM,
+    PUSH_ID,
+    URL,
+    Recorder,
+    connect,
+    expect_closed,
+    next_json,
+    running,
+    start_agent,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-class Recorder:
-    """A sink that keeps what it is given (16 kHz mono 16-bit)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[Pcm16] = []
-
-    def __call__(self, pcm: Pcm16) -> None:
-        assert pcm.dtype == np.int16
-        self.chunks.append(pcm)
-
-    @property
-    def bytes(self) -> int:
-        return sum(chunk.nbytes for chunk in self.chunks)
-
-
-async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
-    """Poll condition (state of the source or of a process) until it holds."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - there is no event to wait for
-            await asyncio.sleep(0.01)
-
-
-async def next_json(ws: ClientWebSocketResponse, within: float = 2.0) -> dict[str, Any]:
-    msg = await ws.receive(timeout=within)
-    assert msg.type is WSMsgType.TEXT, msg
-    data: dict[str, Any] = json.loads(msg.data)
-    return data
-
-
-async def expect_closed(ws: ClientWebSocketResponse, code: int, within: float = 3.0) -> None:
-    msg = await ws.receive(timeout=within)
-    assert msg.type is WSMsgType.CLOSE, msg
-    assert msg.data == code
-    assert ws.close_code == code
-
-
-@pytest.fixture
-async def http(hass: HomeAssistant) -> None:
-    assert await async_setup_component(hass, "http", {})
-
-
-@pytest.fixture
-def source() -> PushSource:
-    source = PushSource(PUSH_ID, KEY)
-    source.satellite = "Kitchen"
-    return source
-
-
-@pytest.fixture
-def sources(hass: HomeAssistant, http: None, source: PushSource) -> dict[str, PushSource]:
-    """The push ids served, registered as the view's resolver."""
-    served = {PUSH_ID: source}
-    async_register_push_view(hass, served.get)
-    return served
-
-
-@pytest.fixture
-async def client(sources: dict[str, PushSource], hass_client: Any) -> TestClient:
-    client: TestClient = await hass_client()
-    return client
-
-
-async def connect(
-    client: TestClient, hello: dict[str, Any] | None = None, url: str = URL, key: str = KEY
-) -> ClientWebSocketResponse:
-    ws = await client.ws_connect(url, headers={KEY_HEADER: key})
-    await ws.send_json(HELLO if hello is None else hello)
-    return ws
-
-
-@contextlib.asynccontextmanager
-async def running(source: PushSource, sink: Recorder) -> Any:
-    task = asyncio.create_task(source.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 # -- the endpoint ----------------------------------------------------------------------------
@@ -193,10 +116,10 @@ async def test_hello_gets_stop_while_not_listening(client: TestClient, source: P
     assert source.format == AudioFormat(16000, 2, 1)
     assert source.ignored == 1
     await ws.send_bytes(PCM)  # while stopped: ignored, counted
-    await until(lambda: source.ignored == 2)
+    await wait_for(lambda: source.ignored == 2)
     assert source.messages == 0
     await ws.close()
-    await until(lambda: not source.connected)
+    await wait_for(lambda: not source.connected)
 
 
 async def test_run_streams_and_cancel_stops_at_once(
@@ -208,11 +131,11 @@ async def test_run_streams_and_cancel_stops_at_once(
     task = asyncio.create_task(source.run(sink))
     assert await next_json(ws) == {"type": "start"}
     await ws.send_bytes(PCM)
-    await until(lambda: len(sink.chunks) == 1)
+    await wait_for(lambda: len(sink.chunks) == 1)
     assert sink.chunks[0].tolist() == np.frombuffer(PCM, "<i2").tolist()  # as it was
     await ws.send_json({"type": "format", "rate": 48000, "width": 2, "channels": 2})
     await ws.send_bytes(PCM[:960])
-    await until(lambda: len(sink.chunks) == 2)
+    await wait_for(lambda: len(sink.chunks) == 2)
     assert len(sink.chunks[1]) <= 80  # 5 ms of 48 kHz stereo, converted to 16 kHz mono
     assert source.diagnostics() | {"connections": 1} == {
         "connected": True,
@@ -232,7 +155,7 @@ async def test_run_streams_and_cancel_stops_at_once(
     with pytest.raises(asyncio.CancelledError):
         await task
     await ws.send_bytes(PCM)  # in flight when stop was sent: never delivered
-    await until(lambda: source.ignored == 1)
+    await wait_for(lambda: source.ignored == 1)
     assert len(sink.chunks) == 2
     assert not source.diagnostics()["streaming"]
     await ws.close()
@@ -269,10 +192,10 @@ async def test_oversized_message_is_refused(client: TestClient, source: PushSour
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     await ws.send_bytes(bytes(32000))  # a whole second of audio is fine (ignored: stopped)
-    await until(lambda: source.ignored == 1)
+    await wait_for(lambda: source.ignored == 1)
     await ws.send_bytes(bytes(MAX_MESSAGE + 1))
     await expect_closed(ws, 1009)
-    await until(lambda: not source.connected)
+    await wait_for(lambda: not source.connected)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +213,7 @@ async def test_garbage_closes_and_the_source_recovers(
     error = await next_json(ws)
     assert (error["type"], error["code"]) == ("error", "bad_message")
     await expect_closed(ws, 4400)
-    await until(lambda: not source.connected)
+    await wait_for(lambda: not source.connected)
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
@@ -298,7 +221,7 @@ async def test_garbage_closes_and_the_source_recovers(
     async with running(source, sink):
         assert await next_json(ws) == {"type": "start"}
         await ws.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
     await ws.close()
 
 
@@ -306,7 +229,7 @@ async def test_unknown_message_types_are_ignored(client: TestClient, source: Pus
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     await ws.send_json({"type": "status", "cpu": 3})
-    await until(lambda: source.ignored == 1)
+    await wait_for(lambda: source.ignored == 1)
     assert source.connected
     await ws.close()
 
@@ -329,7 +252,7 @@ async def test_agent_disconnect_fails_the_run(client: TestClient, source: PushSo
     async with running(source, sink) as task:
         assert await next_json(ws) == {"type": "start"}
         await ws.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
         await ws.close()
         with pytest.raises(CannotConnect, match="disconnected"):
             await asyncio.wait_for(task, 1)
@@ -353,7 +276,7 @@ async def test_agent_arriving_late_is_started(client: TestClient, source: PushSo
         ws = await connect(client)
         assert await next_json(ws) == {"type": "start"}
         await ws.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
     assert await next_json(ws) == {"type": "stop"}
     await ws.close()
 
@@ -444,7 +367,7 @@ async def test_second_agent_replaces_the_first(client: TestClient, source: PushS
     async with running(source, sink):
         assert await next_json(second) == {"type": "start"}
         await second.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
     await second.close()
 
 
@@ -478,11 +401,11 @@ async def test_agent_follows_the_resolver(
         assert not source.connected
         assert reloaded.connected
         await ws.send_bytes(PCM)
-        await until(lambda: len(sink.chunks) == 1)
+        await wait_for(lambda: len(sink.chunks) == 1)
         reloaded.async_disconnect()
         assert (await next_json(ws))["code"] == "restart"
         await expect_closed(ws, 1012)
-        await until(lambda: not reloaded.connected)
+        await wait_for(lambda: not reloaded.connected)
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
@@ -554,50 +477,6 @@ def test_agent_url_and_command() -> None:
     assert agent.capture_command(args) == ["parec", "--raw"]
 
 
-class AgentProcess:
-    """The agent as a subprocess, its output kept for failure messages."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            self.lines.append(line.decode(errors="replace").rstrip())
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    async def stop(self) -> int | None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-                return None
-        await self._reader
-        return self.proc.returncode
-
-
-async def start_agent(url: str, token: str, *extra: str, key: str = KEY) -> AgentProcess:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(AGENT),
-        *("--url", url, "--satellite", PUSH_ID, "--verbose", *extra),
-        env={**os.environ, "GUARD_MODE_TOKEN": token, "GUARD_MODE_SATELLITE_KEY": key},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    return AgentProcess(proc)
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -616,14 +495,14 @@ async def listen_once(source: PushSource, pid_file: Path) -> None:
     """Arm: the agent's tone arrives; disarm: its capture process is gone, no more audio."""
     sink = Recorder()
     async with running(source, sink):
-        await until(lambda: sink.bytes >= 16000, 10)  # half a second of audio
+        await wait_for(lambda: sink.bytes >= 16000, 10)  # half a second of audio
         pcm = np.concatenate(sink.chunks).tobytes()
         assert abs(dominant_hz(pcm[: len(pcm) // 2 * 2], 16000) - 1000) < 20
         pid = int(pid_file.read_text())
         assert alive(pid)
     delivered = len(sink.chunks)
     # "stop": the capture process is ended (it removes its pid file on SIGTERM).
-    await until(lambda: not pid_file.exists() and not alive(pid), 3)
+    await wait_for(lambda: not pid_file.exists() and not alive(pid), 3)
     await asyncio.sleep(0.2)
     assert len(sink.chunks) == delivered
 
@@ -645,7 +524,7 @@ async def test_real_agent_end_to_end(
     command = shlex.join([sys.executable, str(fake_mic), str(pid_file)])
     agent = await start_agent(url, hass_access_token, "--command", command, "--chunk-ms", "50")
     try:
-        await until(lambda: source.connected, 15)
+        await wait_for(lambda: source.connected, 15)
         assert source.agent == "guard-mode-agent/1"
         await asyncio.sleep(0.3)
         assert not pid_file.exists(), "the microphone is open while guard mode doesn't listen"
@@ -653,7 +532,7 @@ async def test_real_agent_end_to_end(
         await listen_once(source, pid_file)
         # Home Assistant closes the connection: the agent comes back, and works as before.
         source.async_disconnect()
-        await until(lambda: source.connections == 2 and source.connected, 10)
+        await wait_for(lambda: source.connections == 2 and source.connected, 10)
         await listen_once(source, pid_file)
         assert "Microphone closed" in agent.log or "microphone closed" in agent.log
     finally:
@@ -692,7 +571,7 @@ async def test_home_assistant_stopping_closes_agents(
         await expect_closed(ws, 1001)
     finally:
         hass.set_state(CoreState.running)
-    await until(lambda: not source.connected)
+    await wait_for(lambda: not source.connected)
 
 
 @pytest.mark.slow
@@ -712,14 +591,14 @@ async def test_real_agent_restarts_a_dying_capture(
         f"http://127.0.0.1:{server.port}", hass_access_token, "--command", command
     )
     try:
-        await until(lambda: source.connected, 15)
+        await wait_for(lambda: source.connected, 15)
         sink = Recorder()
         async with running(source, sink):
             # 5 blocks, the process dies, ~1 s later a new one streams on.
-            await until((tmp_path / "mic.pid.died").exists, 10)
-            await until(pid_file.exists, 5)
+            await wait_for((tmp_path / "mic.pid.died").exists, 10)
+            await wait_for(pid_file.exists, 5)
             restarted_at = sink.bytes
-            await until(lambda: sink.bytes >= restarted_at + 8000, 5)
+            await wait_for(lambda: sink.bytes >= restarted_at + 8000, 5)
             pid = int(pid_file.read_text())
             # SIGTERM while the microphone is open: the agent closes it before it exits.
             assert await agent.stop() == 0

@@ -8,7 +8,7 @@ second.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 import socket
 import threading
@@ -25,7 +25,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.audio import Pcm16
 from custom_components.guard_mode.redact import redact_url
-from custom_components.guard_mode.sources import base as source_base, stream as stream_module
+from custom_components.guard_mode.sources import stream as stream_module
 from custom_components.guard_mode.sources.base import (
     AudioFormat,
     CannotConnect,
@@ -35,7 +35,15 @@ from custom_components.guard_mode.sources.base import (
 )
 from custom_components.guard_mode.sources.stream import StreamSource
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import (
+    make_entry,
+    satellite_subentry,
+    setup_entry,
+    state,
+    stream_threads,
+    wait_for,
+    wait_for_threads,
+)
 from .stream_server import (
     FFMPEG,
     HttpStreamServer,
@@ -45,7 +53,9 @@ from .stream_server import (
     rtsp_in_thread,
 )
 
-pytestmark = pytest.mark.usefixtures("socket_enabled")
+pytestmark = pytest.mark.usefixtures(
+    "socket_enabled", "fast_stream_timeouts", "no_stream_thread_left"
+)
 
 
 @pytest.fixture
@@ -54,21 +64,6 @@ def decoders() -> None:
     pytest.importorskip("av", reason="PyAV (av) is not installed")
     if FFMPEG is None:
         pytest.skip("the ffmpeg binary is needed to serve test streams")
-
-
-@pytest.fixture(autouse=True)
-def fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give up in about a second instead of 5-10 s."""
-    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 3.0)
-    monkeypatch.setattr(source_base, "STALL_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(stream_module, "OPEN_TIMEOUT_S", 1.0)
-
-
-@pytest.fixture(autouse=True)
-async def no_thread_left() -> AsyncIterator[None]:
-    """Every test ends with its decoder threads gone (they may still be exiting just now)."""
-    yield
-    await wait_for_threads(2.0)
 
 
 @pytest.fixture
@@ -108,24 +103,6 @@ class Recorder:
 
     def samples(self, since: float = 0.0) -> np.ndarray:
         return np.concatenate([pcm for at, pcm in self.chunks if at >= since]) / 32768
-
-
-def stream_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("guard_mode stream")]
-
-
-async def wait_until(condition: Callable[[], bool], limit: float) -> float:
-    """Wait until condition holds; return how long that took."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < limit, "condition not met in time"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
-
-
-async def wait_for_threads(limit: float) -> float:
-    """Wait until no decoder thread is left; return how long that took."""
-    return await wait_until(lambda: not stream_threads(), limit)
 
 
 async def listen(source: StreamSource, seconds: float) -> Recorder:
@@ -407,12 +384,6 @@ def camera_entry(url: str) -> MockConfigEntry:
     )
 
 
-def state(hass: HomeAssistant, entity_id: str) -> str:
-    current = hass.states.get(entity_id)
-    assert current is not None, entity_id
-    return current.state
-
-
 async def add_camera_through_the_flow(hass: HomeAssistant, url: str) -> SubentryFlowResult:
     entry = await setup_entry(hass, make_entry())
     result = await hass.config_entries.subentries.async_init(
@@ -464,9 +435,7 @@ async def test_armed_satellite_listens_to_the_camera(hass: HomeAssistant, rtsp: 
         "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
     )
     satellite = entry.runtime_data.satellites[subentry_id]
-    await wait_until(
-        lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0
-    )
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
     assert state(hass, connected) == "on"
 
     await hass.services.async_call(
@@ -474,6 +443,6 @@ async def test_armed_satellite_listens_to_the_camera(hass: HomeAssistant, rtsp: 
     )
     assert await wait_for_threads(1.0) < 1.0  # the decoder thread is gone within a second …
     # … and told the camera (the request may still be on its way to the server)
-    await wait_until(lambda: rtsp.requests[-1].startswith("TEARDOWN"), 1.0)
+    await wait_for(lambda: rtsp.requests[-1].startswith("TEARDOWN"), 1.0)
     await hass.async_block_till_done()
     assert state(hass, connected) == "off"

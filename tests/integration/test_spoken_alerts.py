@@ -14,9 +14,8 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.notifications import issue_notify_failed
 
-from .conftest import setup_entry
+from ..helpers import gathered, hear, push_satellite_entry, setup_entry, simulate, the_satellite
 from .ha_devices import Speaker, Voice, async_add_devices
-from .test_notifications import gathered, hear, kitchen_entry, simulate, the_satellite
 
 SPEAKER = "media_player.kitchen_speaker"
 SATELLITE = "assist_satellite.hall_voice"
@@ -67,7 +66,7 @@ async def arm(hass: HomeAssistant, on: bool = True) -> None:
 async def test_spoken_on_speakers_and_voice_satellites_while_armed(
     hass: HomeAssistant, speaker: Speaker, voice_satellite: list[Any]
 ) -> None:
-    await setup_entry(hass, kitchen_entry(announce_targets=[SPEAKER, SATELLITE]))
+    await setup_entry(hass, push_satellite_entry(announce_targets=[SPEAKER, SATELLITE]))
     await in_kitchen(hass)
     await arm(hass)
 
@@ -88,7 +87,7 @@ async def test_never_spoken_while_disarmed_unless_smoke_or_co(
 ) -> None:
     await setup_entry(
         hass,
-        kitchen_entry(announce_targets=[SPEAKER, SATELLITE], always_listen_alarms=True),
+        push_satellite_entry(announce_targets=[SPEAKER, SATELLITE], always_listen_alarms=True),
     )
     await in_kitchen(hass)
     hear(hass, Sound.DOG_BARK)  # someone is home: the dog is no news
@@ -104,7 +103,7 @@ async def test_never_spoken_while_disarmed_unless_smoke_or_co(
 
 
 async def test_off_by_default(hass: HomeAssistant, speaker: Speaker) -> None:
-    entry = await setup_entry(hass, kitchen_entry())
+    entry = await setup_entry(hass, push_satellite_entry())
     assert entry.options["announce_targets"] == []
     await arm(hass)
     hear(hass, Sound.SMOKE_ALARM)
@@ -114,7 +113,7 @@ async def test_off_by_default(hass: HomeAssistant, speaker: Speaker) -> None:
 
 async def test_speakers_that_cant_speak_are_surfaced(hass: HomeAssistant, speaker: Speaker) -> None:
     hass.states.async_set(SATELLITE, "idle", {"supported_features": 0})  # no announcements
-    await setup_entry(hass, kitchen_entry(announce_targets=[SPEAKER, SATELLITE]))
+    await setup_entry(hass, push_satellite_entry(announce_targets=[SPEAKER, SATELLITE]))
     speaker._attr_available = False
     speaker.async_write_ha_state()
     await arm(hass)
@@ -137,7 +136,7 @@ async def options_form(hass: HomeAssistant, entry_id: str, **answers: Any) -> di
 
 async def test_options_ask_for_a_voice_when_speakers_need_one(hass: HomeAssistant) -> None:
     hass.states.async_set(SPEAKER, "idle")
-    entry = await setup_entry(hass, kitchen_entry())
+    entry = await setup_entry(hass, push_satellite_entry())
     result = await options_form(hass, entry.entry_id, announce_targets=[SPEAKER])
     assert result["errors"] == {"announce_targets": "no_tts_engine"}  # nothing could speak
 
@@ -155,7 +154,7 @@ async def test_options_ask_for_a_voice_when_speakers_need_one(hass: HomeAssistan
 
 async def test_speakers_that_went_away_are_surfaced(hass: HomeAssistant) -> None:
     hass.states.async_set(SPEAKER, "idle")  # no text-to-speech engine is set up any more
-    await setup_entry(hass, kitchen_entry(announce_targets=[SPEAKER, "media_player.gone"]))
+    await setup_entry(hass, push_satellite_entry(announce_targets=[SPEAKER, "media_player.gone"]))
     await arm(hass)
     hear(hass, Sound.GLASS_BREAK)
     await gathered(hass)

@@ -54,11 +54,9 @@ from custom_components.guard_mode.diagnostics import async_get_config_entry_diag
 from custom_components.guard_mode.voice_devices import LOCATION_IN_HA, pipeline_name
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
 
-from .conftest import make_entry, satellite_subentry, setup_entry
+from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..synth import pcm16, smoke_alarm_audio
 from .ha_devices import Voice, async_add_devices
-from .test_detections import smoke_alarm_audio
-from .test_satellite_wyoming import arm, wait_for
-from .wyoming_mic import pcm16
 
 ON_DEVICE = "On device"
 ASSISTANT = "Hall assistant"  # the user's own pipeline

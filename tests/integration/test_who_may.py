@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 from homeassistant.auth.models import User
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import ServiceValidationError, Unauthorized
-from homeassistant.helpers import device_registry as dr
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
@@ -27,23 +25,19 @@ from custom_components.guard_mode.diagnostics import async_get_config_entry_diag
 from custom_components.guard_mode.sources import push
 from tests import synth
 
-from .conftest import make_entry, satellite_subentry, setup_entry
-from .test_detections import alarm_mic, the_satellite  # noqa: F401 - fixture
-from .test_learning import _wav as write_wav
-from .test_satellite_wyoming import arm, fast_timeouts, satellite_entry, wait_for  # noqa: F401
+from ..helpers import (
+    arm,
+    device_id,
+    make_entry,
+    satellite_entry,
+    satellite_subentry,
+    setup_entry,
+    the_satellite,
+    wait_for,
+)
 from .wyoming_mic import MicServer
 
-pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-def satellite_device(hass: HomeAssistant, entry: Any) -> str:
-    """Return the device id of the entry's only satellite."""
-    satellite = the_satellite(hass)
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        (DOMAIN, satellite.id), entry.entry_id
-    )
-    assert device is not None
-    return device.id
+pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
 
 
 @pytest.fixture
@@ -54,18 +48,18 @@ async def plain_user(hass: HomeAssistant) -> User:
 
 async def test_guard_changing_actions_are_admin_only(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tmp_path: Path,
     hass_read_only_user: User,
     hass_admin_user: User,
     plain_user: User,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-    device = satellite_device(hass, entry)
+    device = device_id(hass, the_satellite(hass))
     media = tmp_path / "media"
     media.mkdir()
     hass.config.allowlist_external_dirs = {str(media)}
-    wav = write_wav(media / "bell.wav", synth.chime())
+    wav = str(synth.write_wav(media / "bell.wav", synth.chime()))
     calls = {
         "simulate": {"device_id": device, "sound": "glass_break"},
         "analyze_file": {"path": wav},
@@ -130,15 +124,15 @@ async def test_analyze_file_refuses_bad_paths_clearly(
 
 async def test_teach_refuses_silent_and_steady_examples(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tmp_path: Path,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-    device = satellite_device(hass, entry)
+    device = device_id(hass, the_satellite(hass))
     media = tmp_path / "media"
     media.mkdir()
     hass.config.allowlist_external_dirs = {str(media)}
-    silent = [write_wav(media / f"silent_{n}.wav", synth.silence(2.0)) for n in range(3)]
+    silent = [str(synth.write_wav(media / f"silent_{n}.wav", synth.silence(2.0))) for n in range(3)]
     with pytest.raises(ServiceValidationError, match=r"silent_0\.wav is silent") as err:
         await hass.services.async_call(
             DOMAIN,
@@ -147,7 +141,10 @@ async def test_teach_refuses_silent_and_steady_examples(
             blocking=True,
         )
     assert "-55 dBFS" in str(err.value)
-    hum = [write_wav(media / f"hum_{n}.wav", synth.tone(120.0 + n, 4.0, -20.0)) for n in range(3)]
+    hum = [
+        str(synth.write_wav(media / f"hum_{n}.wav", synth.tone(120.0 + n, 4.0, -20.0)))
+        for n in range(3)
+    ]
     with pytest.raises(ServiceValidationError, match=r"hum_0\.wav holds no sound that stands out"):
         await hass.services.async_call(
             DOMAIN,
@@ -160,7 +157,7 @@ async def test_teach_refuses_silent_and_steady_examples(
 
 async def test_a_long_satellite_name_gets_a_bounded_clip(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tmp_path: Path,
 ) -> None:
     name = "Kitchen ü/../" + "ø" * 150 + " mic\n" + "x" * 150  # 300+ characters
@@ -185,7 +182,7 @@ async def test_a_long_satellite_name_gets_a_bounded_clip(
 
 async def test_an_unwritable_clip_folder_means_no_clip_until_it_is_fixed(
     hass: HomeAssistant,
-    alarm_mic: MicServer,  # noqa: F811
+    alarm_mic: MicServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -17,6 +17,8 @@ from wyoming.event import Event
 from wyoming.info import AsrProgram, Attribution, Info
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
+from ..synth import pcm16
+
 Behavior = Literal[
     "normal",  # stream the audio
     "silent",  # accept, say nothing
@@ -29,11 +31,6 @@ Behavior = Literal[
     "bad_rate",  # chunks that declare a rate of 0
     "stops",  # stream 1 s, then audio-stop (its microphone turned off), connection open
 ]
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    """Return float audio in [-1, 1] as 16-bit little-endian PCM."""
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 @dataclass
