@@ -461,8 +461,12 @@ async def test_a_restart_while_armed_keeps_them_and_disarming_then_puts_them_bac
     assert home.guard_pipelines() == [pipeline_name("Hall mic"), pipeline_name("Kitchen mic")]
 
     await arm(hass, False)
-    await wait_for(lambda: home.selects(home.hall) == before)
-    assert home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)
+    await wait_for(
+        lambda: (
+            home.selects(home.hall) == before
+            and home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)
+        )
+    )
     assert home.guard_pipelines() == []
 
 
