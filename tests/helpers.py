@@ -34,13 +34,16 @@ def make_entry(
     options: dict[str, Any] | None = None,
     satellites: Iterable[ConfigSubentryData] = (),
     minor_version: int = GuardModeConfigFlow.MINOR_VERSION,
+    entry_id: str | None = None,
 ) -> MockConfigEntry:
     """Return a Guard Mode config entry as the config flow creates it, with satellites.
 
-    An older minor_version makes an entry as an older Guard Mode saved it (it is migrated).
+    An older minor_version makes an entry as an older Guard Mode saved it (it is migrated);
+    entry_id fixes the id (otherwise new each time), as snapshots of unique ids need.
     """
     return MockConfigEntry(
         domain=DOMAIN,
+        entry_id=entry_id,
         title="Guard Mode",
         unique_id=DOMAIN,
         version=GuardModeConfigFlow.VERSION,

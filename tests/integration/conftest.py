@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
+import sys
 from typing import Any
+from unittest.mock import PropertyMock, patch
 
 from aiohttp.test_utils import TestClient
 from homeassistant.core import HomeAssistant
@@ -13,7 +15,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.guard_mode import engine_runtime, satellite as satellite_module
-from custom_components.guard_mode.engine import ClientTimeouts
+from custom_components.guard_mode.engine import ClientTimeouts, tagger
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 from custom_components.guard_mode.push_view import async_register_push_view
@@ -36,6 +38,27 @@ from .wyoming_mic import MicServer
 def entry() -> MockConfigEntry:
     """Return a manual-mode Guard Mode entry (not yet added)."""
     return make_entry()
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Every entity is enabled, also those a user must enable first."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        return_value=True,
+        new_callable=PropertyMock,
+    ):
+        yield
+
+
+@pytest.fixture
+def no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make `import onnxruntime` fail, as on musl where it has no wheels."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    tagger._onnxruntime.cache_clear()
+    assert not tagger.onnxruntime_available()
+    yield
+    tagger._onnxruntime.cache_clear()
 
 
 # --- the remote engine ------------------------------------------------------------------------

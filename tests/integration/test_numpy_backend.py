@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-import sys
-
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
@@ -13,23 +10,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
-from custom_components.guard_mode.engine import tagger
 from custom_components.guard_mode.engine_runtime import ISSUE_NUMPY_BUSY
 
 from ..helpers import arm, make_entry, satellite_entry, satellite_subentry, setup_entry, wait_for
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-@pytest.fixture
-def no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Make `import onnxruntime` fail, as on musl where it has no wheels."""
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    tagger._onnxruntime.cache_clear()
-    assert not tagger.onnxruntime_available()
-    yield
-    tagger._onnxruntime.cache_clear()
 
 
 @pytest.mark.usefixtures("no_onnxruntime")
