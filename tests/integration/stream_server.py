@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import contextlib
 from dataclasses import dataclass, field
 import functools
@@ -32,12 +32,22 @@ TESTSRC = ["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"]
 AAC_STEREO = ["-ac", "2", "-c:a", "aac", "-b:a", "96k"]
 MPEG4 = ["-c:v", "mpeg4", "-q:v", "10", "-g", "25"]
 QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+# How long ffmpeg may take to open its RTP outputs: seconds on an idle host, far more when the
+# test suite shares two cores with another one. The wait ends early if ffmpeg exits.
+SDP_TIMEOUT_S = 60
 
 
-async def _ffmpeg(*args: str | Path, stdout: int | None = None) -> asyncio.subprocess.Process:
+async def _ffmpeg(
+    *args: str | Path, stdout: int | None = None, stderr: int | None = None
+) -> asyncio.subprocess.Process:
     assert FFMPEG is not None
     return await asyncio.create_subprocess_exec(
-        FFMPEG, *QUIET, *map(str, args), stdout=stdout, stdin=asyncio.subprocess.DEVNULL
+        FFMPEG,
+        *QUIET,
+        *map(str, args),
+        stdout=stdout,
+        stderr=stderr,
+        stdin=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -110,8 +120,16 @@ class RtspServer:
             codec = MPEG4 if kind == "v" else AAC_STEREO
             outputs += ["-map", f"{index}:{kind}", *codec, "-f", "rtp"]
             outputs.append(f"rtp://127.0.0.1:{ports[0]}?rtcpport={ports[1]}&pkt_size=1200")
-        self._process = await _ffmpeg(*args, *outputs, "-sdp_file", sdp_file)
-        self.sdp = _with_controls(await asyncio.to_thread(_wait_for_sdp, sdp_file, len(tracks)))
+        log = sdp_file.with_suffix(".log")
+        with log.open("wb") as stderr:
+            self._process = await _ffmpeg(*args, *outputs, "-sdp_file", sdp_file, stderr=stderr)
+        process = self._process
+        sdp = await asyncio.to_thread(
+            _wait_for_sdp, sdp_file, len(tracks), lambda: process.returncode is not None
+        )
+        if sdp is None:
+            raise RuntimeError(f"ffmpeg exited without an SDP: {log.read_text()!r}")
+        self.sdp = _with_controls(sdp)
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -211,14 +229,16 @@ def _same(protocol: asyncio.DatagramProtocol) -> asyncio.DatagramProtocol:
     return protocol
 
 
-def _wait_for_sdp(path: Path, tracks: int) -> str:
-    """Return the SDP ffmpeg writes once its RTP outputs are open."""
-    deadline = time.monotonic() + 10
+def _wait_for_sdp(path: Path, tracks: int, exited: Callable[[], bool]) -> str | None:
+    """Return the SDP ffmpeg writes once its RTP outputs are open; None if ffmpeg exits first."""
+    deadline = time.monotonic() + SDP_TIMEOUT_S
     while time.monotonic() < deadline:
         if path.exists() and (sdp := path.read_text()).count("a=rtpmap") == tracks:
             return sdp
+        if exited():
+            return None
         time.sleep(0.02)
-    raise TimeoutError("ffmpeg wrote no SDP")
+    raise TimeoutError(f"ffmpeg wrote no SDP in {SDP_TIMEOUT_S} s")
 
 
 def _with_controls(sdp: str) -> str:
@@ -317,7 +337,7 @@ def rtsp_in_thread(sdp_file: Path) -> Iterator[RtspServer]:
     thread.start()
     server = RtspServer()
     try:
-        asyncio.run_coroutine_threadsafe(server.start(sdp_file), loop).result(15)
+        asyncio.run_coroutine_threadsafe(server.start(sdp_file), loop).result(SDP_TIMEOUT_S + 10)
         yield server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
