@@ -26,7 +26,7 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float32]
 
 DEFAULT_HEAD = Path(__file__).parent / "data" / "head.npz"
-HEAD_SHA256 = "988b7a221bd23c074fc21cd14e4c08bff3ea2d724f6579450bba6331cef1a15d"
+HEAD_SHA256 = "3254eba6f5e9e501fd7f2b0d4ad2fb52a64396eab23ec93fa6c9a385b86f49be"
 EMBEDDING_SIZE = 1024
 
 
