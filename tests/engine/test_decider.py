@@ -128,6 +128,13 @@ def test_the_head_hears_what_the_labels_miss_and_vetoes_what_they_mistake() -> N
     fire = {"crackling_fire": 0.9}
     events = run(Decider(), [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head=fire)])
     assert onsets(events) == []
+    # ... unless the head, trained on real shots, is sure it is one (a shot's echo crackles too).
+    shot_in_fire = {"crackling_fire": 0.9, Sound.GUNSHOT: 0.95}
+    events = run(Decider(), [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head=shot_in_fire)])
+    assert onsets(events) == [(Sound.GUNSHOT, False, None)]
+    # The head's gunshot alone is no shot: the labels and the onset rule still decide.
+    events = run(Decider(), [window(0, {Sound.GUNSHOT: 0.2}, onset=SHOT, head=shot_in_fire)])
+    assert onsets(events) == []
 
 
 def test_a_baby_crying_is_not_also_a_dog() -> None:

@@ -128,6 +128,9 @@ class DeciderConfig:
         }
     )
     confuser_probability: float = 0.6
+    # ... unless the head hears the sound itself at least this surely (its gunshot class, trained
+    # on real shots, tells a shot from a fire's pop better than the confuser classes can).
+    head_overrules: float = 0.9
     sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
     noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
     learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
@@ -280,9 +283,12 @@ class Decider:
                 and (stands_out or sound in ALARM_SOUNDS)
                 and sound not in beaten
                 and (rule.impulse is None or _shows(onsets, window, rule.impulse))
-                and not any(
-                    window.head.get(other, 0.0) >= config.confuser_probability
-                    for other in config.confusers.get(sound, ())
+                and (
+                    window.head.get(sound, 0.0) >= config.head_overrules
+                    or not any(
+                        window.head.get(other, 0.0) >= config.confuser_probability
+                        for other in config.confusers.get(sound, ())
+                    )
                 )
             )
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
