@@ -75,6 +75,40 @@ def push_satellite_entry(**options: Any) -> MockConfigEntry:
     return make_entry(options, [kitchen])
 
 
+def remote_options(port: int, **more: Any) -> dict[str, Any]:
+    """The options of an entry that uses the engine service on loopback."""
+    return {
+        "engine": "remote",
+        "engine_host": "127.0.0.1",
+        "engine_port": port,
+        "engine_token": ENGINE_TOKEN,
+        **more,
+    }
+
+
+async def choose_remote_engine(
+    hass: HomeAssistant, entry: MockConfigEntry, port: int, token: str = ENGINE_TOKEN
+) -> dict[str, Any]:
+    """Switch entry to the engine service at 127.0.0.1:port in its options flow; the result."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "arming_mode": "manual",
+            "always_listen_alarms": False,
+            "evidence_clips": False,
+            "engine": "remote",
+        },
+    )
+    assert result["step_id"] == "remote_engine"
+    return dict(
+        await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {"engine_host": "127.0.0.1", "engine_port": port, "engine_token": token},
+        )
+    )
+
+
 async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
     """Add entry to hass and set it up."""
     entry.add_to_hass(hass)

@@ -41,7 +41,7 @@ from custom_components.guard_mode.engine.server import EngineServer, start_serve
 
 from .. import synth
 from ..certs import make_certificate
-from .test_server import TOKEN, Client, Heard, frame, tagger_for, to_pcm, wait_for
+from .service_client import TOKEN, Client, Heard, frame, tagger_for, to_pcm, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

@@ -16,11 +16,11 @@ from ..helpers import (
     ENGINE_TOKEN as TOKEN,
     arm,
     make_entry,
+    remote_options,
     satellite_subentry,
     setup_entry,
     wait_for,
 )
-from .test_remote_engine import remote_options
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")

@@ -39,10 +39,17 @@ from custom_components.guard_mode.engine.server import EngineServer, start_serve
 from custom_components.guard_mode.engine.tagger import load_tagger
 
 from ..certs import make_certificate
-from ..engine.test_server import WINDOW
-from ..helpers import ENGINE_TOKEN as TOKEN, arm, satellite_entry, setup_entry, wait_for
+from ..engine.service_client import WINDOW
+from ..helpers import (
+    ENGINE_TOKEN as TOKEN,
+    arm,
+    choose_remote_engine,
+    remote_options,
+    satellite_entry,
+    setup_entry,
+    wait_for,
+)
 from ..synth import smoke_alarm_audio
-from .test_remote_engine import _choose_remote, remote_options
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -230,10 +237,10 @@ async def test_a_wrong_token_is_refused_and_said_so(
     await start_server(engine)
     try:
         entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-        result = await _choose_remote(hass, entry, engine.port, token="not-the-engines-token")
+        result = await choose_remote_engine(hass, entry, engine.port, token="not-the-engines-token")
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {"base": "invalid_auth"}
-        result = await _choose_remote(hass, entry, engine.port, token="short")
+        result = await choose_remote_engine(hass, entry, engine.port, token="short")
         assert result["errors"] == {"engine_token": "bad_token"}
         assert engine.worker.streams == []
     finally:
@@ -374,7 +381,7 @@ async def test_an_engine_that_answers_no_info_is_not_chosen(
     port = int(server.sockets[0].getsockname()[1])
     try:
         entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-        result = await _choose_remote(hass, entry, port)
+        result = await choose_remote_engine(hass, entry, port)
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {"base": "not_engine"}
         with pytest.raises(RemoteEngineError, match=said) as err:

@@ -26,9 +26,16 @@ from custom_components.guard_mode.engine.server import EngineServer
 from custom_components.guard_mode.learned import STORAGE_KEY
 from tests import synth
 
-from ..helpers import arm, device_id, satellite_entry, setup_entry, the_satellite, wait_for
+from ..helpers import (
+    arm,
+    device_id,
+    remote_options,
+    satellite_entry,
+    setup_entry,
+    the_satellite,
+    wait_for,
+)
 from ..synth import pcm16
-from .test_remote_engine import remote_options
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 import wave
 
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.guard_mode import remote
 from custom_components.guard_mode.alerts import EVENT_DETECTION
@@ -19,41 +18,19 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 
-from ..helpers import ENGINE_TOKEN as TOKEN, arm, satellite_entry, setup_entry, wait_for
+from ..helpers import (
+    ENGINE_TOKEN as TOKEN,
+    arm,
+    choose_remote_engine,
+    remote_options,
+    satellite_entry,
+    setup_entry,
+    wait_for,
+)
 from ..synth import pcm16, smoke_alarm_audio
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-def remote_options(port: int, **more: Any) -> dict[str, Any]:
-    """The options of an entry that uses the engine service on loopback."""
-    return {
-        "engine": "remote",
-        "engine_host": "127.0.0.1",
-        "engine_port": port,
-        "engine_token": TOKEN,
-        **more,
-    }
-
-
-async def _choose_remote(
-    hass: HomeAssistant, entry: MockConfigEntry, port: int, token: str = TOKEN
-) -> dict:
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            "arming_mode": "manual",
-            "always_listen_alarms": False,
-            "evidence_clips": False,
-            "engine": "remote",
-        },
-    )
-    assert result["step_id"] == "remote_engine"
-    return await hass.config_entries.options.async_configure(
-        result["flow_id"], {"engine_host": "127.0.0.1", "engine_port": port, "engine_token": token}
-    )
 
 
 async def test_options_test_the_remote_engine_first(
@@ -62,7 +39,7 @@ async def test_options_test_the_remote_engine_first(
     alarm_mic: MicServer,
 ) -> None:
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
-    result = await _choose_remote(hass, entry, alarm_mic.port)
+    result = await choose_remote_engine(hass, entry, alarm_mic.port)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "not_engine"}
 
@@ -70,10 +47,10 @@ async def test_options_test_the_remote_engine_first(
     await closed.start()
     closed_port = closed.port
     await closed.stop()
-    result = await _choose_remote(hass, entry, closed_port)
+    result = await choose_remote_engine(hass, entry, closed_port)
     assert result["errors"] == {"base": "cannot_connect"}
 
-    result = await _choose_remote(hass, entry, engine_server.port)
+    result = await choose_remote_engine(hass, entry, engine_server.port)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()  # the entry reloads with the remote engine
     assert entry.runtime_data.engine.backend == "remote"
