@@ -128,8 +128,8 @@ class DeciderConfig:
         }
     )
     confuser_probability: float = 0.6
-    # ... unless the head hears the sound itself at least this surely (its gunshot class, trained
-    # on real shots, tells a shot from a fire's pop better than the confuser classes can).
+    # ... unless the head hears the sound itself at least this surely (a shot's echo and debris
+    # crackle too: its gunshot class, trained on gunshots, tells them from a fire's pops).
     head_overrules: float = 0.9
     sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
     noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
