@@ -91,8 +91,14 @@ def licensed(licence: str) -> bool:
 def find_clips(audio: Path, cache: Path) -> list[Clip]:
     """Return the ESC-10 clips whose manifest licence allows training, and the packaged ones."""
     clips = [
-        Clip(path, "gunshot", 0, f"{clip.attribution} (Debian cdogs-sdl-data)", clip.licence)
-        for clip, path in fetch(cache)
+        Clip(
+            path,
+            "gunshot",
+            0,
+            f"{src.attribution} (Debian {src.package}: /{src.path})",
+            src.license,
+        )
+        for src, path in fetch(cache)
     ]
     with (audio / "dev-ext" / "MANIFEST.tsv").open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
@@ -214,7 +220,7 @@ def write_attribution(path: Path, clips: list[Clip]) -> None:
     """Write who made each training clip, under which licence (CC-BY asks for it)."""
     lines = ["file\tclass\tfold\tlicence\tattribution"]
     lines += [
-        f"{c.path.name.replace('__', '/')}\t{c.label}\t{c.fold}\t{c.licence}\t{c.attribution}"
+        f"{c.path.name}\t{c.label}\t{c.fold}\t{c.licence}\t{c.attribution}"
         for c in sorted(clips, key=lambda c: c.path.name)
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

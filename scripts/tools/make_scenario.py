@@ -282,10 +282,15 @@ def extract_member(deb: bytes, path: str, what: str = "package") -> bytes:
 
 def fetch_file(src: DebSource, cache: Path, log: Callable[[str], None] = print) -> bytes:
     """Return the pinned file's bytes (cached and checked)."""
+    return cached_file(src, cache, log).read_bytes()
+
+
+def cached_file(src: DebSource, cache: Path, log: Callable[[str], None] = print) -> Path:
+    """Return where the pinned file is kept in cache, fetched and checked if it isn't there."""
     files = cache / "files"
     cached = files / f"{src.key}{Path(src.path).suffix}"
     if cached.is_file() and sha256_file(cached) == src.file_sha256:
-        return cached.read_bytes()
+        return cached
     member = extract_member(fetch_deb(src, cache, log), src.path, src.package)
     digest = sha256_bytes(member)
     if digest != src.file_sha256:
@@ -294,7 +299,7 @@ def fetch_file(src: DebSource, cache: Path, log: Callable[[str], None] = print) 
         )
     files.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(member)
-    return member
+    return cached
 
 
 # --- speech ------------------------------------------------------------------------------------
