@@ -26,6 +26,7 @@ from .engine import (
     load_shipped_tagger,
 )
 from .remote import ISSUE_REMOTE, RemoteEngine, async_describe, settings_from_options
+from .timeouts import timeouts
 
 type Engine = EngineRuntime | RemoteEngine
 
@@ -151,7 +152,10 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
         raise _not_ready(hass, ISSUE_REMOTE, {"error": str(err)}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
     _LOGGER.debug("Using the remote engine (%s backend, %r)", info.backend, settings)
-    return RemoteEngine(hass, settings, info)
+    waits = timeouts(hass)
+    return RemoteEngine(
+        hass, settings, info, timeouts=waits.remote, repair_after_s=waits.remote_repair_after_s
+    )
 
 
 async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:

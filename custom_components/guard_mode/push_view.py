@@ -61,6 +61,7 @@ from .const import DOMAIN
 from .engine import bounds
 from .engine.audio import PcmConverter
 from .sources.base import AudioFormat, BadAudio, check_format
+from .timeouts import timeouts
 
 if TYPE_CHECKING:
     from .sources.push import PushSource
@@ -73,10 +74,7 @@ REFUSED_HEADER: Final = "X-Guard-Mode-Refused"  # on the 403: what was refused (
 KEY_REFUSED: Final = "key"
 MAX_MESSAGE: Final = bounds.MAX_CHUNK_BYTES  # one websocket message (100 ms of audio is ~3 KiB)
 HEARTBEAT_S: Final = 30.0
-HELLO_TIMEOUT_S: Final = bounds.HELLO_TIMEOUT_S
 CLOSE_TIMEOUT_S: Final = 2.0
-RESOLVE_INTERVAL_S: Final = 1.0  # how often a connection checks its push id is still served
-RESOLVE_GRACE_S: Final = 5.0  # a push id unserved this long is gone (not just reloading)
 AGENT_NAME_MAX: Final = 64
 
 CLOSE_GOING_AWAY: Final = 1001
@@ -266,7 +264,7 @@ class PushView(HomeAssistantView):
         control: asyncio.Task[None] | None = None
         close: _Close | None = None
         try:
-            await _hello(ws, conn, source)
+            await _hello(ws, conn, source, timeouts(hass).hello_s)
             source.attach(conn)
             control = hass.async_create_background_task(
                 self._control(hass, conn), f"{DOMAIN} push {label} control", eager_start=False
@@ -354,7 +352,7 @@ class PushView(HomeAssistantView):
         ws = conn.ws
         try:
             while not ws.closed:
-                await conn.wait(RESOLVE_INTERVAL_S)
+                await conn.wait(timeouts(hass).resolve_interval_s)
                 if conn.close_request is None:
                     self._follow(hass, conn)
                 if (close := conn.close_request) is not None:
@@ -385,7 +383,7 @@ class PushView(HomeAssistantView):
             now = hass.loop.time()
             if conn.unserved_since is None:
                 conn.unserved_since = now
-            if now - conn.unserved_since < RESOLVE_GRACE_S:
+            if now - conn.unserved_since < timeouts(hass).resolve_grace_s:
                 return
             if conn.source is not None:
                 conn.source.detach(conn)
@@ -403,11 +401,13 @@ class PushView(HomeAssistantView):
         source.attach(conn)
 
 
-async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushSource) -> None:
+async def _hello(
+    ws: web.WebSocketResponse, conn: AgentConnection, source: PushSource, timeout_s: float
+) -> None:
     """Read the agent's hello (audio before it is ignored); raise _ProtocolError otherwise."""
     events = bounds.event_budget()
     try:
-        async with asyncio.timeout(HELLO_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             while True:
                 msg = await ws.receive()
                 if msg.type is not WSMsgType.BINARY:
@@ -417,7 +417,7 @@ async def _hello(ws: web.WebSocketResponse, conn: AgentConnection, source: PushS
                     await asyncio.sleep(wait)
     except TimeoutError as err:
         raise _ProtocolError(
-            _Close(CLOSE_BAD_MESSAGE, "bad_message", f"no hello within {HELLO_TIMEOUT_S:.0f} s")
+            _Close(CLOSE_BAD_MESSAGE, "bad_message", f"no hello within {timeout_s:g} s")
         ) from err
     if msg.type is not WSMsgType.TEXT:
         raise _ProtocolError(_Close(CLOSE_BAD_MESSAGE, "bad_message", "closed before hello"))

@@ -45,7 +45,6 @@ from .redact import error_text
 _LOGGER = logging.getLogger(__name__)
 
 ISSUE_REMOTE = "remote_engine_unreachable"
-REPAIR_AFTER_S = 60.0
 
 
 def settings_from_options(options: Mapping[str, Any]) -> RemoteSettings:
@@ -83,8 +82,8 @@ class RemoteEngine:
         settings: RemoteSettings,
         info: protocol.GuardModeInfo,
         *,
-        timeouts: ClientTimeouts | None = None,
-        repair_after_s: float = REPAIR_AFTER_S,
+        timeouts: ClientTimeouts,
+        repair_after_s: float,
     ) -> None:
         """Use the engine the settings name (info: what it said it is).
 

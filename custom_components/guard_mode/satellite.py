@@ -52,6 +52,7 @@ from .sources import create_source
 from .sources.base import AudioSource, SourceError
 from .sources.push import PushSource, push_key_issue
 from .sources.voice import VoiceSource
+from .timeouts import Timeouts
 
 if TYPE_CHECKING:
     from .engine_runtime import Engine
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 60.0
 STOP_TIMEOUT_S = 1.0
 LEVEL_INTERVAL = timedelta(seconds=5)
 # Sensitivity: (factor on tagger scores, how far above the room's noise floor a sound must be).
@@ -87,9 +86,9 @@ def voice_listener_unique_id(entry_id: str) -> str:
     return f"{entry_id}-voice_listener"
 
 
-def backoff_delay(attempt: int, rng: random.Random) -> float:
+def backoff_delay(attempt: int, rng: random.Random, waits: Timeouts) -> float:
     """Return the wait before reconnect attempt (1, 2, 4 … 60 s, each with ±25 % jitter)."""
-    base = min(BACKOFF_START_S * 2 ** max(attempt - 1, 0), BACKOFF_MAX_S)
+    base = min(waits.backoff_start_s * 2 ** max(attempt - 1, 0), waits.backoff_max_s)
     return float(base * rng.uniform(0.75, 1.25))
 
 
@@ -360,7 +359,8 @@ class Satellite:
             self._disconnected(error)
             attempt = 1 if delivered else attempt + 1
             started = time.monotonic()
-            await self.source.wait_before_retry(backoff_delay(attempt, self._rng))
+            delay = backoff_delay(attempt, self._rng, self.source.timeouts)
+            await self.source.wait_before_retry(delay)
             if self.stream is not None:  # time went on while we were not listening
                 self.stream.mark_gap(time.monotonic() - started)
 

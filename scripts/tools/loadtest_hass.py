@@ -5,9 +5,9 @@
 
 Run with ``-P`` and from outside the repository, so that only the copy of the component in
 DIR/custom_components is importable (as after a HACS install). It optionally pins the process
-to one CPU (every thread Home Assistant and the engine start inherits it), sets the satellite
-timing constants the component reads from module globals (reconnect backoff, stall timeout)
-before anything runs, then hands over to Home Assistant's own entry point
+to one CPU (every thread Home Assistant and the engine start inherits it), sets the component's
+default timeouts (``timeouts.py``: reconnect backoff, stall timeout) before anything runs, then
+hands over to Home Assistant's own entry point
 (``homeassistant.__main__.main``: its runner, event loop, executor, signal handling and restart
 exit code).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+from dataclasses import replace
 import os
 import signal
 import sys
@@ -32,16 +33,17 @@ def die_with_parent() -> None:
 
 
 def set_timing(config: str, backoff: list[float] | None, stall_timeout: float | None) -> None:
-    """Set the component's reconnect timing (module constants) in the config dir's copy."""
+    """Set the component's reconnect timing (its default timeouts) in the config dir's copy."""
     sys.path.insert(0, config)
     try:
-        from custom_components.guard_mode import satellite  # noqa: PLC0415
-        from custom_components.guard_mode.sources import wyoming  # noqa: PLC0415
+        from custom_components.guard_mode import timeouts  # noqa: PLC0415
 
+        waits = timeouts.DEFAULT_TIMEOUTS
         if backoff is not None:
-            satellite.BACKOFF_START_S, satellite.BACKOFF_MAX_S = backoff
+            waits = replace(waits, backoff_start_s=backoff[0], backoff_max_s=backoff[1])
         if stall_timeout is not None:
-            wyoming.STALL_TIMEOUT_S = stall_timeout  # type: ignore[attr-defined]  # read per read
+            waits = replace(waits, stall_s=stall_timeout)
+        timeouts.DEFAULT_TIMEOUTS = waits
     finally:
         sys.path.remove(config)  # as Home Assistant leaves it: it mounts the dir only to import
 

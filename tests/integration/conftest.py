@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from functools import partial
+from dataclasses import replace
 import sys
 from typing import Any
 from unittest.mock import PropertyMock, patch
@@ -14,21 +14,15 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.guard_mode import engine_runtime, satellite as satellite_module
 from custom_components.guard_mode.engine import ClientTimeouts, tagger
 from custom_components.guard_mode.engine.server import EngineServer, start_server
 from custom_components.guard_mode.engine.tagger import load_tagger
 from custom_components.guard_mode.push_view import async_register_push_view
-from custom_components.guard_mode.remote import RemoteEngine
-from custom_components.guard_mode.sources import (
-    base as source_base,
-    stream as stream_module,
-    wyoming as wyoming_module,
-)
 from custom_components.guard_mode.sources.push import PushSource
+from custom_components.guard_mode.timeouts import DATA_TIMEOUTS, Timeouts, timeouts
 
 from .. import synth
-from ..helpers import ENGINE_TOKEN, make_entry, wait_for_threads
+from ..helpers import ENGINE_TOKEN, FAST_STREAM_TIMEOUTS, make_entry, wait_for_threads
 from ..synth import pcm16
 from .push_client import KEY, PUSH_ID
 from .wyoming_mic import MicServer
@@ -74,18 +68,30 @@ async def engine_server() -> AsyncIterator[EngineServer]:
 
 
 @pytest.fixture
-def remote_engine_timeouts(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Return a setter: the remote engine Guard Mode starts next gets these timeouts.
+def use_timeouts(hass: HomeAssistant) -> Callable[..., Timeouts]:
+    """Return a setter: Guard Mode in this hass waits these :class:`Timeouts` fields (seconds).
 
-    ``repair_after_s`` and the :class:`ClientTimeouts` fields (seconds) are passed to its
-    constructor, so that a test of outages needn't wait for the minute a user would.
+    Sources and the remote engine take theirs when they are made, the push view at each use;
+    the fields not given keep what was set before (the defaults at first).
     """
 
-    def use(*, repair_after_s: float, **timeouts: float) -> None:
-        factory = partial(
-            RemoteEngine, timeouts=ClientTimeouts(**timeouts), repair_after_s=repair_after_s
-        )
-        monkeypatch.setattr(engine_runtime, "RemoteEngine", factory)
+    def use(**waits: Any) -> Timeouts:
+        hass.data[DATA_TIMEOUTS] = replace(timeouts(hass), **waits)
+        return hass.data[DATA_TIMEOUTS]
+
+    return use
+
+
+@pytest.fixture
+def remote_engine_timeouts(use_timeouts: Callable[..., Timeouts]) -> Callable[..., None]:
+    """Return a setter: the remote engine Guard Mode starts next gets these timeouts.
+
+    ``repair_after_s`` and the :class:`ClientTimeouts` fields (seconds), so that a test of
+    outages needn't wait for the minute a user would.
+    """
+
+    def use(*, repair_after_s: float, **client: float) -> None:
+        use_timeouts(remote=ClientTimeouts(**client), remote_repair_after_s=repair_after_s)
 
     return use
 
@@ -94,13 +100,9 @@ def remote_engine_timeouts(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Non
 
 
 @pytest.fixture
-def fast_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_timeouts(use_timeouts: Callable[..., Timeouts]) -> None:
     """Satellites reconnect and give up quickly, so tests take seconds, not minutes."""
-    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 0.05)
-    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 0.2)
-    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(wyoming_module, "PROBE_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(wyoming_module, "STALL_TIMEOUT_S", 1.0)
+    use_timeouts(backoff_start_s=0.05, backoff_max_s=0.2, probe_s=1.0, stall_s=1.0)
 
 
 @pytest.fixture
@@ -123,11 +125,9 @@ async def alarm_mic() -> AsyncIterator[MicServer]:
 
 
 @pytest.fixture
-def fast_stream_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stream sources give up in about a second instead of 5-10 s."""
-    monkeypatch.setattr(source_base, "PROBE_TIMEOUT_S", 3.0)
-    monkeypatch.setattr(source_base, "STALL_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(stream_module, "OPEN_TIMEOUT_S", 1.0)
+def fast_stream_timeouts(hass: HomeAssistant) -> None:
+    """Stream sources Guard Mode makes give up in about a second instead of 5-10 s."""
+    hass.data[DATA_TIMEOUTS] = FAST_STREAM_TIMEOUTS
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ test asserts the bound and that the honest agent keeps its satellite and its aud
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from custom_components.guard_mode.engine import bounds
 from custom_components.guard_mode.push_view import KEY_HEADER, KEY_REFUSED
 from custom_components.guard_mode.sources import push
 from custom_components.guard_mode.sources.push import PushSource
+from custom_components.guard_mode.timeouts import Timeouts
 
 from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
 from ..synth import pcm16, smoke_alarm_audio
@@ -217,9 +219,9 @@ async def test_malformed_json_closes_that_agent_only(
 
 
 async def test_binary_flood_before_hello_is_bounded(
-    client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, source: PushSource, use_timeouts: Callable[..., Timeouts]
 ) -> None:
-    monkeypatch.setattr(push_view, "HELLO_TIMEOUT_S", 1.0)
+    use_timeouts(hello_s=1.0)
     ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     started = time.monotonic()
 

@@ -21,6 +21,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.guard_mode import satellite as satellite_module
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.timeouts import Timeouts
 
 from .. import synth
 from ..helpers import arm, make_entry, satellite_entry, setup_entry, state, wait_for
@@ -303,13 +304,11 @@ async def test_removing_a_satellite_removes_its_device(hass: HomeAssistant, mic:
     assert er.async_get(hass).async_get(CONNECTED) is None
 
 
-def test_backoff_grows_with_jitter_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
     import random  # noqa: PLC0415
 
-    monkeypatch.setattr(satellite_module, "BACKOFF_START_S", 1.0)
-    monkeypatch.setattr(satellite_module, "BACKOFF_MAX_S", 60.0)
     rng = random.Random(1)
-    delays = [satellite_module.backoff_delay(n, rng) for n in range(1, 12)]
+    delays = [satellite_module.backoff_delay(n, rng, Timeouts()) for n in range(1, 12)]
     assert 0.75 <= delays[0] <= 1.25
     assert all(later > earlier * 1.2 for earlier, later in itertools.pairwise(delays[:6]))
     assert max(delays) <= 60 * 1.25

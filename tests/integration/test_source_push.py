@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 import importlib.util
 import os
 from pathlib import Path
@@ -25,7 +27,6 @@ from custom_components.guard_mode.push_view import (
     async_register_push_view,
     async_unregister_push_view,
 )
-from custom_components.guard_mode.sources import push
 from custom_components.guard_mode.sources.base import (
     AudioFormat,
     BadAudio,
@@ -33,6 +34,7 @@ from custom_components.guard_mode.sources.base import (
     NoAudio,
 )
 from custom_components.guard_mode.sources.push import PushSource
+from custom_components.guard_mode.timeouts import Timeouts
 
 from ..helpers import wait_for
 from .push_client import (
@@ -235,9 +237,9 @@ async def test_unknown_message_types_are_ignored(client: TestClient, source: Pus
 
 
 async def test_hello_timeout(
-    client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, source: PushSource, use_timeouts: Callable[..., Timeouts]
 ) -> None:
-    monkeypatch.setattr(push_view, "HELLO_TIMEOUT_S", 0.2)
+    use_timeouts(hello_s=0.2)
     ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
     error = await next_json(ws)
     assert error["code"] == "bad_message"
@@ -259,9 +261,9 @@ async def test_agent_disconnect_fails_the_run(client: TestClient, source: PushSo
 
 
 async def test_no_agent_fails_the_run_after_the_stall_timeout(
-    client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, source: PushSource
 ) -> None:
-    monkeypatch.setattr(push, "STALL_TIMEOUT_S", 0.3)
+    source.timeouts = replace(source.timeouts, stall_s=0.3)
     started = asyncio.get_running_loop().time()
     with pytest.raises(CannotConnect, match="no agent connected") as err:
         await asyncio.wait_for(source.run(Recorder()), 2)
@@ -281,10 +283,8 @@ async def test_agent_arriving_late_is_started(client: TestClient, source: PushSo
     await ws.close()
 
 
-async def test_silent_agent_fails_the_run(
-    client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(push, "STALL_TIMEOUT_S", 0.3)
+async def test_silent_agent_fails_the_run(client: TestClient, source: PushSource) -> None:
+    source.timeouts = replace(source.timeouts, stall_s=0.3)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     sink = Recorder()
@@ -300,9 +300,7 @@ async def test_silent_agent_fails_the_run(
     await ws.close()
 
 
-async def test_probe(
-    client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_probe(client: TestClient, source: PushSource) -> None:
     with pytest.raises(NoAudio, match=r"no agent connected: run guard_mode_agent\.py"):
         await source.probe()
     ws = await connect(client, HELLO | {"rate": 48000})
@@ -313,7 +311,7 @@ async def test_probe(
     assert await asyncio.wait_for(probe, 1) == AudioFormat(48000, 2, 1)
     assert await next_json(ws) == {"type": "stop"}
 
-    monkeypatch.setattr(push, "PROBE_TIMEOUT_S", 0.2)
+    source.timeouts = replace(source.timeouts, probe_s=0.2)
     with pytest.raises(NoAudio, match="sent no audio"):
         await source.probe()
     assert await next_json(ws) == {"type": "start"}
@@ -376,10 +374,9 @@ async def test_agent_follows_the_resolver(
     client: TestClient,
     sources: dict[str, PushSource],
     source: PushSource,
-    monkeypatch: pytest.MonkeyPatch,
+    use_timeouts: Callable[..., Timeouts],
 ) -> None:
-    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 3600.0)  # a reload is never taken for removal
+    use_timeouts(resolve_interval_s=0.1, resolve_grace_s=3600.0)  # a reload is never removal
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     missed = asyncio.Event()
@@ -409,7 +406,7 @@ async def test_agent_follows_the_resolver(
 
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
-    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 0.0)
+    use_timeouts(resolve_grace_s=0.0)
     async_unregister_push_view(hass)  # unknown for longer than the grace period: closed
     error = await next_json(ws)
     assert (error["type"], error["code"]) == ("error", "unknown_push_id")
@@ -560,9 +557,12 @@ async def test_real_agent_exits_on_a_refused_token(
 
 
 async def test_home_assistant_stopping_closes_agents(
-    hass: HomeAssistant, client: TestClient, source: PushSource, monkeypatch: pytest.MonkeyPatch
+    hass: HomeAssistant,
+    client: TestClient,
+    source: PushSource,
+    use_timeouts: Callable[..., Timeouts],
 ) -> None:
-    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
+    use_timeouts(resolve_interval_s=0.1)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     hass.set_state(CoreState.stopping)
@@ -615,11 +615,10 @@ async def test_real_agent_restarts_a_dying_capture(
 async def test_a_new_key_closes_the_agent_that_has_the_old_one(
     client: TestClient,
     sources: dict[str, PushSource],
-    monkeypatch: pytest.MonkeyPatch,
+    use_timeouts: Callable[..., Timeouts],
 ) -> None:
     """The user reconfigured the satellite with a new key: the old agent is shown the door."""
-    monkeypatch.setattr(push_view, "RESOLVE_INTERVAL_S", 0.1)
-    monkeypatch.setattr(push_view, "RESOLVE_GRACE_S", 0.0)
+    use_timeouts(resolve_interval_s=0.1, resolve_grace_s=0.0)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     old = sources[PUSH_ID]

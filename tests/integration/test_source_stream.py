@@ -36,6 +36,7 @@ from custom_components.guard_mode.sources.base import (
 from custom_components.guard_mode.sources.stream import StreamSource
 
 from ..helpers import (
+    FAST_STREAM_TIMEOUTS,
     make_entry,
     satellite_subentry,
     setup_entry,
@@ -53,9 +54,7 @@ from .stream_server import (
     rtsp_in_thread,
 )
 
-pytestmark = pytest.mark.usefixtures(
-    "socket_enabled", "fast_stream_timeouts", "no_stream_thread_left"
-)
+pytestmark = pytest.mark.usefixtures("socket_enabled", "no_stream_thread_left")
 
 
 @pytest.fixture
@@ -105,6 +104,11 @@ class Recorder:
         return np.concatenate([pcm for at, pcm in self.chunks if at >= since]) / 32768
 
 
+def stream_source(url: str) -> StreamSource:
+    """Return the stream source of url; it gives up in about a second instead of 5-10 s."""
+    return StreamSource(url, timeouts=FAST_STREAM_TIMEOUTS)
+
+
 async def listen(source: StreamSource, seconds: float) -> Recorder:
     """Run the source for a while, then cancel it as a disarming satellite does."""
     sink = Recorder()
@@ -128,7 +132,7 @@ def assert_tone(sink: Recorder, hz: float = 1000.0) -> None:
 
 
 async def test_rtsp_probe_and_run(rtsp: RtspServer) -> None:
-    source = StreamSource(rtsp.url)
+    source = stream_source(rtsp.url)
     assert await source.probe() == AudioFormat(48000, 2, 2)
     assert source.stats.source_format == "48000 Hz, 16-bit, stereo"
 
@@ -149,7 +153,7 @@ async def test_rtsp_probe_and_run(rtsp: RtspServer) -> None:
 async def test_rtsp_camera_with_video_sets_up_audio_only(tmp_path: Path) -> None:
     server = await RtspServer(video=True).start(tmp_path / "stream.sdp")
     try:
-        sink = await listen(StreamSource(server.url), 2.0)
+        sink = await listen(stream_source(server.url), 2.0)
         assert_tone(sink)
         assert server.setups == [f"{server.url}/trackID=1"]  # the camera never sends video
     finally:
@@ -161,7 +165,7 @@ async def test_rtsp_video_only_is_not_a_microphone(tmp_path: Path) -> None:
     server = await RtspServer(audio=False, video=True).start(tmp_path / "stream.sdp")
     try:
         with pytest.raises(NotAMicrophone, match="stream has no audio track") as err:
-            await StreamSource(server.url).probe()
+            await stream_source(server.url).probe()
         assert err.value.reason == "not_a_microphone"
     finally:
         await server.stop()
@@ -172,27 +176,27 @@ async def test_rtsp_camera_that_sends_no_audio(rtsp: RtspServer) -> None:
     rtsp.paused = True
     start = time.monotonic()
     with pytest.raises(NoAudio) as err:
-        await StreamSource(rtsp.url).probe()
+        await stream_source(rtsp.url).probe()
     assert time.monotonic() - start < 3.5
     assert err.value.reason == "no_audio"
     await wait_for_threads(1.0)
 
 
 async def test_http_mp3(http: HttpStreamServer) -> None:
-    source = StreamSource(http.url("audio.mp3"))
+    source = stream_source(http.url("audio.mp3"))
     assert await source.probe() == AudioFormat(48000, 2, 1)
     assert_tone(await listen(source, 2.5))
 
 
 async def test_http_mpegts_with_video_and_audio(http: HttpStreamServer) -> None:
-    source = StreamSource(http.url("av.ts"))
+    source = stream_source(http.url("av.ts"))
     assert await source.probe() == AudioFormat(48000, 2, 2)
     assert_tone(await listen(source, 2.0))
 
 
 async def test_http_video_only_is_not_a_microphone(http: HttpStreamServer) -> None:
     with pytest.raises(NotAMicrophone, match="stream has no audio track"):
-        await StreamSource(http.url("video.ts")).probe()
+        await stream_source(http.url("video.ts")).probe()
 
 
 @pytest.mark.parametrize(
@@ -209,7 +213,7 @@ async def test_http_refusals_say_what_is_wrong(
 ) -> None:
     """What a user typing a camera's URL is told: wrong password, no access, a web page."""
     with pytest.raises(error, match=said) as raised:
-        await StreamSource(http.url(name)).probe()
+        await stream_source(http.url(name)).probe()
     reason = "cannot_connect" if error is CannotConnect else "not_a_microphone"
     assert raised.value.reason == reason  # what the flow's form shows
 
@@ -217,7 +221,7 @@ async def test_http_refusals_say_what_is_wrong(
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 @pytest.mark.usefixtures("decoders")
 async def test_closed_port_fails_at_once(scheme: str) -> None:
-    source = StreamSource(f"{scheme}://admin:hunter2@127.0.0.1:{closed_port()}/live")
+    source = stream_source(f"{scheme}://admin:hunter2@127.0.0.1:{closed_port()}/live")
     start = time.monotonic()
     with pytest.raises(CannotConnect, match="connection refused") as err:
         await source.probe()
@@ -246,12 +250,12 @@ async def test_unusable_urls(url: str, match: str, monkeypatch: pytest.MonkeyPat
     # where Home Assistant's test plugin refuses DNS: answer as a resolver without the name.
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     with pytest.raises(CannotConnect, match=match):
-        await StreamSource(url).probe()
+        await stream_source(url).probe()
 
 
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 async def test_silent_server_never_hangs(silent: SilentServer, scheme: str) -> None:
-    source = StreamSource(f"{scheme}://127.0.0.1:{silent.port}/live")
+    source = stream_source(f"{scheme}://127.0.0.1:{silent.port}/live")
     start = time.monotonic()
     with pytest.raises((CannotConnect, NoAudio), match="did not answer within 1 s"):
         await source.probe()
@@ -262,7 +266,7 @@ async def test_silent_server_never_hangs(silent: SilentServer, scheme: str) -> N
 
 async def test_cancel_stops_the_thread_within_a_second(rtsp: RtspServer) -> None:
     sink = Recorder()
-    task = asyncio.create_task(StreamSource(rtsp.url).run(sink))
+    task = asyncio.create_task(stream_source(rtsp.url).run(sink))
     await asyncio.wait_for(sink.got_audio.wait(), 3)
     assert len(stream_threads()) == 1
     start = time.monotonic()
@@ -279,7 +283,9 @@ async def test_cancel_stops_the_thread_within_a_second(rtsp: RtspServer) -> None
 
 async def test_cancel_while_the_server_is_silent(silent: SilentServer) -> None:
     """run() returns within a second; the thread ends when its read times out."""
-    task = asyncio.create_task(StreamSource(f"rtsp://127.0.0.1:{silent.port}/live").run(Recorder()))
+    task = asyncio.create_task(
+        stream_source(f"rtsp://127.0.0.1:{silent.port}/live").run(Recorder())
+    )
     await asyncio.sleep(0.2)
     start = time.monotonic()
     task.cancel()
@@ -291,7 +297,7 @@ async def test_cancel_while_the_server_is_silent(silent: SilentServer) -> None:
 
 async def test_rtsp_server_dies_mid_stream(rtsp: RtspServer) -> None:
     sink = Recorder()
-    task = asyncio.create_task(StreamSource(rtsp.url).run(sink))
+    task = asyncio.create_task(stream_source(rtsp.url).run(sink))
     await asyncio.wait_for(sink.got_audio.wait(), 3)
     rtsp.drop_clients()
     start = time.monotonic()
@@ -304,14 +310,14 @@ async def test_rtsp_server_dies_mid_stream(rtsp: RtspServer) -> None:
 async def test_http_server_dies_mid_stream(http: HttpStreamServer) -> None:
     sink = Recorder()
     with pytest.raises(CannotConnect, match=r"ended the stream|failed"):
-        await asyncio.wait_for(StreamSource(http.url("audio.mp3?seconds=1")).run(sink), 5)
+        await asyncio.wait_for(stream_source(http.url("audio.mp3?seconds=1")).run(sink), 5)
     assert sink.chunks
     await wait_for_threads(1.0)
 
 
 async def test_stalled_stream_raises_no_audio(rtsp: RtspServer) -> None:
     sink = Recorder()
-    task = asyncio.create_task(StreamSource(rtsp.url).run(sink))
+    task = asyncio.create_task(stream_source(rtsp.url).run(sink))
     await asyncio.wait_for(sink.got_audio.wait(), 3)
     rtsp.paused = True
     start = time.monotonic()
@@ -327,7 +333,7 @@ async def test_a_busy_loop_drops_chunks_instead_of_queueing(
 ) -> None:
     monkeypatch.setattr(stream_module, "MAX_IN_FLIGHT", 4)
     with rtsp_in_thread(tmp_path / "stream.sdp") as server:  # keeps streaming while we block
-        source = StreamSource(server.url)
+        source = stream_source(server.url)
         sink = Recorder()
         task = asyncio.create_task(source.run(sink))
         await asyncio.wait_for(sink.got_audio.wait(), 3)
@@ -347,7 +353,7 @@ async def test_sink_errors_end_the_run(rtsp: RtspServer) -> None:
         raise ValueError("engine is gone")
 
     with pytest.raises(ValueError, match="engine is gone"):
-        await asyncio.wait_for(StreamSource(rtsp.url).run(broken), 3)
+        await asyncio.wait_for(stream_source(rtsp.url).run(broken), 3)
     await wait_for_threads(1.0)
 
 
@@ -400,13 +406,14 @@ async def add_camera_through_the_flow(hass: HomeAssistant, url: str) -> Subentry
     return result
 
 
+@pytest.mark.usefixtures("fast_stream_timeouts")
 async def test_flow_adds_a_camera(hass: HomeAssistant, rtsp: RtspServer) -> None:
     result = await add_camera_through_the_flow(hass, rtsp.url)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert any(request.startswith("PLAY") for request in rtsp.requests)  # probed first
 
 
-@pytest.mark.usefixtures("decoders")
+@pytest.mark.usefixtures("decoders", "fast_stream_timeouts")
 async def test_flow_says_a_video_only_camera_has_no_audio(
     hass: HomeAssistant, tmp_path: Path
 ) -> None:

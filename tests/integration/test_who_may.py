@@ -9,6 +9,7 @@ satellite that can't be reached are here too.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.clips import MAX_SLUG, clips_root
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
-from custom_components.guard_mode.sources import push
+from custom_components.guard_mode.timeouts import Timeouts
 from tests import synth
 
 from ..helpers import (
@@ -217,9 +218,9 @@ async def test_an_unwritable_clip_folder_means_no_clip_until_it_is_fixed(
 
 
 async def test_diagnostics_show_no_push_id_and_no_resolved_address(
-    hass: HomeAssistant, unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch
+    hass: HomeAssistant, unused_tcp_port: int, use_timeouts: Callable[..., Timeouts]
 ) -> None:
-    monkeypatch.setattr(push, "STALL_TIMEOUT_S", 0.5)  # "no agent connected" comes at once
+    use_timeouts(stall_s=0.5)  # "no agent connected" comes at once
     push_id, key = "c0ffee-push-id-4b1d", "push-key-0123456789-abcdefghijkl"
     satellites = [
         satellite_subentry(

@@ -17,6 +17,7 @@ from ..const import (
     CONF_VOICE_SATELLITE,
     SourceType,
 )
+from ..timeouts import timeouts
 from .base import AudioSource
 
 
@@ -26,24 +27,25 @@ def new_push_key() -> str:
 
 
 def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
-    """Return the source a satellite's settings describe."""
+    """Return the source a satellite's settings describe, with this hass's timeouts."""
     kind = SourceType(data[CONF_SOURCE])
+    waits = timeouts(hass)
     if kind is SourceType.STREAM and data.get(CONF_CAMERA):
         from .camera import CameraSource  # noqa: PLC0415
 
-        return CameraSource(hass, data[CONF_CAMERA])
+        return CameraSource(hass, data[CONF_CAMERA], timeouts=waits)
     if kind is SourceType.WYOMING:
         from .wyoming import WyomingMicSource  # noqa: PLC0415
 
-        return WyomingMicSource(data[CONF_HOST], int(data[CONF_PORT]))
+        return WyomingMicSource(data[CONF_HOST], int(data[CONF_PORT]), timeouts=waits)
     if kind is SourceType.VOICE:
         from .voice import VoiceSource  # noqa: PLC0415
 
-        return VoiceSource(hass, data[CONF_VOICE_SATELLITE])
+        return VoiceSource(hass, data[CONF_VOICE_SATELLITE], timeouts=waits)
     if kind is SourceType.STREAM:
         from .stream import StreamSource  # noqa: PLC0415
 
-        return StreamSource(data[CONF_URL])
+        return StreamSource(data[CONF_URL], timeouts=waits)
     from .push import PushSource  # noqa: PLC0415
 
-    return PushSource(data[CONF_PUSH_ID], str(data.get(CONF_PUSH_KEY) or ""))
+    return PushSource(data[CONF_PUSH_ID], str(data.get(CONF_PUSH_KEY) or ""), timeouts=waits)

@@ -14,14 +14,12 @@ import logging
 
 from ..engine import bounds
 from ..engine.audio import Pcm16
+from ..timeouts import Timeouts
 
 _LOGGER = logging.getLogger(__name__)
 
 # Called with each chunk of audio, converted to 16 kHz mono 16-bit (on the event loop).
 AudioSink = Callable[[Pcm16], None]
-
-PROBE_TIMEOUT_S = 8.0  # test-before-configure: audio must arrive within this time
-STALL_TIMEOUT_S = 10.0  # a connected source that sends nothing this long is reconnected
 
 
 class SourceError(Exception):
@@ -86,6 +84,7 @@ class AudioSource(ABC):
 
     kind: str  # "wyoming", "stream" or "push"
     satellite = "?"  # the satellite's name, for logs (set by the satellite)
+    timeouts: Timeouts  # its probe, stall and open waits (given to its constructor)
     _throttled = False
 
     @abstractmethod

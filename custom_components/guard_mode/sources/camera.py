@@ -14,7 +14,7 @@ import asyncio
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 
-from . import stream
+from ..timeouts import DEFAULT_TIMEOUTS, Timeouts
 from .base import AudioFormat, AudioSink, CannotConnect, SourceError
 from .stream import StreamSource
 
@@ -28,9 +28,11 @@ class NoCameraStream(SourceError):
 class CameraSource(StreamSource):
     """The audio of a camera entity's stream."""
 
-    def __init__(self, hass: HomeAssistant, entity_id: str) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entity_id: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         """Listen to the camera entity_id (its stream source is asked for at each connection)."""
-        super().__init__("")
+        super().__init__("", timeouts=timeouts)
         self.hass = hass
         self.entity_id = entity_id
 
@@ -42,7 +44,7 @@ class CameraSource(StreamSource):
         from homeassistant.components.camera import async_get_stream_source  # noqa: PLC0415
 
         try:
-            async with asyncio.timeout(stream.OPEN_TIMEOUT_S):
+            async with asyncio.timeout(self.timeouts.open_s):
                 url = await async_get_stream_source(self.hass, self.entity_id)
         except HomeAssistantError as err:  # no such camera (or no camera integration)
             raise CannotConnect(f"{self.describe()} is not a camera Home Assistant has") from err

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import callback
 
+from ..timeouts import DEFAULT_TIMEOUTS, Timeouts
 from .base import (
-    PROBE_TIMEOUT_S,
-    STALL_TIMEOUT_S,
     AudioFormat,
     AudioSink,
     AudioSource,
@@ -44,10 +43,11 @@ class PushSource(AudioSource):
 
     kind = "push"
 
-    def __init__(self, push_id: str, key: str) -> None:
+    def __init__(self, push_id: str, key: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         """Receive audio from the agent that connects with push_id and the satellite's key."""
         self.push_id = push_id
         self.key = key
+        self.timeouts = timeouts
         self.key_issue: str | None = None  # a repair showing the key, gone once the agent has it
         self.messages = 0  # audio messages received (delivered or used by a probe)
         self.bytes = 0
@@ -115,11 +115,11 @@ class PushSource(AudioSource):
         self._probes.append(future)
         conn.update()
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with asyncio.timeout(self.timeouts.probe_s):
                 return await future
         except TimeoutError as err:
             raise NoAudio(
-                f"the agent is connected but sent no audio in {PROBE_TIMEOUT_S:.0f} s: "
+                f"the agent is connected but sent no audio in {self.timeouts.probe_s:.0f} s: "
                 "check its microphone and its log"
             ) from err
         finally:
@@ -139,7 +139,7 @@ class PushSource(AudioSource):
             while True:
                 if self._failure is not None:
                     raise self._failure
-                remaining = self._since + STALL_TIMEOUT_S - loop.time()
+                remaining = self._since + self.timeouts.stall_s - loop.time()
                 if remaining <= 0:
                     raise self._stalled()
                 self._changed.clear()
@@ -164,12 +164,13 @@ class PushSource(AudioSource):
                 await self._changed.wait()
 
     def _stalled(self) -> SourceError:
+        stall_s = self.timeouts.stall_s
         if self._conn is None:
             return CannotConnect(
-                f"no agent connected for {STALL_TIMEOUT_S:.0f} s: run guard_mode_agent.py on the "
+                f"no agent connected for {stall_s:.0f} s: run guard_mode_agent.py on the "
                 "device with this satellite's id and key (shown when you reconfigure it)"
             )
-        return NoAudio(f"{self.describe()} sent no audio for {STALL_TIMEOUT_S:.0f} s")
+        return NoAudio(f"{self.describe()} sent no audio for {stall_s:.0f} s")
 
     def _notify_agent(self) -> None:
         if self._conn is not None:

@@ -22,8 +22,9 @@ How a connection runs:
 * Only the audio track: RTSP sets up the audio track alone (``allowed_media_types=audio``), so
   a camera doesn't even send its video; in other containers the other streams are marked
   discarded (demuxers that honour it skip them) and their packets are never decoded.
-* Stalls: PyAV's interrupt callback gives each packet read ``STALL_TIMEOUT_S`` (each open step
-  ``OPEN_TIMEOUT_S``); a stream whose packets keep coming without audio is caught by the thread.
+* Stalls: PyAV's interrupt callback gives each packet read the stall timeout (each open step
+  the open timeout, ``timeouts.py``); a stream whose packets keep coming without audio is caught
+  by the thread.
 * Cancellation: PyAV has no way to abort a blocking read from another thread (its interrupt
   callback only checks the timeouts above, and closing a container while another thread reads
   from it frees memory under that thread's feet). So a cancelled ``run()`` sets a stop flag,
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 
 from ..engine.audio import SAMPLE_RATE, Pcm16
 from ..redact import redact_url
-from . import base
+from ..timeouts import DEFAULT_TIMEOUTS, Timeouts
 from .base import (
     AudioFormat,
     AudioSink,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 CHUNK_SAMPLES: Final = 1600  # 100 ms per chunk handed to the loop
-OPEN_TIMEOUT_S = 5.0  # connecting and reading the stream's header, each
 STOP_WAIT_S = 0.8  # a cancelled run() waits this long for its thread (satellites allow 1 s)
 MAX_IN_FLIGHT = 20  # chunks on their way to the loop (2 s) before new ones are dropped
 MAX_BAD_PACKETS = 100  # audio packets in a row that fail to decode before giving up
@@ -94,9 +94,10 @@ class StreamSource(AudioSource):
 
     kind = "stream"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         """Listen to the stream at url (rtsp://, rtsps://, http://, https://, rtmp://)."""
         self.url = url
+        self.timeouts = timeouts
         self.stats = StreamStats()
 
     def describe(self) -> str:
@@ -108,11 +109,11 @@ class StreamSource(AudioSource):
         session = _Session(self, asyncio.get_running_loop(), None)
         session.start()
         try:
-            async with asyncio.timeout(base.PROBE_TIMEOUT_S):
+            async with asyncio.timeout(self.timeouts.probe_s):
                 error = await asyncio.shield(session.done)
         except TimeoutError as err:
             raise NoAudio(
-                f"{self.describe()} sent no audio in {base.PROBE_TIMEOUT_S:.0f} s"
+                f"{self.describe()} sent no audio in {self.timeouts.probe_s:.0f} s"
             ) from err
         finally:
             session.stop.set()
@@ -215,18 +216,19 @@ class _Session:
         options = {"protocol_whitelist": PROTOCOLS, "analyzeduration": ANALYZE_US}
         if scheme.startswith("rtsp"):
             options |= {"rtsp_transport": "tcp", "allowed_media_types": "audio"}
+        waits = self.source.timeouts
         started = time.monotonic()
         try:
             return av.open(
                 url,
                 mode="r",
                 container_options=options,
-                timeout=(OPEN_TIMEOUT_S, base.STALL_TIMEOUT_S),
+                timeout=(waits.open_s, waits.stall_s),
             )
         except Exception as err:
-            if time.monotonic() - started >= OPEN_TIMEOUT_S * 0.95:
+            if time.monotonic() - started >= waits.open_s * 0.95:
                 raise CannotConnect(
-                    f"{self.where} did not answer within {OPEN_TIMEOUT_S:.0f} s"
+                    f"{self.where} did not answer within {waits.open_s:.0f} s"
                 ) from err
             raise _open_error(err, self.where, url) from err
 
@@ -236,7 +238,7 @@ class _Session:
         for stream in container.streams:
             if stream.index != audio.index:
                 stream.discard = av.stream.Discard.all
-        stall = base.STALL_TIMEOUT_S
+        stall = self.source.timeouts.stall_s
         resampler: av.AudioResampler | None = None
         layout: tuple[str, str, int] | None = None
         last_packet = last_audio = time.monotonic()

@@ -20,7 +20,8 @@ from homeassistant.helpers import entity_registry as er
 from ..const import DOMAIN
 from ..engine import bounds
 from ..engine.audio import PcmConverter
-from .base import STALL_TIMEOUT_S, AudioFormat, AudioSink, AudioSource, NoAudio, check_format
+from ..timeouts import DEFAULT_TIMEOUTS, Timeouts
+from .base import AudioFormat, AudioSink, AudioSource, NoAudio, check_format
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,9 +33,12 @@ class VoiceSource(AudioSource):
 
     kind = "voice"
 
-    def __init__(self, hass: HomeAssistant, entity_id: str) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entity_id: str, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         """Listen to the voice satellite entity_id (an assist_satellite entity)."""
         self.hass = hass
+        self.timeouts = timeouts
         self.entity_id = entity_id
         self.satellite_id = ""  # its wake-word id: the satellite's id (set by the satellite)
         self.listener_unique_id = ""  # Guard Mode's listener entity (set by the satellite)
@@ -82,12 +86,12 @@ class VoiceSource(AudioSource):
             while True:
                 self._arrived.clear()
                 try:
-                    async with asyncio.timeout(STALL_TIMEOUT_S):
+                    async with asyncio.timeout(self.timeouts.stall_s):
                         await self._arrived.wait()
                 except TimeoutError:
                     raise NoAudio(
-                        f"{self.describe()} sent no audio for {STALL_TIMEOUT_S:.0f} s (is its "
-                        "device online and its wake word detected in Home Assistant?)"
+                        f"{self.describe()} sent no audio for {self.timeouts.stall_s:.0f} s "
+                        "(is its device online and its wake word detected in Home Assistant?)"
                     ) from None
         except asyncio.CancelledError:
             self._sink = None  # nothing more reaches the satellite while the device is put back

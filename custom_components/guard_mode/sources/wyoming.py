@@ -4,7 +4,7 @@ A mic service is a peer on the network, bounded like every entrance (engine/boun
 are read with bounded sizes and any parsing failure is a protocol error; a chunk over the chunk
 bounds, or in an unusable format, ends the connection with one clear reason (the satellite logs
 it once per outage and reconnects); audio is read at most ``RATE_FACTOR`` × real time (the rest
-waits in the socket); a service that sends no audio for ``STALL_TIMEOUT_S`` is reconnected.
+waits in the socket); a service that sends no audio for the stall timeout is reconnected.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from wyoming.info import Describe, Info
 from ..engine import bounds, protocol
 from ..engine.audio import PcmConverter
 from ..redact import error_text
+from ..timeouts import DEFAULT_TIMEOUTS, Timeouts
 from .base import (
-    PROBE_TIMEOUT_S,
-    STALL_TIMEOUT_S,
     AudioFormat,
     AudioSink,
     AudioSource,
@@ -56,10 +55,11 @@ class WyomingMicSource(AudioSource):
 
     kind = "wyoming"
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         """Listen to the Wyoming mic service at host:port."""
         self.host = host
         self.port = port
+        self.timeouts = timeouts
 
     def describe(self) -> str:
         """Return what the source is (not its host: logs name the satellite instead)."""
@@ -81,7 +81,7 @@ class WyomingMicSource(AudioSource):
         """Connect and return the format of the first audio; tell what else it is otherwise."""
         reader, writer = await self._connect()
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with asyncio.timeout(self.timeouts.probe_s):
                 while True:
                     event = await read_event(reader)
                     if event is None:
@@ -93,7 +93,9 @@ class WyomingMicSource(AudioSource):
                         if not info.mic:
                             raise NotAMicrophone(f"{self.describe()} is {_what(info)}")
         except TimeoutError as err:
-            raise NoAudio(f"{self.describe()} sent no audio in {PROBE_TIMEOUT_S:.0f} s") from err
+            raise NoAudio(
+                f"{self.describe()} sent no audio in {self.timeouts.probe_s:.0f} s"
+            ) from err
         finally:
             await _close(writer)
 
@@ -103,7 +105,8 @@ class WyomingMicSource(AudioSource):
         audio, events = bounds.audio_budget(), bounds.event_budget()
         converter = PcmConverter()
         loop = asyncio.get_running_loop()
-        stall_at = loop.time() + STALL_TIMEOUT_S  # no audio by then: stalled, whatever else
+        stall_s = self.timeouts.stall_s
+        stall_at = loop.time() + stall_s  # no audio by then: stalled, whatever else
         try:
             while True:
                 if loop.time() >= stall_at:  # no audio, whatever else kept coming
@@ -124,7 +127,7 @@ class WyomingMicSource(AudioSource):
                     sink(converter.convert(event.payload, fmt.rate, fmt.width, fmt.channels))
                     seconds = bounds.chunk_seconds(size, fmt.rate, fmt.width, fmt.channels)
                     wait = max(wait, audio.spend(seconds))
-                    stall_at = loop.time() + wait + STALL_TIMEOUT_S
+                    stall_at = loop.time() + wait + stall_s
                 elif AudioStop.is_type(event.type):
                     raise NoAudio(f"{self.describe()} stopped its microphone")
                 if wait:
