@@ -288,6 +288,29 @@ def test_pattern_hits_open_and_extend_one_alarm() -> None:
     assert end.detection.confidence == 0.95
 
 
+def test_a_weak_pattern_cycle_needs_the_next_one() -> None:
+    # A note of music pulsing in T3 rhythm once is confirmed weakly; an alarm goes on.
+    decider = Decider()
+    weak = decider.config.pattern_confidence - 0.1
+    assert decider.push_alarm(AlarmHit("smoke_alarm", "T3", 494.6, 1.0, 5.0, weak)) == []
+    other_note = AlarmHit("smoke_alarm", "T3", 3100.0, 5.0, 9.0, weak)
+    assert decider.push_alarm(other_note) == []  # not the same carrier: no alarm yet
+    events = decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 9.1, 13.1, weak))
+    assert onsets(events) == [(Sound.SMOKE_ALARM, False, None)]
+    assert events[0].detection.start_s == 5.0  # when the alarm's first cycle began
+    late = Decider()
+    late.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 1.0, 5.0, weak))
+    assert late.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 9.0, 13.0, weak)) == []
+
+
+def test_a_weak_t4_cycle_still_makes_tagger_alarm_evidence_co() -> None:
+    decider = Decider()
+    weak = AlarmHit("co_alarm", "T4", 3100.0, 0.0, 6.0, decider.config.pattern_confidence - 0.1)
+    assert decider.push_alarm(weak) == []
+    events = run(decider, [window(i, {Sound.SMOKE_ALARM: 2.5}) for i in range(13, 16)])
+    assert onsets(events) == []
+
+
 def test_tagger_alarm_evidence_during_a_t4_pattern_is_the_co_alarm() -> None:
     decider = Decider()
     decider.push_alarm(AlarmHit("co_alarm", "T4", 3100.0, 0.0, 6.0, 0.9))

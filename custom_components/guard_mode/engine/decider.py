@@ -6,7 +6,8 @@ has a :class:`SoundRule`:
 
 * sustained sounds (a dog, a baby, an alarm) need N hit windows within a few seconds, or one
   strong window; the tagger's smoke-alarm evidence must also span longer than one T4 (CO) burst
-  can, so that a CO alarm is never first reported as smoke;
+  can, so that a CO alarm is never first reported as smoke; a T3/T4 cycle the pattern detector
+  confirmed only weakly must be followed by the next cycle;
 * impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
   onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
   a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
@@ -31,7 +32,7 @@ import statistics
 import numpy as np
 import numpy.typing as npt
 
-from .alarm_pattern import AlarmHit
+from .alarm_pattern import BIN_HZ, AlarmHit
 from .evidence import Embedding, Evidence, Gap, WindowEvidence
 from .frontend import WINDOW_HOP_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
@@ -104,6 +105,10 @@ class DeciderConfig:
     media_hold_s: float = 6.0  # media context lasts this long after the media stops
     media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
     pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
+    # A T3/T4 cycle the pattern detector confirmed with less confidence than this (a note of
+    # music that happens to pulse in T3 rhythm: 0.56; real and synthetic alarms: 0.8-0.99) is
+    # an alarm only once the next cycle follows it on the same carrier.
+    pattern_confidence: float = 0.7
     enabled: frozenset[str] = frozenset(Sound)
     # Sounds the tagger confuses with each other (a baby's cry also scores "Dog"): in a window
     # where both are heard, only the stronger counts.
@@ -204,6 +209,7 @@ class Decider:
         self._media_until_s = -1.0
         self._now = 0.0
         self._last_t4_s: float | None = None
+        self._last_cycle: dict[str, AlarmHit] = {}  # the last pattern hit, by pattern
         self._levels: deque[float] = deque(maxlen=NOISE_WINDOWS)
         self._floor_db: float | None = None
         self._floor_tick = 0
@@ -341,9 +347,14 @@ class Decider:
         self._now = max(self._now, hit.end_s)
         sound = Sound(hit.sound)
         if sound is Sound.CO_ALARM:
-            self._last_t4_s = hit.end_s
+            self._last_t4_s = hit.end_s  # a weak T4 cycle too: tagger alarm evidence is CO
         events = self._expire(hit.end_s)
+        previous = self._last_cycle.get(hit.pattern)
+        self._last_cycle[hit.pattern] = hit
+        follows = previous is not None and _next_cycle(previous, hit)
         track = self._track(sound)
+        if hit.confidence < self.config.pattern_confidence and track.open is None and not follows:
+            return events  # one weak cycle: wait for the next
         track.last_hit_end_s = max(track.last_hit_end_s, hit.end_s)
         if track.open is not None:
             track.open.end_s = max(track.open.end_s, hit.end_s)
@@ -351,7 +362,7 @@ class Decider:
             return events
         detection = self._new(
             sound,
-            hit.start_s,
+            previous.start_s if previous is not None and follows else hit.start_s,
             hit.end_s,
             confidence=hit.confidence,
             label=f"{hit.pattern} pattern",
@@ -371,6 +382,7 @@ class Decider:
             track.recent.clear()
         self._media.clear()
         self._onsets.clear()
+        self._last_cycle.clear()
         return self._expire(self._now)
 
     def finish(self) -> list[DeciderEvent]:
@@ -552,4 +564,17 @@ def _shows(onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: Impu
         and onset.decay_db >= rule.min_decay_db
         and onset.shower >= rule.min_shower
         for time_s, onset in onsets
+    )
+
+
+# Cycle lengths of the alarm patterns (s): T3 three pulses and a pause, T4 a group and a pause.
+CYCLE_S = {"T3": 4.0, "T4": 5.8}
+
+
+def _next_cycle(previous: AlarmHit, hit: AlarmHit) -> bool:
+    """Return True when hit is the cycle after previous: one cycle later (±25 %), same carrier."""
+    cycle = CYCLE_S[hit.pattern]
+    return (
+        0.75 * cycle - 0.1 <= hit.start_s - previous.start_s <= 1.25 * cycle + 0.1
+        and abs(hit.carrier_hz - previous.carrier_hz) <= 2 * BIN_HZ
     )
