@@ -288,19 +288,22 @@ def test_pattern_hits_open_and_extend_one_alarm() -> None:
     assert end.detection.confidence == 0.95
 
 
-def test_a_weak_pattern_cycle_needs_the_next_one() -> None:
-    # A note of music pulsing in T3 rhythm once is confirmed weakly; an alarm goes on.
+def test_weak_pattern_cycles_must_go_on() -> None:
+    # Notes of music pulse in an alarm's rhythm for a cycle or two; an alarm goes on.
     decider = Decider()
     weak = decider.config.pattern_confidence - 0.1
+    assert decider.config.weak_cycles == 3
     assert decider.push_alarm(AlarmHit("smoke_alarm", "T3", 494.6, 1.0, 5.0, weak)) == []
-    other_note = AlarmHit("smoke_alarm", "T3", 3100.0, 5.0, 9.0, weak)
-    assert decider.push_alarm(other_note) == []  # not the same carrier: no alarm yet
-    events = decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 9.1, 13.1, weak))
+    # Not the same carrier, then a cycle late: each starts a new run.
+    assert decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 5.0, 9.0, weak)) == []
+    assert decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 13.0, 17.0, weak)) == []
+    assert decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 17.1, 21.1, weak)) == []
+    events = decider.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 21.0, 25.0, weak))
     assert onsets(events) == [(Sound.SMOKE_ALARM, False, None)]
-    assert events[0].detection.start_s == 5.0  # when the alarm's first cycle began
-    late = Decider()
-    late.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 1.0, 5.0, weak))
-    assert late.push_alarm(AlarmHit("smoke_alarm", "T3", 3100.0, 9.0, 13.0, weak)) == []
+    assert events[0].detection.start_s == 13.0  # when the run of cycles began
+    strong = Decider()
+    hit = AlarmHit("smoke_alarm", "T3", 3100.0, 1.0, 5.0, strong.config.pattern_confidence)
+    assert onsets(strong.push_alarm(hit)) == [(Sound.SMOKE_ALARM, False, None)]
 
 
 def test_a_weak_t4_cycle_still_makes_tagger_alarm_evidence_co() -> None:

@@ -7,7 +7,7 @@ has a :class:`SoundRule`:
 * sustained sounds (a dog, a baby, an alarm) need N hit windows within a few seconds, or one
   strong window; the tagger's smoke-alarm evidence must also span longer than one T4 (CO) burst
   can, so that a CO alarm is never first reported as smoke; a T3/T4 cycle the pattern detector
-  confirmed only weakly must be followed by the next cycle;
+  confirmed only weakly must be followed by two more;
 * impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
   onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
   a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
@@ -105,10 +105,11 @@ class DeciderConfig:
     media_hold_s: float = 6.0  # media context lasts this long after the media stops
     media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
     pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
-    # A T3/T4 cycle the pattern detector confirmed with less confidence than this (a note of
-    # music that happens to pulse in T3 rhythm: 0.56; real and synthetic alarms: 0.8-0.99) is
-    # an alarm only once the next cycle follows it on the same carrier.
-    pattern_confidence: float = 0.7
+    # A T3/T4 cycle the pattern detector confirmed with less confidence than this (notes of
+    # music that happen to pulse in the rhythm: 0.44-0.74; real and synthetic alarms: 0.8-0.99)
+    # is an alarm only once this many cycles in a row were heard on the same carrier.
+    pattern_confidence: float = 0.75
+    weak_cycles: int = 3
     enabled: frozenset[str] = frozenset(Sound)
     # Sounds the tagger confuses with each other (a baby's cry also scores "Dog"): in a window
     # where both are heard, only the stronger counts.
@@ -209,7 +210,8 @@ class Decider:
         self._media_until_s = -1.0
         self._now = 0.0
         self._last_t4_s: float | None = None
-        self._last_cycle: dict[str, AlarmHit] = {}  # the last pattern hit, by pattern
+        # By pattern: the first and the last of the cycles heard in a row, and how many.
+        self._cycles: dict[str, tuple[AlarmHit, AlarmHit, int]] = {}
         self._levels: deque[float] = deque(maxlen=NOISE_WINDOWS)
         self._floor_db: float | None = None
         self._floor_tick = 0
@@ -349,12 +351,17 @@ class Decider:
         if sound is Sound.CO_ALARM:
             self._last_t4_s = hit.end_s  # a weak T4 cycle too: tagger alarm evidence is CO
         events = self._expire(hit.end_s)
-        previous = self._last_cycle.get(hit.pattern)
-        self._last_cycle[hit.pattern] = hit
-        follows = previous is not None and _next_cycle(previous, hit)
+        first, count = hit, 1
+        if (run := self._cycles.get(hit.pattern)) is not None and _next_cycle(run[1], hit):
+            first, count = run[0], run[2] + 1
+        self._cycles[hit.pattern] = (first, hit, count)
         track = self._track(sound)
-        if hit.confidence < self.config.pattern_confidence and track.open is None and not follows:
-            return events  # one weak cycle: wait for the next
+        if (
+            hit.confidence < self.config.pattern_confidence
+            and track.open is None
+            and count < self.config.weak_cycles
+        ):
+            return events  # weak evidence: wait for more cycles
         track.last_hit_end_s = max(track.last_hit_end_s, hit.end_s)
         if track.open is not None:
             track.open.end_s = max(track.open.end_s, hit.end_s)
@@ -362,7 +369,7 @@ class Decider:
             return events
         detection = self._new(
             sound,
-            previous.start_s if previous is not None and follows else hit.start_s,
+            first.start_s,
             hit.end_s,
             confidence=hit.confidence,
             label=f"{hit.pattern} pattern",
@@ -382,7 +389,7 @@ class Decider:
             track.recent.clear()
         self._media.clear()
         self._onsets.clear()
-        self._last_cycle.clear()
+        self._cycles.clear()
         return self._expire(self._now)
 
     def finish(self) -> list[DeciderEvent]:
