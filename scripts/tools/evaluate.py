@@ -5,10 +5,11 @@ Usage: scripts/evaluate [CORPUS_DIR ...] [--offsets 0 120 240 360] [--jobs N]
                         [--speex NS AGC]
 
 Without CORPUS_DIR it reads ../shared/audio/dev, dev-impacts and dev-ext (those that exist).
-A corpus holds one folder per label (WAV or FLAC); ``negatives/<class>/`` folders hold negative
-classes. Every clip is streamed as a satellite sends it (80 ms chunks, silence before and after,
-as the ``analyze`` CLI does) once per offset: the audio delayed by 0/120/240/360 ms, because a
-short sound's scores depend on where the 0.96 s windows fall. Printed per corpus:
+A corpus holds one folder per label (WAV, FLAC, Ogg, Opus or MP3); ``negatives/<class>/``
+folders hold negative classes. Every clip is streamed as a satellite sends it (80 ms chunks,
+silence before and after, as the ``analyze`` CLI does) once per offset: the audio delayed by
+0/120/240/360 ms, because a short sound's scores depend on where the 0.96 s windows fall.
+Printed per corpus:
 
 * positives: recall at each offset and at the worst one (the figure that counts), how many clips
   were caught at every offset, wrong-sound alerts, and the latency from the sound's onset (its
@@ -78,7 +79,7 @@ POSITIVES: dict[str, frozenset[Sound]] = {
 }
 MEDIA_BEDS = frozenset({"tv_mix", "music"})
 UNSCORED = frozenset({"siren", "alarm_co_or_other"})  # other alarms: reported, not scored
-AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")  # what the analyze CLI reads
 
 # The baseline's single label per sound (what a Frigate user would enable).
 BASELINE_LABELS = {
