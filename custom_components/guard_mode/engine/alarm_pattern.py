@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from .frontend import FRAME_HOP, FRAME_LENGTH, SAMPLE_RATE, SPECTRUM_BINS, stft_magnitude
 
-__all__ = ["AlarmHit", "AlarmPatternDetector", "detect_alarms"]
+__all__ = ["CYCLE_S", "AlarmHit", "AlarmPatternDetector", "detect_alarms", "next_cycle"]
 
 Floats = npt.NDArray[np.float32]
 Pattern = Literal["T3", "T4"]
@@ -91,12 +91,14 @@ HISTORY_FRAMES = 1024
 #: Large pushes are processed in blocks of at most this many frames.
 BLOCK_FRAMES = 200
 
+#: How long one cycle of each pattern lasts (s): T3 three pulses and a pause, T4 a group and one.
+CYCLE_S: dict[Pattern, float] = {"T3": 4.0, "T4": 5.8}
 _TOL = 0.25  # timing tolerance of every interval
 _MARGIN_S = 0.03  # onset timing uncertainty
 _T3_SHORT = (1.0 * (1 - _TOL) - _MARGIN_S, 1.0 * (1 + _TOL) + _MARGIN_S)
 _T3_LONG = (2.0 * (1 - _TOL) - _MARGIN_S, 2.0 * (1 + _TOL) + _MARGIN_S)
 _T4_STEP = (0.2 * (1 - _TOL) - _MARGIN_S, 0.2 * (1 + _TOL) + _MARGIN_S)
-_T4_CYCLE = (5.8 * (1 - _TOL), 5.8 * (1 + _TOL))
+_T4_CYCLE = (CYCLE_S["T4"] * (1 - _TOL), CYCLE_S["T4"] * (1 + _TOL))
 _T4_QUIET_FRAMES = 40  # no onset on the carrier in the 0.4 s before a T4 group
 _T4_GROUP_FRAMES = 95  # a T4 group's last onset comes at most 0.95 s after its first
 _MAX_CHAINS = 64
@@ -152,6 +154,20 @@ class AlarmHit:
     start_s: float  # stream time of the first pulse of the confirmed cycle
     end_s: float  # stream time at which it was confirmed
     confidence: float  # 0..1, from timing fit and tonality
+
+
+def next_cycle(previous: AlarmHit, hit: AlarmHit) -> bool:
+    """Return True when hit is the cycle after previous: one cycle later, on the same carrier.
+
+    One cycle within the detector's timing tolerance (±25 %, and 0.1 s for where each cycle's
+    first pulse was placed), the carrier within two bins.
+    """
+    cycle = CYCLE_S[hit.pattern]
+    return (
+        hit.pattern == previous.pattern
+        and abs(hit.start_s - previous.start_s - cycle) <= _TOL * cycle + 0.1
+        and abs(hit.carrier_hz - previous.carrier_hz) <= 2 * BIN_HZ
+    )
 
 
 @dataclass(slots=True, eq=False)

@@ -32,7 +32,7 @@ import statistics
 import numpy as np
 import numpy.typing as npt
 
-from .alarm_pattern import BIN_HZ, AlarmHit
+from .alarm_pattern import AlarmHit, next_cycle
 from .evidence import Embedding, Evidence, Gap, WindowEvidence
 from .frontend import WINDOW_HOP_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
@@ -352,7 +352,7 @@ class Decider:
             self._last_t4_s = hit.end_s  # a weak T4 cycle too: tagger alarm evidence is CO
         events = self._expire(hit.end_s)
         first, count = hit, 1
-        if (run := self._cycles.get(hit.pattern)) is not None and _next_cycle(run[1], hit):
+        if (run := self._cycles.get(hit.pattern)) is not None and next_cycle(run[1], hit):
             first, count = run[0], run[2] + 1
         self._cycles[hit.pattern] = (first, hit, count)
         track = self._track(sound)
@@ -571,17 +571,4 @@ def _shows(onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: Impu
         and onset.decay_db >= rule.min_decay_db
         and onset.shower >= rule.min_shower
         for time_s, onset in onsets
-    )
-
-
-# Cycle lengths of the alarm patterns (s): T3 three pulses and a pause, T4 a group and a pause.
-CYCLE_S = {"T3": 4.0, "T4": 5.8}
-
-
-def _next_cycle(previous: AlarmHit, hit: AlarmHit) -> bool:
-    """Return True when hit is the cycle after previous: one cycle later (±25 %), same carrier."""
-    cycle = CYCLE_S[hit.pattern]
-    return (
-        0.75 * cycle - 0.1 <= hit.start_s - previous.start_s <= 1.25 * cycle + 0.1
-        and abs(hit.carrier_hz - previous.carrier_hz) <= 2 * BIN_HZ
     )
