@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -105,6 +106,38 @@ def test_a_shot_is_decided_on_its_onset() -> None:
     assert rule is not None
     events = run(decider, [window(9, {Sound.GUNSHOT: rule.score}, onset=SHOT, aligned=True)])
     assert onsets(events) == [(Sound.GUNSHOT, False, None)]
+
+
+def test_a_shot_late_in_a_window_is_judged_once_its_onset_is_measured() -> None:
+    # A regular window with the shot in its last 0.6 s scores high, but its onset is measured
+    # only 0.6 s after it starts: the window waits for it (the onset's aligned window brings it).
+    start = 10 * HOP
+    late = replace(
+        window(10, {Sound.GUNSHOT: 3.0}, head={Sound.GUNSHOT: 0.95}), onset_s=start + 0.8
+    )
+
+    def brings(onset: Onset, at_s: float = start + 0.8) -> WindowEvidence:
+        """The aligned window of an onset at at_s: it scores low (the shot at its very start)."""
+        aligned = window(0, {Sound.GUNSHOT: 0.3}, onset=onset, aligned=True)
+        return replace(aligned, start_s=at_s - 0.04, end_s=at_s + 0.92, onset_s=at_s)
+
+    decider = Decider()
+    assert onsets(decider.push_window(late)) == []  # not yet: no onset measured in it
+    events = decider.push_window(brings(SHOT))
+    assert onsets(events) == [(Sound.GUNSHOT, False, None)]
+    assert events[0].detection.start_s == pytest.approx(start + 0.8)
+
+    # Not when the head does not hear a shot in it too (its score may be what came before) ...
+    unheard = replace(late, head={Sound.GUNSHOT: 0.5})
+    assert onsets(run(Decider(), [unheard, brings(SHOT)])) == []
+    # ... nor when the onset does not die away (an engine starting) ...
+    ongoing = Onset(frame=0, rise_db=40.0, peak_db=-12.0, decay_db=2.0, shower=0)
+    assert onsets(run(Decider(), [late, brings(ongoing)])) == []
+    # ... nor when something else started earlier in the window (a fire's crackle before a pop) ...
+    crackle = brings(ongoing, at_s=start + 0.2)
+    assert onsets(run(Decider(), [crackle, late, brings(SHOT)])) == []
+    # ... nor when no onset comes in time.
+    assert onsets(run(Decider(), [late, brings(SHOT, at_s=start + 3.0)])) == []
 
 
 def test_glass_must_shower_shards_a_knock_on_glass_does_not() -> None:

@@ -11,7 +11,9 @@ has a :class:`SoundRule`:
 * impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
   onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
   a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
-  slammed door do not.
+  slammed door do not. An onset is measured 0.6 s after it starts, so a window whose onset lies
+  late in it (where a shot often scores highest) is judged once the onset is measured, if the
+  detection head hears the sound in it too (``late_head``).
 
 A hold time keeps a detection open across short gaps, and a cooldown separates alerts.
 Media-prone sounds heard while a TV, radio or music plays (acoustic evidence over ≥ 5 s, or a
@@ -61,6 +63,10 @@ class ImpulseRule:
     # A window belongs to the event of an onset that lies in it or at most this long before it
     # (a breaking pane's shards and a shot's echo follow the impact).
     event_s: float = 0.0
+    # A window whose onset was not measured yet by its end (it lies in the window's last 0.6 s) is
+    # judged once it is, on the first onset in the window — if the detection head gives the sound
+    # at least this in the window (its score may come from before the onset); None: never.
+    late_head: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,12 @@ class DeciderConfig:
                 impulse=ImpulseRule(1.6, min_decay_db=6.0, min_shower=4, event_s=0.5),
             ),
             Sound.GUNSHOT: SoundRule(
-                1, 0.0, 99.0, 4.0, 30.0, impulse=ImpulseRule(1.0, min_decay_db=6.0, event_s=0.5)
+                1,
+                0.0,
+                99.0,
+                4.0,
+                30.0,
+                impulse=ImpulseRule(1.0, min_decay_db=6.0, event_s=0.5, late_head=0.9),
             ),
             Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0),
             Sound.BABY_CRY: SoundRule(2, 2.5, 1.8, 10.0, 60.0),
@@ -196,6 +207,20 @@ NOISE_WINDOWS = 120  # the noise floor is the quiet end of the last minute of wi
 MAX_REMEMBERED = 64  # detections whose embeddings are kept (for "not a threat")
 MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds): 600 KB a stream
 MAX_EVENT_S = 2.0  # onsets are remembered this long (longer than any rule's event_s)
+# A window awaits its late onset this long after its end (the onset's aligned window, which
+# brings it, ends at most 0.92 s after the onset).
+LATE_ONSET_S = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaiting:
+    """A window of an impulsive sound that scored, awaiting the measurement of its onset."""
+
+    sound: str
+    window: WindowEvidence
+    strong: bool
+    confidence: float
+    label: str
 
 
 class Decider:
@@ -223,6 +248,7 @@ class Decider:
         self._background_tick = 0
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
         self._onsets: deque[tuple[float, Onset]] = deque()  # recent measured onsets (time, onset)
+        self._awaiting: deque[_Awaiting] = deque()  # windows whose onset comes late (late_head)
 
     def add_window_listener(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
         """Also give every window to listener (teaching records with it); returns unsubscribe."""
@@ -275,6 +301,7 @@ class Decider:
         stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
         beaten = self._beaten_rivals(window)
         onsets = self._event_onsets(window)
+        events += self._late_onsets(onsets, window.end_s)
         any_hit = False
         for sound in config.rules:
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
@@ -290,7 +317,6 @@ class Decider:
                 score >= needed
                 and (stands_out or sound in ALARM_SOUNDS)
                 and sound not in beaten
-                and (rule.impulse is None or _shows(onsets, window, rule.impulse))
                 and (
                     window.head.get(sound, 0.0) >= config.head_overrules
                     or not any(
@@ -301,14 +327,17 @@ class Decider:
             )
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
                 hit = False
+            strong = score >= rule.strong
+            confidence = window.confidence.get(source, 0.0)
+            label = window.labels.get(source, "")
+            if hit and rule.impulse is not None and not _shows(onsets, window, rule.impulse):
+                hit = False
+                late_head = rule.impulse.late_head
+                if late_head is not None and window.head.get(sound, 0.0) >= late_head:
+                    self._awaiting.append(_Awaiting(sound, window, strong, confidence, label))
             any_hit |= hit
             events += self._evidence(
-                sound,
-                window,
-                hit=hit,
-                strong=score >= rule.strong,
-                confidence=window.confidence.get(source, 0.0),
-                label=window.labels.get(source, ""),
+                sound, window, hit=hit, strong=strong, confidence=confidence, label=label
             )
         for custom in config.custom:
             similarity = (
@@ -334,6 +363,25 @@ class Decider:
                 # A half-size copy: a row view would keep the tagger's whole batch alive.
                 self.background.append(window.embedding.astype(np.float16))
         self._update_floor(window.level_db)
+        return events
+
+    def _late_onsets(self, onsets: list[tuple[float, Onset]], now_s: float) -> list[DeciderEvent]:
+        """Judge the windows awaiting their onset now that onsets may have been measured."""
+        while self._awaiting and now_s - self._awaiting[0].window.end_s > LATE_ONSET_S:
+            self._awaiting.popleft()
+        events: list[DeciderEvent] = []
+        for item in list(self._awaiting):
+            impulse = self._rule(item.sound).impulse
+            if impulse is not None and _first_onset_shows(onsets, item.window, impulse):
+                self._awaiting.remove(item)
+                events += self._evidence(
+                    item.sound,
+                    item.window,
+                    hit=True,
+                    strong=item.strong,
+                    confidence=item.confidence,
+                    label=item.label,
+                )
         return events
 
     def _event_onsets(self, window: WindowEvidence) -> list[tuple[float, Onset]]:
@@ -389,6 +437,7 @@ class Decider:
             track.recent.clear()
         self._media.clear()
         self._onsets.clear()
+        self._awaiting.clear()
         self._cycles.clear()
         return self._expire(self._now)
 
@@ -572,3 +621,16 @@ def _shows(onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: Impu
         and onset.shower >= rule.min_shower
         for time_s, onset in onsets
     )
+
+
+def _first_onset_shows(
+    onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: ImpulseRule
+) -> bool:
+    """Return True when the first onset inside the window shows what the rule asks."""
+    inside = [
+        (time_s, onset) for time_s, onset in onsets if window.start_s <= time_s <= window.end_s
+    ]
+    if not inside:
+        return False
+    first = min(inside, key=lambda item: item[0])[1]
+    return first.decay_db >= rule.min_decay_db and first.shower >= rule.min_shower
