@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,12 @@ def run(decider: Decider, windows: Iterable[WindowEvidence]) -> list[DeciderEven
     return events
 
 
+def shot(index: int, *, score: float = 3.0, **kwargs: Any) -> list[WindowEvidence]:
+    """A shot in window index: its onset dies away, and the next window hears it too."""
+    hit = {Sound.GUNSHOT: score}
+    return [window(index, hit, onset=SHOT, **kwargs), window(index + 1, hit, **kwargs)]
+
+
 def onsets(events: list[DeciderEvent]) -> list[tuple[Sound, bool, Reason | None]]:
     return [
         (e.detection.sound, e.detection.suppressed, e.detection.reason)
@@ -101,11 +108,24 @@ def test_a_shot_is_decided_on_its_onset() -> None:
     assert onsets(run(decider, [window(i, shot) for i in range(4)])) == []
     ongoing = Onset(frame=0, rise_db=40.0, peak_db=-12.0, decay_db=2.0, shower=0)
     assert onsets(run(decider, [window(5, shot, onset=ongoing)])) == []
-    # One window holding an onset that dies away is enough, even at a modest score.
+    # A window holding an onset that dies away, even at a modest score, once another window of
+    # the event (holding the onset, or at most event_s after it) hears the shot at half that.
     rule = decider.config.rules[Sound.GUNSHOT].impulse
     assert rule is not None
-    events = run(decider, [window(9, {Sound.GUNSHOT: rule.score}, onset=SHOT, aligned=True)])
+    first = window(9, {Sound.GUNSHOT: rule.score}, onset=SHOT, aligned=True)
+    assert onsets(decider.push_window(first)) == []  # one window of the event: not yet
+    events = decider.push_window(window(10, {Sound.GUNSHOT: rule.event_support}))
     assert onsets(events) == [(Sound.GUNSHOT, False, None)]
+    assert events[0].detection.start_s == pytest.approx(first.onset_s)
+
+
+def test_a_shot_heard_in_one_window_only_needs_the_head_to_be_sure() -> None:
+    # A jackhammer's first stroke or a slammed door: one window of the event scores, no other.
+    alone = [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT), window(1, {Sound.GUNSHOT: 0.3})]
+    assert onsets(run(Decider(), [*alone, *(window(i) for i in range(2, 8))])) == []
+    # The detection head, trained on real shots, is sure of it: one window is enough.
+    sure = window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head={Sound.GUNSHOT: 0.95})
+    assert onsets(run(Decider(), [sure])) == [(Sound.GUNSHOT, False, None)]
 
 
 def test_a_shot_late_in_a_window_is_judged_once_its_onset_is_measured() -> None:
@@ -241,12 +261,11 @@ def test_media_context_does_not_span_a_gap() -> None:
 
 def test_cooldown_reports_a_repeat_as_cooldown() -> None:
     decider = Decider()
-    hit = {Sound.GUNSHOT: 3.0}
-    first = run(decider, [window(0, hit, onset=SHOT)] + [window(i) for i in range(1, 20)])
-    again = run(decider, [window(20, hit, onset=SHOT)])
+    first = run(decider, shot(0) + [window(i) for i in range(2, 20)])
+    again = run(decider, shot(20))
     assert onsets(first) == [(Sound.GUNSHOT, False, None)]
     assert onsets(again) == [(Sound.GUNSHOT, True, Reason.COOLDOWN)]
-    later = run(decider, [window(i) for i in range(21, 100)] + [window(100, hit, onset=SHOT)])
+    later = run(decider, [window(i) for i in range(22, 100)] + shot(100))
     assert onsets(later) == [(Sound.GUNSHOT, False, None)]  # past the cooldown: a new alert
 
 
@@ -255,7 +274,7 @@ def test_media_context_suppresses_media_prone_sounds_with_a_reason() -> None:
     tv = [window(i, media=0.9, peak_db=-25) for i in range(12)]
     events = run(decider, tv)
     assert decider.media_active
-    events = run(decider, [window(12, {Sound.GUNSHOT: 3.0}, media=0.9, peak_db=-20, onset=SHOT)])
+    events = run(decider, shot(12, media=0.9, peak_db=-20))
     assert onsets(events) == [(Sound.GUNSHOT, True, Reason.MEDIA)]
     assert decider.media_s > 0
 
@@ -388,6 +407,6 @@ def test_aligned_windows_do_not_count_as_media_context() -> None:
 
 def test_finish_closes_open_detections() -> None:
     decider = Decider()
-    run(decider, [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT)])
+    run(decider, shot(0))
     assert [e.kind for e in decider.finish()] == [EventKind.OFFSET]
     assert decider.finish() == []

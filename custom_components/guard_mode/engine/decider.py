@@ -11,9 +11,10 @@ has a :class:`SoundRule`:
 * impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
   onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
   a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
-  slammed door do not. An onset is measured 0.6 s after it starts, so a window whose onset lies
-  late in it (where a shot often scores highest) is judged once the onset is measured, if the
-  detection head hears the sound in it too (``late_head``).
+  slammed door do not. A shot must be heard in two windows of its event, unless the detection
+  head is sure of it; and since an onset is measured 0.6 s after it starts, a window whose onset
+  lies late in it (where a shot often scores highest) is judged once the onset is measured, if
+  the head is sure of the sound in it.
 
 A hold time keeps a detection open across short gaps, and a cooldown separates alerts.
 Media-prone sounds heard while a TV, radio or music plays (acoustic evidence over ≥ 5 s, or a
@@ -63,10 +64,14 @@ class ImpulseRule:
     # A window belongs to the event of an onset that lies in it or at most this long before it
     # (a breaking pane's shards and a shot's echo follow the impact).
     event_s: float = 0.0
-    # A window whose onset was not measured yet by its end (it lies in the window's last 0.6 s) is
-    # judged once it is, on the first onset in the window — if the detection head gives the sound
-    # at least this in the window (its score may come from before the onset); None: never.
-    late_head: float | None = None
+    # The event must be heard in this many of its windows (those holding the onset, or at most
+    # event_s after it) at >= event_support of the threshold ...
+    event_windows: int = 1
+    event_support: float = 0.5
+    # ... unless the detection head gives the sound at least this (None: it has no class for it).
+    # A window the head is this sure of, whose onset was not measured yet by its end (it lies in
+    # the window's last 0.6 s), is judged once it is, on the first onset in the window.
+    head_sure: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,9 @@ class DeciderConfig:
                 99.0,
                 4.0,
                 30.0,
-                impulse=ImpulseRule(1.0, min_decay_db=6.0, event_s=0.5, late_head=0.9),
+                impulse=ImpulseRule(
+                    1.0, min_decay_db=6.0, event_s=0.5, event_windows=2, head_sure=0.9
+                ),
             ),
             Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0),
             Sound.BABY_CRY: SoundRule(2, 2.5, 1.8, 10.0, 60.0),
@@ -207,20 +214,21 @@ NOISE_WINDOWS = 120  # the noise floor is the quiet end of the last minute of wi
 MAX_REMEMBERED = 64  # detections whose embeddings are kept (for "not a threat")
 MAX_BACKGROUND = 300  # background windows kept (for teaching custom sounds): 600 KB a stream
 MAX_EVENT_S = 2.0  # onsets are remembered this long (longer than any rule's event_s)
-# A window awaits its late onset this long after its end (the onset's aligned window, which
-# brings it, ends at most 0.92 s after the onset).
-LATE_ONSET_S = 1.5
+# A window awaits its late onset, or its event's other windows, this long after its end (an
+# onset's aligned window ends 0.92 s after it; the event's last window starts event_s after it).
+AWAIT_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
 class _Awaiting:
-    """A window of an impulsive sound that scored, awaiting the measurement of its onset."""
+    """A window of an impulsive sound that scored, awaiting its onset or its event's windows."""
 
     sound: str
     window: WindowEvidence
     strong: bool
     confidence: float
     label: str
+    onset_s: float | None = None  # the event's onset; None: the onset is not measured yet
 
 
 class Decider:
@@ -248,7 +256,8 @@ class Decider:
         self._background_tick = 0
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
         self._onsets: deque[tuple[float, Onset]] = deque()  # recent measured onsets (time, onset)
-        self._awaiting: deque[_Awaiting] = deque()  # windows whose onset comes late (late_head)
+        self._awaiting: deque[_Awaiting] = deque()  # impulsive windows not decided yet
+        self._recent: deque[WindowEvidence] = deque()  # the last windows (an event's support)
 
     def add_window_listener(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
         """Also give every window to listener (teaching records with it); returns unsubscribe."""
@@ -301,17 +310,17 @@ class Decider:
         stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
         beaten = self._beaten_rivals(window)
         onsets = self._event_onsets(window)
-        events += self._late_onsets(onsets, window.end_s)
+        self._recent.append(window)
+        while window.end_s - self._recent[0].end_s > 2 * AWAIT_S:
+            self._recent.popleft()
+        events += self._judge_awaiting(onsets, window.end_s)
         any_hit = False
         for sound in config.rules:
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
             source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
             rule = config.rules[sound]
-            score = window.scores.get(source, 0.0)
-            if sound in config.head_sounds:
-                score = max(score, window.head.get(sound, 0.0) / config.head_sounds[sound])
-            score *= config.sensitivity
+            score = self._score(window, sound)
             needed = 1.0 if rule.impulse is None else rule.impulse.score
             hit = (
                 score >= needed
@@ -330,11 +339,9 @@ class Decider:
             strong = score >= rule.strong
             confidence = window.confidence.get(source, 0.0)
             label = window.labels.get(source, "")
-            if hit and rule.impulse is not None and not _shows(onsets, window, rule.impulse):
-                hit = False
-                late_head = rule.impulse.late_head
-                if late_head is not None and window.head.get(sound, 0.0) >= late_head:
-                    self._awaiting.append(_Awaiting(sound, window, strong, confidence, label))
+            if hit and rule.impulse is not None:
+                awaiting = _Awaiting(sound, window, strong, confidence, label)
+                hit = self._impulse_hit(awaiting, onsets, rule.impulse)
             any_hit |= hit
             events += self._evidence(
                 sound, window, hit=hit, strong=strong, confidence=confidence, label=label
@@ -365,14 +372,55 @@ class Decider:
         self._update_floor(window.level_db)
         return events
 
-    def _late_onsets(self, onsets: list[tuple[float, Onset]], now_s: float) -> list[DeciderEvent]:
-        """Judge the windows awaiting their onset now that onsets may have been measured."""
-        while self._awaiting and now_s - self._awaiting[0].window.end_s > LATE_ONSET_S:
+    def _score(self, window: WindowEvidence, sound: str) -> float:
+        """Return the sound's normalized score in a window (1.0 = the threshold)."""
+        config = self.config
+        source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
+        score = window.scores.get(source, 0.0)
+        if sound in config.head_sounds:
+            score = max(score, window.head.get(sound, 0.0) / config.head_sounds[sound])
+        return score * config.sensitivity
+
+    def _impulse_hit(
+        self, item: _Awaiting, onsets: list[tuple[float, Onset]], rule: ImpulseRule
+    ) -> bool:
+        """Return whether a scoring window of an impulsive sound is a hit now; else it may wait."""
+        sure = (
+            rule.head_sure is not None and item.window.head.get(item.sound, 0.0) >= rule.head_sure
+        )
+        onset_s = _shown_onset(onsets, item.window, rule)
+        if onset_s is None:
+            if sure:  # its onset may lie late in it
+                self._awaiting.append(item)
+            return False
+        if sure or self._event_support(item.sound, onset_s, rule) >= rule.event_windows:
+            return True
+        self._awaiting.append(replace(item, onset_s=onset_s))
+        return False
+
+    def _event_support(self, sound: str, onset_s: float, rule: ImpulseRule) -> int:
+        """Return how many recent windows of the event at onset_s hear the sound enough."""
+        return sum(
+            w.start_s - rule.event_s <= onset_s <= w.end_s
+            and self._score(w, sound) >= rule.event_support
+            for w in self._recent
+        )
+
+    def _judge_awaiting(
+        self, onsets: list[tuple[float, Onset]], now_s: float
+    ) -> list[DeciderEvent]:
+        """Decide the impulsive windows whose onset was measured or whose event was heard since."""
+        while self._awaiting and now_s - self._awaiting[0].window.end_s > AWAIT_S:
             self._awaiting.popleft()
         events: list[DeciderEvent] = []
         for item in list(self._awaiting):
-            impulse = self._rule(item.sound).impulse
-            if impulse is not None and _first_onset_shows(onsets, item.window, impulse):
+            rule = self._rule(item.sound).impulse
+            assert rule is not None
+            if (
+                _first_onset_shows(onsets, item.window, rule)
+                if item.onset_s is None
+                else self._event_support(item.sound, item.onset_s, rule) >= rule.event_windows
+            ):
                 self._awaiting.remove(item)
                 events += self._evidence(
                     item.sound,
@@ -438,6 +486,7 @@ class Decider:
         self._media.clear()
         self._onsets.clear()
         self._awaiting.clear()
+        self._recent.clear()
         self._cycles.clear()
         return self._expire(self._now)
 
@@ -613,13 +662,19 @@ class Decider:
         )
 
 
-def _shows(onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: ImpulseRule) -> bool:
-    """Return True when the window belongs to an onset that shows what the rule asks."""
-    return any(
-        window.start_s - rule.event_s <= time_s <= window.end_s
-        and onset.decay_db >= rule.min_decay_db
-        and onset.shower >= rule.min_shower
-        for time_s, onset in onsets
+def _shown_onset(
+    onsets: list[tuple[float, Onset]], window: WindowEvidence, rule: ImpulseRule
+) -> float | None:
+    """Return the time of the first onset the window belongs to that shows what the rule asks."""
+    return next(
+        (
+            time_s
+            for time_s, onset in onsets
+            if window.start_s - rule.event_s <= time_s <= window.end_s
+            and onset.decay_db >= rule.min_decay_db
+            and onset.shower >= rule.min_shower
+        ),
+        None,
     )
 
 
