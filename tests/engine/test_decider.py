@@ -86,6 +86,21 @@ def test_one_weak_window_is_not_enough_two_are() -> None:
     assert detection.confidence == pytest.approx(0.6)
 
 
+def test_a_bark_is_confirmed_by_a_window_that_hears_it_less_surely() -> None:
+    sound = Sound.DOG_BARK
+    support = Decider().config.rules[sound].support
+    assert support < 1.0
+    below, above = support - 0.05, support + 0.05
+    for scores, alerted in [
+        ((1.1, above), True),
+        ((above, 1.1), True),  # the hit may come second
+        ((1.1, below), False),
+        ((above, above), False),  # no hit at all
+    ]:
+        windows = [window(i, {sound: score}) for i, score in enumerate(scores)]
+        assert onsets(run(Decider(), windows)) == ([(sound, False, None)] * alerted), scores
+
+
 def test_one_strong_window_is_enough() -> None:
     events = run(Decider(), [window(0, {Sound.BABY_CRY: 2.5})])
     assert onsets(events) == [(Sound.BABY_CRY, False, None)]

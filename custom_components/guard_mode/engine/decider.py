@@ -5,7 +5,8 @@ every 0.48 s, the windows aligned to onsets, and the alarm-pattern detector's hi
 has a :class:`SoundRule`:
 
 * sustained sounds (a dog, a baby, an alarm) need N hit windows within a few seconds, or one
-  strong window; the tagger's smoke-alarm evidence must also span longer than one T4 (CO) burst
+  strong window; with a hit, a window that hears a dog a little less surely counts
+  (``support``); the tagger's smoke-alarm evidence must also span longer than one T4 (CO) burst
   can, so that a CO alarm is never first reported as smoke; a T3/T4 cycle the pattern detector
   confirmed only weakly must be followed by two more;
 * impulsive sounds (a shot, breaking glass) are decided on the event: a window that holds the
@@ -84,6 +85,7 @@ class SoundRule:
     hold_s: float  # a detection stays open this long after its last hit
     cooldown_s: float  # a new detection this soon after the last alert is not alerted again
     span_s: float = 0.0  # the N hits must also spread over this long (alarms: longer than T4)
+    support: float = 1.0  # with a hit, windows at this normalized score count towards N too
     impulse: ImpulseRule | None = None  # decided on onsets only (see the module docstring)
 
 
@@ -111,7 +113,7 @@ class DeciderConfig:
                     1.0, min_decay_db=6.0, event_s=0.5, event_windows=2, head_sure=0.9
                 ),
             ),
-            Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0),
+            Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0, support=0.8),
             Sound.BABY_CRY: SoundRule(2, 2.5, 1.8, 10.0, 60.0),
             Sound.SMOKE_ALARM: SoundRule(3, 4.0, 99.0, 12.0, 60.0, span_s=2.5),
             Sound.CO_ALARM: SoundRule(3, 4.0, 99.0, 12.0, 60.0, span_s=2.5),
@@ -202,7 +204,7 @@ class DeciderEvent:
 class _Track:
     """Per-sound state."""
 
-    recent: deque[WindowEvidence]  # recent hit windows
+    recent: deque[tuple[WindowEvidence, bool]]  # recent hit and support windows (is it a hit)
     open: Detection | None = None
     last_hit_end_s: float = 0.0
     last_alert_s: float | None = None
@@ -322,8 +324,8 @@ class Decider:
             rule = config.rules[sound]
             score = self._score(window, sound)
             needed = 1.0 if rule.impulse is None else rule.impulse.score
-            hit = (
-                score >= needed
+            heard = (
+                score >= min(needed, rule.support)
                 and (stands_out or sound in ALARM_SOUNDS)
                 and sound not in beaten
                 and (
@@ -335,7 +337,8 @@ class Decider:
                 )
             )
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
-                hit = False
+                heard = False
+            hit = heard and score >= needed
             strong = score >= rule.strong
             confidence = window.confidence.get(source, 0.0)
             label = window.labels.get(source, "")
@@ -344,7 +347,13 @@ class Decider:
                 hit = self._impulse_hit(awaiting, onsets, rule.impulse)
             any_hit |= hit
             events += self._evidence(
-                sound, window, hit=hit, strong=strong, confidence=confidence, label=label
+                sound,
+                window,
+                hit=hit,
+                strong=strong,
+                confidence=confidence,
+                label=label,
+                support=heard and not hit and rule.impulse is None,
             )
         for custom in config.custom:
             similarity = (
@@ -542,14 +551,21 @@ class Decider:
         strong: bool,
         confidence: float,
         label: str,
+        support: bool = False,
     ) -> list[DeciderEvent]:
         track = self._track(sound)
-        if not hit:
+        if not (hit or support):
             return []
         rule = self._rule(sound)
-        track.recent.append(window)
-        while window.end_s - track.recent[0].end_s > rule.within_s:
+        track.recent.append((window, hit))
+        while window.end_s - track.recent[0][0].end_s > rule.within_s:
             track.recent.popleft()
+        if not hit:  # a supporting window: it may complete a hit, never extends a detection
+            hits = [w for w, is_hit in track.recent if is_hit]
+            if track.open is not None or not hits:
+                return []
+            confidence = max(confidence, hits[-1].confidence.get(sound, 0.0))
+            label = hits[-1].labels.get(sound, label)
         track.last_hit_end_s = max(track.last_hit_end_s, window.end_s)
         if track.open is not None:
             track.open.end_s = max(track.open.end_s, window.end_s)
@@ -557,7 +573,7 @@ class Decider:
             track.open.peak_db = max(track.open.peak_db, window.peak_db)
             self._remember(track.open.id, [window])
             return []
-        hits = sorted(track.recent, key=lambda w: w.start_s)
+        hits = sorted((w for w, _ in track.recent), key=lambda w: w.start_s)
         enough = len(hits) >= rule.hits and hits[-1].end_s - hits[0].start_s >= rule.span_s
         if not (enough or strong):
             return []
