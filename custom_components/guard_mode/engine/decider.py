@@ -126,9 +126,10 @@ class DeciderConfig:
     media_margin_db: float = 12.0  # a sound this much louder than the media is not the media
     pattern_memory_s: float = 12.0  # a T4 pattern this recent makes tagger alarm evidence CO
     # A T3/T4 cycle the pattern detector confirmed with less confidence than this (notes of
-    # music that happen to pulse in the rhythm: 0.44-0.74; real and synthetic alarms: 0.8-0.99)
-    # is an alarm only once this many cycles in a row were heard on the same carrier.
-    pattern_confidence: float = 0.75
+    # music that happen to pulse in the rhythm: 0.44-0.74, a sentence: 0.78; the first cycle of
+    # real and generated alarms: 0.85-0.99) is an alarm only once this many cycles in a row
+    # were heard on the same carrier.
+    pattern_confidence: float = 0.8
     weak_cycles: int = 3
     enabled: frozenset[str] = frozenset(Sound)
     # Sounds the tagger confuses with each other (a baby's cry also scores "Dog"): in a window
