@@ -153,6 +153,7 @@ class Satellite:
         self.simulations: set[CALLBACK_TYPE] = set()  # ends of simulated detections
         self.recorder: ClipRecorder | None = None  # pre-roll, only while clips are on
         self.clips_failing: str | None = None  # why clips can't be written (alerts say no clip)
+        self._clip_attempts = 0  # clip writes and folder checks started (the latest one counts)
         self._rng = random.Random()
 
     @property
@@ -476,7 +477,13 @@ class Satellite:
         )
 
     async def _async_write_clip(self, name: str | None, pcm: Pcm16 | None) -> None:
-        """Write a clip (None: only check the folder); a failure is logged once, not raised."""
+        """Write a clip (None: only check the folder); a failure is logged once, not raised.
+
+        Only the latest attempt tells how the folder is: an earlier one that ends after it (the
+        executor is busy) is older news.
+        """
+        self._clip_attempts += 1
+        attempt = self._clip_attempts
         root = clips_root(self.hass)
         try:
             if name is None or pcm is None:
@@ -484,6 +491,8 @@ class Satellite:
             else:
                 await self.hass.async_add_executor_job(write_clip, root / name, pcm)
         except OSError as err:
+            if attempt != self._clip_attempts:
+                return
             if self.clips_failing is None:
                 _LOGGER.warning(
                     "Satellite %s: evidence clips can't be written in %s (%s); alerts say "
@@ -494,7 +503,7 @@ class Satellite:
                 )
             self.clips_failing = err.strerror or type(err).__name__
             return
-        if self.clips_failing is not None:
+        if attempt == self._clip_attempts and self.clips_failing is not None:
             _LOGGER.info("Satellite %s: evidence clips are written again", self.name)
             self.clips_failing = None
 
