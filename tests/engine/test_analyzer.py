@@ -13,7 +13,10 @@ from custom_components.guard_mode.engine.analyzer import (
     PendingWindows,
     StreamAnalyzer,
 )
+from custom_components.guard_mode.engine.decider import WindowEvidence
 from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
+from custom_components.guard_mode.engine.head import DetectionHead, shipped_head
+from custom_components.guard_mode.engine.tagger import load_tagger
 from tests import synth
 
 FRAME_S = FRAME_HOP / SAMPLE_RATE
@@ -98,3 +101,24 @@ def test_lost_audio_forgets_planned_windows() -> None:
     assert analyzer._aligned == []
     after = analyzer.feed(np.zeros(2 * SAMPLE_RATE, np.float32))
     assert not any(w.aligned for w in after.windows)
+
+
+def test_windows_are_heard_by_the_head_the_stream_was_given() -> None:
+    """Evaluation judges a clip with a head that never heard it; a stream takes any head."""
+    sure = DetectionHead(
+        ("dog_bark",), np.zeros((1024, 1), np.float32), np.array([30.0], np.float32)
+    )
+    audio = synth.pink_noise(3.0, -30.0, synth.rng(2))
+    tagger = load_tagger()
+    heard: dict[str, list[dict[str, float]]] = {}
+    for name, analyzer in [("given", StreamAnalyzer(head=sure)), ("shipped", StreamAnalyzer())]:
+        evidence = [
+            item
+            for i in range(0, len(audio), 1280)
+            for item in analyzer.process(audio[i : i + 1280], tagger)
+            if isinstance(item, WindowEvidence) and not item.gated
+        ]
+        heard[name] = [window.head for window in evidence]
+    assert heard["given"]
+    assert all(head == {"dog_bark": pytest.approx(1.0)} for head in heard["given"])
+    assert all(set(head) == set(shipped_head().classes) for head in heard["shipped"])

@@ -14,6 +14,7 @@ from .audio import read_audio
 from .decider import Decider, DeciderConfig, DeciderEvent, Detection
 from .decision import StreamDecision
 from .frontend import SAMPLE_RATE
+from .head import DetectionHead
 from .tagger import Tagger
 
 # A file is streamed as if the microphone had heard silence before and after it, so that a sound
@@ -60,10 +61,12 @@ class DetectingStream:
     remote engine's protocol, only without a thread or a connection between them.
     """
 
-    def __init__(self, decider_config: DeciderConfig | None = None) -> None:
-        """Start a stream with the decider's settings."""
+    def __init__(
+        self, decider_config: DeciderConfig | None = None, head: DetectionHead | None = None
+    ) -> None:
+        """Start a stream with the decider's settings (and another detection head, if given)."""
         self.decision = StreamDecision(decider_config)
-        self.analyzer = StreamAnalyzer(embeddings=self.decision.wants_embeddings)
+        self.analyzer = StreamAnalyzer(embeddings=self.decision.wants_embeddings, head=head)
 
     @property
     def decider(self) -> Decider:

@@ -39,7 +39,7 @@ from .frontend import (
     SAMPLE_RATE,
     StreamingFrontend,
 )
-from .head import shipped_head
+from .head import DetectionHead, shipped_head
 from .labels import media_evidence, tagger_groups
 from .learning import unit
 from .onset import MATURE_FRAMES, Onset, OnsetTracker
@@ -103,13 +103,21 @@ class PendingWindows:
 class StreamAnalyzer:
     """Per-stream state of the evidence side: turns 16 kHz samples into evidence."""
 
-    def __init__(self, *, gate_db: float = DEFAULT_GATE_DB, embeddings: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        gate_db: float = DEFAULT_GATE_DB,
+        embeddings: bool = False,
+        head: DetectionHead | None = None,
+    ) -> None:
         """Start a stream; windows whose loudest frame is below gate_db skip the tagger.
 
         embeddings: whether the evidence carries each window's embedding (learning needs it).
+        head: the detection head (None: the one Guard Mode ships; evaluation may give another).
         """
         self.gate_db = gate_db
         self.embeddings = embeddings
+        self.head = head
         self.frontend = StreamingFrontend()
         self.alarms = AlarmPatternDetector()
         self._reset_frames()
@@ -289,7 +297,7 @@ class StreamAnalyzer:
     ) -> list[WindowEvidence]:
         table = tagger_groups()
         keys = table.keys
-        head = shipped_head()
+        head = self.head or shipped_head()
         keep = self.embeddings
         if len(scores):
             raw = scores[:, table.index]  # [N, K, W]
