@@ -27,7 +27,8 @@ Printed per corpus:
 
 ``--held-out-head`` judges the ESC-10 clips of dev-ext that trained the detection head with a head
 fitted the same way (``models/train_head.py``) without the clip's fold: the shipped head's
-figures on them are optimistic, these are the ones to expect on other recordings.
+figures on them are optimistic, these are the ones to expect on other recordings (the clips made
+from them, media mixes and ``--far``, keep the shipped head).
 
 ``--speex NS AGC`` first puts every clip through the noise suppression (level 0–4) and auto gain
 (0–31 dBFS) Home Assistant's assist pipeline applies when a run's AudioSettings ask for them
