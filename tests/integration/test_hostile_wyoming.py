@@ -41,6 +41,7 @@ class HostileMic:
         self.sent = 0  # bytes written to Home Assistant
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -52,6 +53,9 @@ class HostileMic:
         return self
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping:  # accepted just before stop(), served after it began: hang up
+            writer.close()
+            return
         self.connections += 1
         task = asyncio.current_task()
         assert task is not None
@@ -71,10 +75,13 @@ class HostileMic:
 
     async def stop(self) -> None:
         assert self._server is not None
+        self._stopping = True
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # a connection's handler created before close() starts (and ends)
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
 
