@@ -562,11 +562,11 @@ class Decider:
         while window.end_s - track.recent[0][0].end_s > rule.within_s:
             track.recent.popleft()
         if not hit:  # a supporting window: it may complete a hit, never extends a detection
-            hits = [w for w, is_hit in track.recent if is_hit]
-            if track.open is not None or not hits:
+            last_hit = next((w for w, is_hit in reversed(track.recent) if is_hit), None)
+            if track.open is not None or last_hit is None:
                 return []
-            confidence = max(confidence, hits[-1].confidence.get(sound, 0.0))
-            label = hits[-1].labels.get(sound, label)
+            confidence = max(confidence, last_hit.confidence.get(sound, 0.0))
+            label = last_hit.labels.get(sound, label)
         track.last_hit_end_s = max(track.last_hit_end_s, window.end_s)
         if track.open is not None:
             track.open.end_s = max(track.open.end_s, window.end_s)
@@ -687,9 +687,7 @@ def _shown_onset(
         (
             time_s
             for time_s, onset in onsets
-            if window.start_s - rule.event_s <= time_s <= window.end_s
-            and onset.decay_db >= rule.min_decay_db
-            and onset.shower >= rule.min_shower
+            if window.start_s - rule.event_s <= time_s <= window.end_s and _shows(onset, rule)
         ),
         None,
     )
@@ -704,5 +702,9 @@ def _first_onset_shows(
     ]
     if not inside:
         return False
-    first = min(inside, key=lambda item: item[0])[1]
-    return first.decay_db >= rule.min_decay_db and first.shower >= rule.min_shower
+    return _shows(min(inside, key=lambda item: item[0])[1], rule)
+
+
+def _shows(onset: Onset, rule: ImpulseRule) -> bool:
+    """Return True when the onset does what the rule's sound does (dies away, showers)."""
+    return onset.decay_db >= rule.min_decay_db and onset.shower >= rule.min_shower
