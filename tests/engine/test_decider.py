@@ -192,10 +192,9 @@ def test_the_head_hears_what_the_labels_miss_and_vetoes_what_they_mistake() -> N
     rooster = {"rooster": 0.95}
     events = run(Decider(), [window(i, {Sound.DOG_BARK: 2.0}, head=rooster) for i in range(4)])
     assert onsets(events) == []
-    # A crackling fire's pop that the labels call a shot.
-    fire = {"crackling_fire": 0.9}
-    events = run(Decider(), [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head=fire)])
-    assert onsets(events) == []
+    # A crackling fire's pop that the labels call a shot, heard in two windows as a shot is.
+    assert onsets(run(Decider(), shot(0))) == [(Sound.GUNSHOT, False, None)]
+    assert onsets(run(Decider(), shot(0, head={"crackling_fire": 0.9}))) == []
     # ... unless the head, trained on real shots, is sure it is one (a shot's echo crackles too).
     shot_in_fire = {"crackling_fire": 0.9, Sound.GUNSHOT: 0.95}
     events = run(Decider(), [window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head=shot_in_fire)])
