@@ -11,7 +11,7 @@ Assistant's real assist_pipeline and wake_word components.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from homeassistant.components import wake_word
@@ -534,6 +534,24 @@ async def test_a_device_offline_when_disarmed_is_put_back_when_it_comes_online(
 
     home.hall.pipeline._attr_available = True  # plugged in again
     home.hall.pipeline.async_write_ha_state()
+    await wait_for(lambda: home.selects(home.hall) == before)
+    await wait_for(lambda: home.guard_pipelines() == [])
+
+
+async def test_a_device_gone_quiet_is_put_back_when_disarmed_while_reconnecting(
+    hass: HomeAssistant, home: Home, use_timeouts: Callable[..., Any]
+) -> None:
+    """Disarmed while the satellite waits to try its silent device again: it is put back."""
+    use_timeouts(stall_s=1.0, backoff_start_s=60.0, backoff_max_s=60.0)
+    before = home.selects(home.hall)
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: connected(hass, hall))
+    await home.hall.stop()  # its stream stops (Wi-Fi gone); the satellite waits a minute
+    await wait_for(lambda: hall.state.reconnects >= 1)
+    assert home.selects(home.hall)[0] == pipeline_name("Hall mic")  # armed: still pointed
+    await arm(hass, False)
     await wait_for(lambda: home.selects(home.hall) == before)
     await wait_for(lambda: home.guard_pipelines() == [])
 

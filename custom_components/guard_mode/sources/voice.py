@@ -94,15 +94,36 @@ class VoiceSource(AudioSource):
                         "(is its device online and its wake word detected in Home Assistant?)"
                     ) from None
         except asyncio.CancelledError:
-            self._sink = None  # nothing more reaches the satellite while the device is put back
-            if not self.hass.is_stopping:  # closed, not stopping: put the device back
-                restore = self.hass.async_create_task(
-                    devices.async_restore(self.satellite_id, self.satellite)
-                )
-                await asyncio.shield(restore)
+            self._let_go(sink)  # nothing more reaches the satellite while the device is put back
+            await self._put_back()
             raise
         finally:
+            self._let_go(sink)
+
+    async def wait_before_retry(self, delay_s: float) -> None:
+        """Wait before pointing the device again; closed meanwhile, put the device back."""
+        try:
+            await super().wait_before_retry(delay_s)
+        except asyncio.CancelledError:
+            await self._put_back()
+            raise
+
+    def _let_go(self, sink: AudioSink) -> None:
+        """Stop handing audio to sink (a session armed again since has its own)."""
+        if self._sink is sink:
             self._sink = None
+
+    async def _put_back(self) -> None:
+        """Put the device back as it was, unless Home Assistant is stopping (see the module)."""
+        if self.hass.is_stopping:
+            return
+        from ..voice_devices import async_voice_devices  # noqa: PLC0415
+
+        devices = await async_voice_devices(self.hass)
+        restore = self.hass.async_create_task(
+            devices.async_restore(self.satellite_id, self.satellite)
+        )
+        await asyncio.shield(restore)
 
     async def receive(self, stream: AsyncIterable[tuple[bytes, int]]) -> None:
         """Take one pipeline run's stream (the listener entity's); return when it should end.
