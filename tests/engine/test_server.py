@@ -26,7 +26,12 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
 from custom_components.guard_mode.engine.analyze import DetectingStream
-from custom_components.guard_mode.engine.client import Connector, EngineClient, RemoteSettings
+from custom_components.guard_mode.engine.client import (
+    ClientTimeouts,
+    Connector,
+    EngineClient,
+    RemoteSettings,
+)
 from custom_components.guard_mode.engine.decider import DeciderConfig, EventKind
 from custom_components.guard_mode.engine.decision import StreamDecision
 from custom_components.guard_mode.engine.evidence import (
@@ -440,6 +445,52 @@ async def test_the_engine_client_needs_no_home_assistant(server: EngineServer) -
     stream.close()
     await asyncio.gather(task, return_exceptions=True)
     await wait_for(lambda: not server.worker.streams)
+
+
+async def test_the_engine_client_drops_an_engine_that_takes_no_audio() -> None:
+    """An engine that takes no more audio (its reader wedged; or a host gone without closing
+    the connection) is let go once a write has waited the idle timeout, even while it still
+    talks — not when TCP gives up, many minutes later."""
+    shook_hands = asyncio.Event()
+    handlers: set[asyncio.Task[None] | None] = set()  # held: asyncio keeps no strong reference
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())
+        await read_event(reader)  # the token
+        await read_event(reader)  # describe
+        writer.write(frame(GuardModeInfo(ENGINE_VERSION, "numpy", "yamnet.onnx").event()))
+        shook_hands.set()
+        while True:  # reads nothing more, but still talks
+            writer.write(frame(Pong().event()))
+            await asyncio.sleep(0.2)
+
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listening.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(deaf, sock=listening)
+    down: list[str] = []
+    connector = Connector(
+        RemoteSettings("127.0.0.1", listening.getsockname()[1], TOKEN), ClientTimeouts(idle_s=1.0)
+    )
+    stream = EngineClient(
+        connector, "Hall", lambda *_: None, on_down=lambda _s, why, _e: down.append(why)
+    )
+    task = stream.start()
+    await shook_hands.wait()
+    second = np.zeros(16000, np.int16)
+    async with asyncio.timeout(10):
+        while not down:  # much faster than real time: the buffers fill at once
+            stream.push(second)
+            await asyncio.sleep(0.01)
+    assert down[0] == "the remote engine took nothing for 1 s"
+    stream.close()
+    await asyncio.gather(task, return_exceptions=True)
+    server.close()
+    for handler in handlers:
+        assert handler is not None
+        handler.cancel()
+    await asyncio.gather(*(h for h in handlers if h is not None), return_exceptions=True)
+    await server.wait_closed()
 
 
 async def test_embeddings_only_when_asked(client: Client) -> None:

@@ -366,6 +366,10 @@ ANSWERS = {
         "this engine serves 8 streams at most",
     ),
     "garbage": (b"\x00\xff not an event\n", "the remote engine: "),
+    "malformed-refusal": (
+        b'{"type": "error", "data": {"code": "too-many-streams"}}\n',
+        "a malformed error event",
+    ),
 }
 
 

@@ -199,7 +199,10 @@ async def _read_info(reader: asyncio.StreamReader) -> protocol.GuardModeInfo:
             return protocol.GuardModeInfo.from_event(event)
         if not Error.is_type(event.type):
             continue
-        error = Error.from_event(event)
+        try:
+            error = Error.from_event(event)
+        except (KeyError, TypeError, ValueError) as err:
+            raise protocol.ProtocolError(f"a malformed error event ({err!r})") from err
         if error.code == protocol.ERROR_UNAUTHORIZED:
             raise RemoteEngineError(
                 "the remote engine refused the token: set the same token in its "
@@ -374,7 +377,7 @@ class EngineClient:
                 await asyncio.sleep(self._rng.uniform(0.5, 1.5))
 
     async def _send(self, writer: asyncio.StreamWriter, receiver: asyncio.Task[None]) -> None:
-        await async_write_event(Ping().event(), writer)  # its pong shows the stream works
+        await self._write(writer, Ping().event())  # its pong shows the stream works
         while not self.closed:
             if receiver.done():
                 receiver.result()  # re-raise what ended it
@@ -382,21 +385,21 @@ class EngineClient:
             sent = False
             if self._settings_dirty:
                 self._settings_dirty = False
-                await async_write_event(self._settings.event(), writer)
+                await self._write(writer, self._settings.event())
             if self._stop:
                 self._stop = False
                 if self._started:
                     self._end_segment()
-                    await async_write_event(AudioStop().event(), writer)
+                    await self._write(writer, AudioStop().event())
             while self._queue:
                 pcm = self._queue.popleft()
                 self._queued_s -= len(pcm) / SAMPLE_RATE
                 self._queued_bytes -= pcm.nbytes
                 if not self._started:
                     self._begin_segment()
-                    await async_write_event(AudioStart(SAMPLE_RATE, 2, 1).event(), writer)
+                    await self._write(writer, AudioStart(SAMPLE_RATE, 2, 1).event())
                 chunk = AudioChunk(SAMPLE_RATE, 2, 1, pcm.astype("<i2").tobytes())
-                await async_write_event(chunk.event(), writer)
+                await self._write(writer, chunk.event())
                 self._sent_s += len(pcm) / SAMPLE_RATE
                 sent = True
             self._wake.clear()
@@ -410,7 +413,22 @@ class EngineClient:
             finally:  # also when the stream is closed while waiting: no task left behind
                 waiter.cancel()
             if not done and not sent:  # nothing to say for a while: show we are here
-                await async_write_event(Ping().event(), writer)
+                await self._write(writer, Ping().event())
+
+    async def _write(self, writer: asyncio.StreamWriter, event: Event) -> None:
+        """Send an event; an engine that takes nothing for the idle timeout is dropped.
+
+        (A host that vanished without closing the connection stops taking audio once the
+        buffers are full; the write would otherwise wait until TCP gives up, many minutes.)
+        """
+        idle_s = self._connector.timeouts.idle_s
+        try:
+            async with asyncio.timeout(idle_s):
+                await async_write_event(event, writer)
+        except TimeoutError:
+            raise RemoteEngineError(
+                f"the remote engine took nothing for {idle_s:.0f} s", "cannot_connect"
+            ) from None
 
     def _begin_segment(self) -> None:
         """Begin a segment: its evidence is shifted to where it begins in the stream."""
