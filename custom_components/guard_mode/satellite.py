@@ -336,12 +336,12 @@ class Satellite:
             await asyncio.wait([self._closing], timeout=STOP_TIMEOUT_S)
         attempt = 0
         while True:
-            delivered = False
+            first_audio: float | None = None
 
             def sink(pcm: Pcm16) -> None:
-                nonlocal delivered
-                if not delivered:
-                    delivered = True
+                nonlocal first_audio
+                if first_audio is None:
+                    first_audio = time.monotonic()
                     self._connected()
                 if self.stream is not None:
                     self.stream.push(pcm)
@@ -358,7 +358,12 @@ class Satellite:
                 _LOGGER.exception("Satellite %s: unexpected error", self.name)
                 error = f"unexpected error: {err}"
             self._disconnected(error)
-            attempt = 1 if delivered else attempt + 1
+            # Waits start afresh after a connection that lasted, else they grow: a source that
+            # sends a moment of audio and fails again is not retried every second for ever.
+            steady = first_audio is not None and (
+                time.monotonic() - first_audio >= self.source.timeouts.steady_s
+            )
+            attempt = 1 if steady else attempt + 1
             started = time.monotonic()
             delay = backoff_delay(attempt, self._rng, self.source.timeouts)
             await self.source.wait_before_retry(delay)

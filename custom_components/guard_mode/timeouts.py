@@ -28,7 +28,8 @@ class Timeouts:
     resolve_interval_s: float = 1.0  # how often a push agent checks its satellite still exists
     resolve_grace_s: float = 5.0  # a push id unserved this long is gone (not just reloading)
     backoff_start_s: float = 1.0  # a satellite reconnects after 1, 2, 4 … s ...
-    backoff_max_s: float = 60.0  # ... at most this long (each with ±25 % jitter)
+    backoff_max_s: float = 60.0  # ... at most this long (each with ±25 % jitter) ...
+    steady_s: float = 30.0  # ... and start at 1 s again after a connection that lasted this long
     remote: ClientTimeouts = field(default_factory=ClientTimeouts)  # the remote engine's client
     remote_repair_after_s: float = 60.0  # the remote engine unreachable this long: a repair
 

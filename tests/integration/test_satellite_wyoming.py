@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 import itertools
 import logging
@@ -247,6 +248,23 @@ async def test_outage_logged_once_repair_raised_and_cleared(
     finally:
         await arm(hass, False)
         await back.stop()
+
+
+async def test_a_source_that_fails_at_once_each_time_is_retried_less_and_less_often(
+    hass: HomeAssistant, use_timeouts: Callable[..., Timeouts]
+) -> None:
+    """A moment of audio is no working connection: the waits between attempts still grow."""
+    use_timeouts(backoff_start_s=0.2, backoff_max_s=1.6)
+    flapping = await MicServer(behavior="one_chunk").start()
+    try:
+        await setup_entry(hass, satellite_entry(flapping.port))
+        await arm(hass)
+        await wait_for(lambda: flapping.connections >= 5, limit=15.0)
+        gaps = [b - a for a, b in itertools.pairwise(flapping.connected_at)]
+        assert gaps[3] >= 0.75 * 1.6  # the fourth wait is 1.6 s (±25 %), not the first's 0.2 s
+        await arm(hass, False)
+    finally:
+        await flapping.stop()
 
 
 async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: MicServer) -> None:

@@ -30,6 +30,7 @@ Behavior = Literal[
     "huge_chunk",  # one 10 MB chunk, then normal audio
     "bad_rate",  # chunks that declare a rate of 0
     "stops",  # stream 1 s, then audio-stop (its microphone turned off), connection open
+    "one_chunk",  # one chunk, then hang up
 ]
 
 
@@ -47,6 +48,7 @@ class MicServer:
     info: Info | None = None  # the answer to describe (wyoming-mic-external gives none)
     port: int = 0
     connections: int = 0  # connections accepted so far
+    connected_at: list[float] = field(default_factory=list)  # the loop's time of each one
     clients: int = 0  # connected now
     _server: AsyncTcpServer | None = None
 
@@ -72,6 +74,7 @@ class _Handler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.mic = mic
         mic.connections += 1
+        mic.connected_at.append(asyncio.get_running_loop().time())
         mic.clients += 1
         self._task = asyncio.create_task(self._stream())
 
@@ -138,6 +141,9 @@ class _Handler(AsyncEventHandler):
                 await self.stop()
                 return
             await self.write_event(AudioChunk(rate, mic.width, mic.channels, chunk).event())
+            if mic.behavior == "one_chunk":
+                await self.stop()
+                return
             sent += len(chunk) / (mic.rate * mic.width * mic.channels)
             await asyncio.sleep(max(0.0, started + sent / mic.speed - loop.time()))
 
