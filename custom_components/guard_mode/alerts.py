@@ -7,6 +7,7 @@ sensor and is notified; a media-suppressed one fires ``guard_mode_suppressed`` w
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -85,12 +86,26 @@ class Alert:
         return data
 
 
+MAX_RECENT = 64  # alerts whose sound is kept for "not a threat" (as many as the decider's)
+
+
 @dataclass
 class SatelliteDetections:
     """A satellite's detections: open ones (binary sensors on) and the last of each sound."""
 
     active: dict[str, Alert] = field(default_factory=dict)  # by sound key
     last: dict[str, Alert] = field(default_factory=dict)
+    # The sound of each recent alert (and re-detection in its cooldown) by detection id: a
+    # notification's "Not a threat" still finds its alert after the sound was heard again.
+    recent: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+    def add(self, alert: Alert) -> None:
+        """Record an alert (or a re-detection in its cooldown) as the last of its sound."""
+        self.active[alert.sound] = alert
+        self.last[alert.sound] = alert
+        self.recent[alert.detection_id] = alert.sound
+        while len(self.recent) > MAX_RECENT:
+            self.recent.popitem(last=False)
 
 
 class AlertManager:
@@ -132,8 +147,7 @@ class AlertManager:
             _LOGGER.debug("%s: %s suppressed (%s)", satellite.name, detection.sound, alert.reason)
             self._hass.bus.async_fire(EVENT_SUPPRESSED, alert.event_data())
             return None
-        detections.active[detection.sound] = alert
-        detections.last[detection.sound] = alert
+        detections.add(alert)
         satellite.async_notify()
         if detection.reason is Reason.COOLDOWN:
             return None  # heard again moments after an alert: the sensor is on, no new alert

@@ -216,21 +216,16 @@ def mark_false_alarm(hass: HomeAssistant, detection_id: str) -> dict[str, Any]:
     """Store the embeddings of a recent detection as "not a threat" on its satellite."""
     entry = _entry(hass)
     for satellite in entry.runtime_data.satellites.values():
-        alert = next(
-            (a for a in satellite.detections.last.values() if a.detection_id == detection_id),
-            None,
-        )
+        sound = satellite.detections.recent.get(detection_id)
         vectors = satellite.detection_embeddings(detection_id)
-        if alert is None or vectors is None:
+        if sound is None or vectors is None:
             continue
-        if alert.sound in ALARM_SOUNDS:
+        if sound in ALARM_SOUNDS:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="alarms_are_never_ignored"
             )
-        count = entry.runtime_data.learning.async_mark(
-            satellite.id, alert.sound, detection_id, vectors
-        )
-        return {"satellite": satellite.name, "sound": alert.sound, "marks": count}
+        count = entry.runtime_data.learning.async_mark(satellite.id, sound, detection_id, vectors)
+        return {"satellite": satellite.name, "sound": sound, "marks": count}
     raise ServiceValidationError(
         translation_domain=DOMAIN,
         translation_key="unknown_detection",

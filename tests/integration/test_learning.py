@@ -170,6 +170,27 @@ async def test_marked_after_coming_home(hass: HomeAssistant, shatter_mic: MicSer
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
 
 
+async def test_not_a_threat_for_an_alert_whose_sound_came_again_since(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    """The notification's button still works after the sound was heard again (in its cooldown:
+    no new alert, but the sensor's last detection is the new one)."""
+    await setup_entry(hass, satellite_entry(shatter_mic.port))
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=30)
+    first = detections[0].data["detection_id"]
+    last = the_satellite(hass).detections.last
+    await wait_for(lambda: last["glass_break"].detection_id != first, limit=30)
+    assert len(detections) == 1  # heard again, not alerted again
+    result = await hass.services.async_call(
+        DOMAIN, "mark_false_alarm", {"detection_id": first}, blocking=True, return_response=True
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+    await arm(hass, False)
+
+
 async def test_alarms_can_not_be_marked(hass: HomeAssistant, alarm_mic: MicServer) -> None:
     await setup_entry(hass, satellite_entry(alarm_mic.port))
     detections = async_capture_events(hass, EVENT_DETECTION)
