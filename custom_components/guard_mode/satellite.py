@@ -249,7 +249,8 @@ class Satellite:
         assert self.decision is not None
         custom = {sound.key for sound in self.learning.custom_for(self.id)}
         enabled: frozenset[str] = ALARM_SOUNDS if alarms_only else frozenset({*Sound, *custom})
-        self.decision.configure(enabled=enabled)
+        for event in self.decision.configure(enabled=enabled):  # a dog being heard ends at once
+            self.alerts.async_handle(self, event)
 
     @callback
     def _apply_learning(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from custom_components.guard_mode.engine import (
@@ -63,6 +65,21 @@ def test_settings_change_what_is_decided() -> None:
     decision.configure(enabled=frozenset(Sound))
     assert decision.push([t3(9.0)], 9.0)
     assert decision.status()["enabled_sounds"] == sorted(Sound)
+
+
+def test_a_sound_no_longer_listened_for_ends_its_detection() -> None:
+    """Disarmed while a dog barks, the microphone kept open for alarms: the dog ends now."""
+    decision = StreamDecision()
+
+    def barking(end_s: float) -> WindowEvidence:
+        return replace(window(end_s, -30.0), scores={Sound.DOG_BARK: 2.0})
+
+    [onset] = decision.push([barking(0.96), barking(1.44)], 1.5)
+    assert (onset.kind, onset.detection.sound) == (EventKind.ONSET, Sound.DOG_BARK)
+    [offset] = decision.configure(enabled=frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM}))
+    assert (offset.kind, offset.detection.id) == (EventKind.OFFSET, onset.detection.id)
+    assert decision.push([barking(1.92), barking(2.4)], 2.5) == []  # still barking: nothing
+    assert decision.configure(enabled=frozenset({Sound.SMOKE_ALARM, Sound.CO_ALARM})) == []
 
 
 def test_embeddings_are_wanted_only_while_learning_needs_them() -> None:

@@ -17,6 +17,7 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.util import dt as dt_util
+import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -154,6 +155,30 @@ async def test_always_listen_for_alarms_keeps_the_mic_open_when_disarmed(
     assert satellite.decision.decider.config.enabled == {"smoke_alarm", "co_alarm"}
     await arm(hass)
     assert len(satellite.decision.decider.config.enabled) == 6
+
+
+async def test_disarming_ends_what_was_heard_while_alarms_are_still_listened_for(
+    hass: HomeAssistant,
+) -> None:
+    """The microphone stays open for alarms: a glass break being heard ends at the disarm."""
+    glass = "binary_sensor.kitchen_mic_glass_break"
+    room = synth.white_noise(4.0, -70.0, synth.rng(5))
+    breaking = await MicServer(audio=pcm16(np.concatenate([room, synth.shattering(8)]))).start()
+    try:
+        await setup_entry(hass, satellite_entry(breaking.port, always_listen_alarms=True))
+        await hass.services.async_call(
+            "select",
+            "select_option",
+            {"entity_id": "select.kitchen_mic_sensitivity", "option": "high"},
+            blocking=True,
+        )
+        await arm(hass)
+        await wait_for(lambda: state(hass, glass) == "on", limit=15.0)
+        await arm(hass, False)
+        assert state(hass, glass) == "off"  # at once, not when its hold runs out
+        assert state(hass, CONNECTED) == "on"  # still listening for alarms
+    finally:
+        await breaking.stop()
 
 
 async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:

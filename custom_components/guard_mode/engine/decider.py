@@ -502,9 +502,16 @@ class Decider:
 
     def finish(self) -> list[DeciderEvent]:
         """End of stream: close every open detection."""
+        return self._close(lambda _: True)
+
+    def end_disabled(self) -> list[DeciderEvent]:
+        """Close the open detections of sounds no longer enabled (they would go on forever)."""
+        return self._close(lambda sound: sound not in self.config.enabled)
+
+    def _close(self, which: Callable[[str], bool]) -> list[DeciderEvent]:
         events = []
-        for track in self._tracks.values():
-            if track.open is not None:
+        for sound, track in self._tracks.items():
+            if track.open is not None and which(sound):
                 events.append(DeciderEvent(EventKind.OFFSET, replace(track.open)))
                 track.open = None
         return events

@@ -51,11 +51,16 @@ class StreamDecision:
         self.time_s = max(self.time_s, time_s)
         return self.decider.push(items)
 
-    def configure(self, **changes: Any) -> None:
-        """Change the decider's settings (DeciderConfig fields) from the next window on."""
+    def configure(self, **changes: Any) -> list[DeciderEvent]:
+        """Change the decider's settings (DeciderConfig fields) from the next window on.
+
+        Return the detections this ends: those of sounds no longer enabled.
+        """
         config = replace(self.decider.config, **changes)
-        if config != self.decider.config:
-            self.decider.config = config
+        if config == self.decider.config:
+            return []
+        self.decider.config = config
+        return self.decider.end_disabled()
 
     @property
     def config(self) -> DeciderConfig:
