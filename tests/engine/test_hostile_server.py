@@ -272,9 +272,17 @@ async def test_clients_without_the_token_get_nothing(caplog: pytest.LogCaptureFi
             assert errors(client) == [ERROR_UNAUTHORIZED]
             assert [e.type for e in client.events] == ["error"]  # no info, no detection
             await client.close()
+        # A token JSON allows but no text encoding does (a lone surrogate): refused the same way.
+        odd = await raw(
+            server.port, b'{"type": "guard-mode-auth", "data": {"token": "\\ud800"}}\n', False
+        )
+        assert await odd.closed()
+        assert errors(odd) == [ERROR_UNAUTHORIZED]
+        await odd.close()
         assert server.worker.streams == []
         await honest_smoke_alarm(server.port)
     assert TOKEN not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_refusals_are_logged_once_per_address(caplog: pytest.LogCaptureFixture) -> None:
