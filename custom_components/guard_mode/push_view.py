@@ -73,6 +73,7 @@ KEY_HEADER: Final = "X-Guard-Mode-Key"
 REFUSED_HEADER: Final = "X-Guard-Mode-Refused"  # on the 403: what was refused (the agent's cue)
 KEY_REFUSED: Final = "key"
 MAX_MESSAGE: Final = bounds.MAX_CHUNK_BYTES  # one websocket message (100 ms of audio is ~3 KiB)
+MAX_TEXT: Final = 8192  # one text (control) message: a hello or a format is under 200 bytes
 HEARTBEAT_S: Final = 30.0
 CLOSE_TIMEOUT_S: Final = 2.0
 AGENT_NAME_MAX: Final = 64
@@ -432,6 +433,14 @@ async def _hello(
 
 
 def _parse(text: str) -> dict[str, Any]:
+    if len(text) > MAX_TEXT:  # refused before it is parsed on the event loop
+        raise _ProtocolError(
+            _Close(
+                CLOSE_BAD_MESSAGE,
+                "bad_message",
+                f"a text message of {len(text)} characters (at most {MAX_TEXT})",
+            )
+        )
     try:
         message = bounds.parse_json_object(text, "a text message")
     except bounds.PeerError as err:
