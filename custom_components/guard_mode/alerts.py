@@ -184,7 +184,11 @@ class AlertManager:
             label=detection.label,
             started=started,
             peak_db=detection.peak_db,
-            clip=None if simulated else satellite.clip_for(detection, started),
+            # A clip for an alert only: none for what was muted (the TV, "not a threat") or
+            # heard again in its cooldown, which nothing the user sees would link to.
+            clip=None
+            if simulated or detection.suppressed
+            else satellite.clip_for(detection, started),
             simulated=simulated,
             reason=None if detection.reason is None else str(detection.reason),
         )

@@ -91,6 +91,24 @@ async def test_clips_when_on_are_in_the_media_browser(
     await arm(hass, False)
 
 
+async def test_a_clip_for_each_alert_none_for_the_sound_heard_again_in_its_cooldown(
+    hass: HomeAssistant, alarm_mic: MicServer, media: Path
+) -> None:
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await setup_entry(hass, satellite_entry(alarm_mic.port, evidence_clips=True))
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=15)
+    first = detections[0].data["detection_id"]
+    last = the_satellite(hass).detections.last
+    await wait_for(lambda: last["smoke_alarm"].detection_id != first, limit=30)  # the loop again
+    assert len(detections) == 1  # heard again in its cooldown: no new alert ...
+    assert last["smoke_alarm"].clip is None  # ... and no recording that nothing links to
+    await arm(hass, False)
+    await hass.async_block_till_done()
+    await wait_for(lambda: [p for p in files_under(media) if p.suffix == ".wav"], limit=5)
+    assert len(files_under(media)) == 1
+
+
 def test_retention_removes_only_old_clips(tmp_path: Path) -> None:
     root = tmp_path / DOMAIN
     (root / "kitchen_mic").mkdir(parents=True)
