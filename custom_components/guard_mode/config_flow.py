@@ -136,13 +136,18 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
         await self.async_set_unique_id(f"wyoming_mic:{service}")
         self._abort_if_unique_id_configured()  # the user ignored it
         if (hub := self._hub()) is not None:
-            for subentry in hub.subentries.values():
-                same_service = subentry.data.get(CONF_ZEROCONF_NAME) == service
+            # Its own satellite first, else one added by hand at this address; a satellite of
+            # another service at this address is stale (that microphone moved): left alone.
+            subentries = sorted(
+                hub.subentries.values(), key=lambda s: s.data.get(CONF_ZEROCONF_NAME) != service
+            )
+            for subentry in subentries:
+                known = subentry.data.get(CONF_ZEROCONF_NAME)
                 same_place = (subentry.data.get(CONF_HOST), subentry.data.get(CONF_PORT)) == (
                     host,
                     port,
                 )
-                if same_service or same_place:
+                if known == service or (same_place and known is None):
                     data = {**subentry.data, CONF_ZEROCONF_NAME: service}
                     data.update({CONF_HOST: host, CONF_PORT: port})
                     self.hass.config_entries.async_update_subentry(
@@ -620,6 +625,14 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
             errors["base"] = "camera_or_url"  # one of the two, please
         elif user_input is not None:
             data = _source_data(kind, user_input, self._push_id, self._push_key)
+            if reconfiguring and kind is SourceType.WYOMING:
+                before = self._get_reconfigure_subentry().data
+                place = (before.get(CONF_HOST), before.get(CONF_PORT))
+                if (known := before.get(CONF_ZEROCONF_NAME)) and place == (
+                    data[CONF_HOST],
+                    data[CONF_PORT],
+                ):
+                    data[CONF_ZEROCONF_NAME] = known  # the same microphone: followed if it moves
             unique_id = _unique_id(data)
             entry = self._get_entry()
             duplicate = any(

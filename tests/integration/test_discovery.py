@@ -20,7 +20,16 @@ from wyoming.info import Attribution, Info, MicProgram, Satellite
 from custom_components.guard_mode.const import DOMAIN
 
 from .. import synth
-from ..helpers import arm, entity_id, make_entry, satellite_entry, setup_entry, state, wait_for
+from ..helpers import (
+    arm,
+    entity_id,
+    make_entry,
+    satellite_entry,
+    satellite_subentry,
+    setup_entry,
+    state,
+    wait_for,
+)
 from ..synth import pcm16
 from .wyoming_mic import MicServer
 
@@ -137,6 +146,50 @@ async def test_a_satellite_follows_its_microphone_to_a_new_address(
     finally:
         await arm(hass, False)
         await moved.stop()
+
+
+async def test_a_stale_satellite_at_a_moved_microphones_new_address_is_left_alone(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    """The garage's microphone is unplugged; the kitchen's now announces the garage's old
+    address: the garage satellite must not start listening to the kitchen."""
+    garage = satellite_subentry(
+        "Garage mic",
+        f"wyoming:127.0.0.1:{mic.port}",
+        source="wyoming",
+        host="127.0.0.1",
+        port=mic.port,
+        zeroconf_name="garage",
+    )
+    kitchen = satellite_subentry(
+        "Kitchen mic",
+        "wyoming:127.0.0.1:1",
+        source="wyoming",
+        host="127.0.0.1",
+        port=1,
+        zeroconf_name="kitchen",
+    )
+    entry = await setup_entry(hass, make_entry({}, [garage, kitchen]))
+    before = {s.title: dict(s.data) for s in entry.subentries.values()}
+    result = await discover(hass, mic.port, "kitchen")
+    assert result["type"] is FlowResultType.ABORT  # the address is the garage's satellite's
+    await hass.async_block_till_done()
+    assert {s.title: dict(s.data) for s in entry.subentries.values()} == before
+
+
+async def test_a_renamed_discovered_satellite_is_still_followed(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    await discover(hass, mic.port)  # now known by its service name
+    subentry = next(iter(entry.subentries.values()))
+    result = await entry.start_subentry_reconfigure_flow(hass, subentry.subentry_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"name": "Pantry mic", "host": "127.0.0.1", "port": mic.port}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.subentries[subentry.subentry_id].data["zeroconf_name"] == "kitchen"
 
 
 async def test_discovery_before_the_hub_sets_guard_mode_up(
