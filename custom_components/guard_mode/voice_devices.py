@@ -166,7 +166,8 @@ class VoiceDevices:
         async with self._lock:
             selects = find_selects(self.hass, satellite_entity_id)
             current = _option(self.hass, selects.pipeline)
-            if current is None:
+            # All of it: what the device's own selects say now is what is put back later.
+            if current is None or _waiting_for(self.hass, (selects.location, selects.wake_switch)):
                 raise CannotConnect(f"{satellite_entity_id}'s device is unavailable")
             saved = self._saved.get(satellite_id)
             ours = _pipeline(self.hass, saved["pipeline_id"]) if saved else None
@@ -218,8 +219,8 @@ class VoiceDevices:
                 return
             label = name or satellite_id
             pipeline_state = self.hass.states.get(saved["pipeline_select"])
-            if _option(self.hass, saved["pipeline_select"]) is None:
-                self._retry_when_available(satellite_id, saved["pipeline_select"], label)
+            if waiting := _waiting_for(self.hass, _entities(saved)):
+                self._retry_when_available(satellite_id, waiting, label)
                 return
             option = saved["pipeline_option"]
             assert pipeline_state is not None
@@ -237,7 +238,7 @@ class VoiceDevices:
                 _LOGGER.warning(
                     "Voice satellite %s: its device can't be put back yet (%s)", label, err
                 )
-                self._retry_when_available(satellite_id, saved["pipeline_select"], label)
+                self._retry_when_available(satellite_id, [saved["pipeline_select"]], label)
                 return
             device = er.async_get(self.hass).async_get(saved["pipeline_select"])
             if device is not None and device.device_id is not None:
@@ -247,22 +248,20 @@ class VoiceDevices:
             await self._store.async_save(self._saved)
             _LOGGER.info("Voice satellite %s: its device is back to its own assistant", label)
 
-    def _retry_when_available(self, satellite_id: str, entity_id: str, label: str) -> None:
-        """Put the device back once entity_id changes state (it comes back)."""
+    def _retry_when_available(self, satellite_id: str, entity_ids: list[str], label: str) -> None:
+        """Put the device back once entity_ids are available again (it comes back)."""
         if satellite_id in self._waiting:
             return
 
         @callback
         def changed(_event: Event[EventStateChangedData]) -> None:
-            if _option(self.hass, entity_id) is None:
+            if _waiting_for(self.hass, entity_ids):
                 return
             self._waiting.pop(satellite_id)()
             self.hass.async_create_task(self.async_restore(satellite_id, label))
 
         _LOGGER.info("Voice satellite %s: its device is put back when it is available", label)
-        self._waiting[satellite_id] = async_track_state_change_event(
-            self.hass, [entity_id], changed
-        )
+        self._waiting[satellite_id] = async_track_state_change_event(self.hass, entity_ids, changed)
 
     def _cancel_waiting(self, satellite_id: str) -> None:
         """Stop waiting to put a device back (Guard Mode points it at itself again)."""
@@ -286,6 +285,26 @@ async def async_voice_devices(hass: HomeAssistant) -> VoiceDevices:
         devices = hass.data[DATA_VOICE_DEVICES] = VoiceDevices(hass)
     await devices.async_load()
     return devices
+
+
+def _entities(saved: _Saved) -> list[str | None]:
+    """Return the entity ids a saved device is put back through."""
+    return [saved["pipeline_select"], saved["location_select"], saved.get("wake_switch")]
+
+
+def _waiting_for(hass: HomeAssistant, entity_ids: Collection[str | None]) -> list[str]:
+    """Return those of entity_ids that exist but are unavailable (their device is offline).
+
+    A device's assistant select is Home Assistant's own and stays available while the device
+    is offline; its location select and wake-word switch are the device's and do not (and a
+    service call skips an unavailable entity without a word).
+    """
+    registry = er.async_get(hass)
+    return [
+        entity_id
+        for entity_id in entity_ids
+        if entity_id and registry.async_get(entity_id) and _option(hass, entity_id) is None
+    ]
 
 
 def _option(hass: HomeAssistant, entity_id: str | None) -> str | None:

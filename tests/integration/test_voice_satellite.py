@@ -556,6 +556,47 @@ async def test_a_device_gone_quiet_is_put_back_when_disarmed_while_reconnecting(
     await wait_for(lambda: home.guard_pipelines() == [])
 
 
+def set_online(device: VoiceDevice, online: bool) -> None:
+    """The device connects or drops: its own location select goes with it (its assistant select
+    is Home Assistant's and stays available)."""
+    device.location._attr_available = online
+    device.location.async_write_ha_state()
+
+
+async def test_a_device_offline_when_armed_is_pointed_when_back_and_put_back_as_it_was(
+    hass: HomeAssistant, home: Home, use_timeouts: Callable[..., Any]
+) -> None:
+    use_timeouts(stall_s=1.0, backoff_start_s=0.1, backoff_max_s=0.2)
+    before = home.selects(home.hall)
+    set_online(home.hall, False)
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: hall.state.reconnects >= 2)  # it can't be pointed while offline
+    assert home.selects(home.hall)[0] == before[0]
+    set_online(home.hall, True)
+    await wait_for(lambda: connected(hass, hall))
+    await arm(hass, False)
+    await wait_for(lambda: home.selects(home.hall) == before)  # its wake word on the device again
+
+
+async def test_a_device_offline_when_disarmed_gets_its_wake_word_back_when_it_returns(
+    hass: HomeAssistant, home: Home
+) -> None:
+    before = home.selects(home.hall)
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: connected(hass, hall))
+    set_online(home.hall, False)
+    await arm(hass, False)
+    await hass.async_block_till_done()
+    assert pipeline_name("Hall mic") in home.guard_pipelines()  # waiting for the device
+    set_online(home.hall, True)
+    await wait_for(lambda: home.selects(home.hall) == before)
+    await wait_for(lambda: home.guard_pipelines() == [])
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")
