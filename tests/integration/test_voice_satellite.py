@@ -353,6 +353,15 @@ def connected(hass: HomeAssistant, satellite: Any) -> bool:
     return state is not None and state.state == "on"
 
 
+async def hall_streaming(hass: HomeAssistant) -> tuple[MockConfigEntry, Any]:
+    """Set up both voice satellites, arm, and wait until the hall's device streams to its own."""
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: connected(hass, hall))
+    return entry, hall
+
+
 def saved_armed(hass_storage: dict[str, Any], armed: bool) -> None:
     """Leave the armed state in .storage as Guard Mode saves it (writes wait while stopping)."""
     hass_storage["guard_mode.state"] = {
@@ -507,10 +516,7 @@ async def test_removing_a_voice_satellite_puts_its_device_back(
     hass: HomeAssistant, home: Home
 ) -> None:
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    hall = satellite_of(entry, "Hall mic")
-    await wait_for(lambda: connected(hass, hall))
+    entry, hall = await hall_streaming(hass)
     assert hass.config_entries.async_remove_subentry(entry, hall.id)
     await wait_for(lambda: home.selects(home.hall) == before)
     assert home.guard_pipelines() == [pipeline_name("Kitchen mic")]
@@ -520,10 +526,7 @@ async def test_a_device_offline_when_disarmed_is_put_back_when_it_comes_online(
     hass: HomeAssistant, home: Home
 ) -> None:
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    hall = satellite_of(entry, "Hall mic")
-    await wait_for(lambda: connected(hass, hall))
+    await hall_streaming(hass)
     await home.hall.stop()  # unplugged: its entities are unavailable
     home.hall.pipeline._attr_available = False
     home.hall.pipeline.async_write_ha_state()
@@ -544,10 +547,7 @@ async def test_a_device_gone_quiet_is_put_back_when_disarmed_while_reconnecting(
     """Disarmed while the satellite waits to try its silent device again: it is put back."""
     use_timeouts(stall_s=1.0, backoff_start_s=60.0, backoff_max_s=60.0)
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    hall = satellite_of(entry, "Hall mic")
-    await wait_for(lambda: connected(hass, hall))
+    _, hall = await hall_streaming(hass)
     await home.hall.stop()  # its stream stops (Wi-Fi gone); the satellite waits a minute
     await wait_for(lambda: hall.state.reconnects >= 1)
     assert home.selects(home.hall)[0] == pipeline_name("Hall mic")  # armed: still pointed
@@ -584,10 +584,7 @@ async def test_a_device_offline_when_disarmed_gets_its_wake_word_back_when_it_re
     hass: HomeAssistant, home: Home
 ) -> None:
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    hall = satellite_of(entry, "Hall mic")
-    await wait_for(lambda: connected(hass, hall))
+    await hall_streaming(hass)
     set_online(home.hall, False)
     await arm(hass, False)
     await hass.async_block_till_done()
