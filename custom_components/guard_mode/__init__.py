@@ -202,9 +202,13 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Forget the saved armed state and what was learned when the integration is removed."""
+    """Forget the saved armed state, what was learned and every repair issue when removed."""
     await state_store(hass).async_remove()
     await learning_store(hass).async_remove()
+    issues = ir.async_get(hass).issues
+    for domain, issue_id in list(issues):
+        if domain == DOMAIN:
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
@@ -225,6 +229,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
     for subentry_id in list(satellites):
         if subentry_id not in entry.subentries:
             await satellites.pop(subentry_id).async_stop()
+            ir.async_delete_issue(hass, DOMAIN, push_key_issue(subentry_id))  # its key is moot
     _sync_satellites(hass, entry)
     entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
     entry.runtime_data.notifier.async_options_updated()

@@ -144,13 +144,15 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     check.
     """
     if options.get(CONF_ENGINE) != ENGINE_REMOTE:
+        ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)  # not used (any more)
         return await async_start_local_engine(hass)
     settings = settings_from_options(options)
     try:
         info = await async_describe(settings)
     except RemoteEngineError as err:
         raise _not_ready(hass, ISSUE_REMOTE, {"error": str(err)}) from err
-    ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
+    for issue in (ISSUE_REMOTE, ISSUE_MODEL, ISSUE_NUMPY_BUSY):  # the in-process engine's are moot
+        ir.async_delete_issue(hass, DOMAIN, issue)
     _LOGGER.debug("Using the remote engine (%s backend, %r)", info.backend, settings)
     waits = timeouts(hass)
     return RemoteEngine(

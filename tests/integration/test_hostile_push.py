@@ -316,6 +316,19 @@ async def test_push_satellites_get_their_own_key_on_upgrade(
     assert key not in caplog.text
 
 
+async def test_a_key_repair_goes_with_its_satellite(hass: HomeAssistant) -> None:
+    satellites = [
+        satellite_subentry("Garage mic", f"push:{GARAGE_ID}", source="push", push_id=GARAGE_ID)
+    ]
+    entry = await setup_entry(hass, make_entry(satellites=satellites, minor_version=1))
+    subentry = next(iter(entry.subentries.values()))
+    issue_id = push.push_key_issue(subentry.subentry_id)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    assert hass.config_entries.async_remove_subentry(entry, subentry.subentry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None  # its key is shown no more
+
+
 async def test_the_real_agent_exits_on_a_refused_key(
     hass: HomeAssistant,
     sources: dict[str, PushSource],

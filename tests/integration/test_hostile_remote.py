@@ -261,8 +261,25 @@ async def test_setup_with_a_refused_token_retries_with_a_repair(hass: HomeAssist
         issue = ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE)
         assert issue is not None
         assert "refused the token" in issue.translation_placeholders["error"]
+        # The user gives up on the remote engine: the in-process one, and the repair goes.
+        hass.config_entries.async_update_entry(entry, options={**entry.options, "engine": "local"})
+        await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
     finally:
         await engine.stop()
+
+
+async def test_removing_guard_mode_leaves_no_repair_behind(hass: HomeAssistant) -> None:
+    entry = satellite_entry(1, **remote_options(1))  # an engine that is not there
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert not [key for key in ir.async_get(hass).issues if key[0] == DOMAIN]
 
 
 @pytest.fixture
