@@ -171,13 +171,12 @@ class VoiceDevices:
                 raise CannotConnect(f"{satellite_entity_id}'s device is unavailable")
             saved = self._saved.get(satellite_id)
             ours = _pipeline(self.hass, saved["pipeline_id"]) if saved else None
+            title = _free_name(self.hass, pipeline_name(name), ours.id if ours else None)
             if ours is None:
                 base = _pipeline_by_option(self.hass, current)
                 if saved is not None and saved["pipeline_select"] == selects.pipeline:
                     base = _pipeline_by_option(self.hass, saved["pipeline_option"])
-                ours = await _create_pipeline(
-                    self.hass, base, pipeline_name(name), listener, satellite_id
-                )
+                ours = await _create_pipeline(self.hass, base, title, listener, satellite_id)
                 saved = saved or _Saved(
                     pipeline_select=selects.pipeline,
                     pipeline_option=current,
@@ -190,11 +189,11 @@ class VoiceDevices:
                 saved["pipeline_id"] = ours.id
                 self._saved[satellite_id] = saved  # saved before anything is changed
                 await self._store.async_save(self._saved)
-            elif ours.wake_word_entity != listener or ours.name != pipeline_name(name):
+            elif ours.wake_word_entity != listener or ours.name != title:
                 await assist_pipeline.async_update_pipeline(
                     self.hass,
                     ours,
-                    name=pipeline_name(name),
+                    name=title,
                     wake_word_entity=listener,
                     wake_word_id=satellite_id,
                 )
@@ -341,6 +340,23 @@ def _pipeline(hass: HomeAssistant, pipeline_id: str) -> Any:
     )
 
     return hass.data[KEY_ASSIST_PIPELINE].pipeline_store.data.get(pipeline_id)
+
+
+def _free_name(hass: HomeAssistant, wanted: str, ours: str | None) -> str:
+    """Return wanted, or wanted (2), (3) … if another pipeline has that name.
+
+    A device's select names its pipeline, and Home Assistant takes the first of that name: two
+    satellites called alike must not share one (each would get the other's microphone).
+    """
+    from homeassistant.components.assist_pipeline.pipeline import (  # noqa: PLC0415
+        async_get_pipelines,
+    )
+
+    taken = {pipeline.name for pipeline in async_get_pipelines(hass) if pipeline.id != ours}
+    name, number = wanted, 2
+    while name in taken:
+        name, number = f"{wanted} ({number})", number + 1
+    return name
 
 
 def _pipeline_by_option(hass: HomeAssistant, option: str) -> Any:

@@ -407,6 +407,28 @@ async def test_two_devices_stream_the_scenario_each_to_its_own_satellite(
     assert ("Kitchen mic", "glass_break") not in heard
 
 
+async def test_two_satellites_named_alike_each_hear_their_own_device(
+    hass: HomeAssistant, home: Home
+) -> None:
+    both = [
+        satellite_subentry("Living room", f"voice:{entity}", source="voice", voice_satellite=entity)
+        for entity in ("assist_satellite.hall_voice", "assist_satellite.kitchen_voice")
+    ]
+    entry = await setup_entry(hass, make_entry(satellites=both))
+    satellites = list(entry.runtime_data.satellites.values())
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: all(connected(hass, satellite) for satellite in satellites))
+    name = pipeline_name("Living room")
+    assert home.guard_pipelines() == [name, f"{name} (2)"]  # one each
+    kitchen = next(s for s in satellites if s.source.entity_id.endswith("kitchen_voice"))
+    home.kitchen.play(pcm16(smoke_alarm_audio()[: 16000 * 12]))
+    await wait_for(lambda: bool(detections), 30)
+    assert {e.data["satellite_id"] for e in detections} == {kitchen.id}
+    await arm(hass, False)
+    await wait_for(lambda: home.guard_pipelines() == [])
+
+
 async def test_arming_points_the_devices_at_guard_mode_and_disarming_puts_them_back(
     hass: HomeAssistant, home: Home
 ) -> None:
