@@ -231,6 +231,8 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
             await satellites.pop(subentry_id).async_stop()
             ir.async_delete_issue(hass, DOMAIN, push_key_issue(subentry_id))  # its key is moot
     _sync_satellites(hass, entry)
+    for satellite in satellites.values():
+        satellite.async_media_players_changed()
     entry.runtime_data.janitor.days = entry.runtime_data.hub.options[CONF_CLIP_RETENTION_DAYS]
     entry.runtime_data.notifier.async_options_updated()
     entry.runtime_data.hub.async_options_updated()

@@ -29,6 +29,7 @@ from .clips import check_folder, clip_name, clips_root, media_source_id, write_c
 from .const import (
     CONF_AREA,
     CONF_EVIDENCE_CLIPS,
+    CONF_MEDIA_PLAYERS,
     CONF_SOURCE,
     CONF_UNREACHABLE_MINUTES,
     CONF_ZEROCONF_NAME,
@@ -77,8 +78,12 @@ def issue_unreachable(subentry_id: str) -> str:
 
 
 def satellite_settings(subentry: ConfigSubentry) -> tuple[str, dict[str, Any]]:
-    """Return what a satellite runs on: its name and settings (how it was found is not one)."""
-    return subentry.title, {k: v for k, v in subentry.data.items() if k != CONF_ZEROCONF_NAME}
+    """Return what a satellite runs on: its name and settings (a change reloads it).
+
+    How it was found is not one, nor its media players: those are followed while it runs.
+    """
+    live = (CONF_ZEROCONF_NAME, CONF_MEDIA_PLAYERS)
+    return subentry.title, {k: v for k, v in subentry.data.items() if k not in live}
 
 
 def voice_listener_unique_id(entry_id: str) -> str:
@@ -295,6 +300,24 @@ class Satellite:
         )
         self._media_players.async_start()
         self.async_notify()
+
+    @callback
+    def async_media_players_changed(self) -> None:
+        """Follow the media players now chosen (a reconfigure, an entity renamed)."""
+        if self._task is not None:
+            self._media_players.async_start()
+
+    @callback
+    def async_media_player_renamed(self, old: str, new: str) -> None:
+        """Keep following a media player chosen for this satellite under its new entity id."""
+        chosen = list(self.subentry.data.get(CONF_MEDIA_PLAYERS) or ())
+        entry = self.hass.config_entries.async_get_entry(self.entry_id)
+        if old in chosen and entry is not None:
+            data = {
+                **self.subentry.data,
+                CONF_MEDIA_PLAYERS: [new if e == old else e for e in chosen],
+            }
+            self.hass.config_entries.async_update_subentry(entry, self.subentry, data=data)
 
     async def _async_close(self) -> None:
         """Close the microphone.

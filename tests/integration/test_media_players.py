@@ -61,6 +61,25 @@ async def test_media_players_chosen_for_a_satellite_count_wherever_they_are(
     assert playing() is True
 
 
+async def test_a_chosen_media_player_is_followed_when_renamed(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    tv = er.async_get(hass).async_get_or_create(
+        "media_player", "test", "tv", suggested_object_id="living_room_tv"
+    )
+    hass.states.async_set(tv.entity_id, "idle")
+    entry = await setup_entry(hass, kitchen_mic(mic.port, media_players=[tv.entity_id]))
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    playing = await playing_near(hass, entry)
+    er.async_get(hass).async_update_entity(tv.entity_id, new_entity_id="media_player.tv")
+    await hass.async_block_till_done()
+    assert satellite.subentry.data["media_players"] == ["media_player.tv"]  # kept, renamed
+    assert entry.runtime_data.satellites[satellite.id] is satellite  # no reload for it
+    hass.states.async_set("media_player.tv", "playing")
+    await hass.async_block_till_done()
+    assert playing() is True
+
+
 async def test_a_speaker_counts_by_its_device_s_area(hass: HomeAssistant, mic: MicServer) -> None:
     kitchen = ar.async_get(hass).async_create("Kitchen")
     other = MockConfigEntry(domain="test")
