@@ -121,6 +121,9 @@ def find_selects(hass: HomeAssistant, satellite_entity_id: str) -> DeviceSelects
     return DeviceSelects(entry.device_id, pipeline, location, wake_switch)
 
 
+FORMER = "/former"  # the key of a device a satellite pointed before it named another
+
+
 def pipeline_name(satellite_name: str) -> str:
     """Return the name of the satellite's Guard Mode pipeline (shown in pipeline selects)."""
     return f"Guard Mode: {satellite_name}"
@@ -171,12 +174,24 @@ class VoiceDevices:
                 raise CannotConnect(f"{satellite_entity_id}'s device is unavailable")
             saved = self._saved.get(satellite_id)
             ours = _pipeline(self.hass, saved["pipeline_id"]) if saved else None
+            if saved is not None and saved["pipeline_select"] != selects.pipeline:
+                await self._let_go(satellite_id, saved, name)  # it names another device now
+                saved = None
             title = _free_name(self.hass, pipeline_name(name), ours.id if ours else None)
             if ours is None:
-                base = _pipeline_by_option(self.hass, current)
-                if saved is not None and saved["pipeline_select"] == selects.pipeline:
-                    base = _pipeline_by_option(self.hass, saved["pipeline_option"])
-                ours = await _create_pipeline(self.hass, base, title, listener, satellite_id)
+                option = saved["pipeline_option"] if saved else current
+                ours = await _create_pipeline(
+                    self.hass, _pipeline_by_option(self.hass, option), title, listener, satellite_id
+                )
+            elif ours.wake_word_entity != listener or ours.name != title:
+                await assist_pipeline.async_update_pipeline(
+                    self.hass,
+                    ours,
+                    name=title,
+                    wake_word_entity=listener,
+                    wake_word_id=satellite_id,
+                )
+            if saved is None or saved["pipeline_id"] != ours.id:
                 saved = saved or _Saved(
                     pipeline_select=selects.pipeline,
                     pipeline_option=current,
@@ -189,14 +204,6 @@ class VoiceDevices:
                 saved["pipeline_id"] = ours.id
                 self._saved[satellite_id] = saved  # saved before anything is changed
                 await self._store.async_save(self._saved)
-            elif ours.wake_word_entity != listener or ours.name != title:
-                await assist_pipeline.async_update_pipeline(
-                    self.hass,
-                    ours,
-                    name=title,
-                    wake_word_entity=listener,
-                    wake_word_id=satellite_id,
-                )
             changed = await _select(self.hass, selects.pipeline, ours.name)
             if selects.location is not None:
                 changed |= await _select(self.hass, selects.location, LOCATION_IN_HA)
@@ -207,6 +214,18 @@ class VoiceDevices:
             if changed:
                 _LOGGER.info("Voice satellite %s: its device streams to Guard Mode", name)
 
+    async def _let_go(self, satellite_id: str, saved: _Saved, name: str) -> None:
+        """Put back on its own the device the satellite pointed before it named another.
+
+        (The device was replaced, or its entities renamed.) It goes back when it can; the
+        satellite's pipeline stays the satellite's.
+        """
+        former = f"{satellite_id}{FORMER}"
+        self._saved[former] = {**saved, "pipeline_id": ""}
+        del self._saved[satellite_id]
+        await self._store.async_save(self._saved)
+        await self._restore(former, f"{name} (its former device)")
+
     async def async_restore(self, satellite_id: str, name: str | None = None) -> None:
         """Put the satellite's device back as it was and remove its Guard Mode pipeline.
 
@@ -214,38 +233,40 @@ class VoiceDevices:
         back as soon as its pipeline select is available again.
         """
         async with self._lock:
-            if (saved := self._saved.get(satellite_id)) is None:
-                return
-            label = name or satellite_id
-            pipeline_state = self.hass.states.get(saved["pipeline_select"])
-            if waiting := _waiting_for(self.hass, _entities(saved)):
-                self._retry_when_available(satellite_id, waiting, label)
-                return
-            option = saved["pipeline_option"]
-            assert pipeline_state is not None
-            if option not in pipeline_state.attributes.get("options", ()):
-                option = OPTION_PREFERRED  # the pipeline it had was deleted meanwhile
-            try:
+            await self._restore(satellite_id, name or satellite_id)
+
+    async def _restore(self, satellite_id: str, label: str) -> None:
+        """Put a saved device back (see :meth:`async_restore`); the lock is held."""
+        if (saved := self._saved.get(satellite_id)) is None:
+            return
+        if waiting := _waiting_for(self.hass, _entities(saved)):
+            self._retry_when_available(satellite_id, waiting, label)
+            return
+        pipeline_state = self.hass.states.get(saved["pipeline_select"])
+        option = saved["pipeline_option"]
+        if pipeline_state is not None and option not in pipeline_state.attributes["options"]:
+            option = OPTION_PREFERRED  # the pipeline it had was deleted meanwhile
+        try:
+            if pipeline_state is not None:  # (a device deleted since has nothing to put back)
                 await _select(self.hass, saved["pipeline_select"], option)
-                if saved["location_select"] and saved["location_option"]:
-                    await _select(self.hass, saved["location_select"], saved["location_option"])
-                if (switch := saved.get("wake_switch")) and (
-                    (was := saved.get("wake_switch_state")) in (STATE_ON, STATE_OFF)
-                ):
-                    await _switch(self.hass, switch, was)
-            except HomeAssistantError as err:
-                _LOGGER.warning(
-                    "Voice satellite %s: its device can't be put back yet (%s)", label, err
-                )
-                self._retry_when_available(satellite_id, [saved["pipeline_select"]], label)
-                return
-            device = er.async_get(self.hass).async_get(saved["pipeline_select"])
-            if device is not None and device.device_id is not None:
-                _restart_runs(self.hass, device.device_id)
+            if saved["location_select"] and saved["location_option"]:
+                await _select(self.hass, saved["location_select"], saved["location_option"])
+            if (switch := saved.get("wake_switch")) and (
+                (was := saved.get("wake_switch_state")) in (STATE_ON, STATE_OFF)
+            ):
+                await _switch(self.hass, switch, was)
+        except HomeAssistantError as err:
+            _LOGGER.warning("Voice satellite %s: its device can't be put back yet (%s)", label, err)
+            self._retry_when_available(satellite_id, [saved["pipeline_select"]], label)
+            return
+        device = er.async_get(self.hass).async_get(saved["pipeline_select"])
+        if device is not None and device.device_id is not None:
+            _restart_runs(self.hass, device.device_id)
+        if saved["pipeline_id"]:  # a former device's pipeline is its satellite's still
             await _delete_pipeline(self.hass, saved["pipeline_id"])
-            del self._saved[satellite_id]
-            await self._store.async_save(self._saved)
-            _LOGGER.info("Voice satellite %s: its device is back to its own assistant", label)
+        del self._saved[satellite_id]
+        await self._store.async_save(self._saved)
+        _LOGGER.info("Voice satellite %s: its device is back to its own assistant", label)
 
     def _retry_when_available(self, satellite_id: str, entity_ids: list[str], label: str) -> None:
         """Put the device back once entity_ids are available again (it comes back)."""

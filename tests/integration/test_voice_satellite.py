@@ -616,6 +616,41 @@ async def test_a_device_offline_when_disarmed_gets_its_wake_word_back_when_it_re
     await wait_for(lambda: home.guard_pipelines() == [])
 
 
+async def test_a_satellite_moved_to_another_device_puts_both_back(
+    hass: HomeAssistant, home: Home
+) -> None:
+    """The hall's device dies while armed; the user gives its satellite the kitchen's device."""
+    before = {"hall": home.selects(home.hall), "kitchen": home.selects(home.kitchen)}
+    hall_only = make_entry(
+        satellites=[
+            satellite_subentry(
+                "Hall mic",
+                "voice:assist_satellite.hall_voice",
+                source="voice",
+                voice_satellite="assist_satellite.hall_voice",
+            )
+        ]
+    )
+    entry = await setup_entry(hass, hall_only)
+    await arm(hass)
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await wait_for(lambda: connected(hass, satellite))
+    set_online(home.hall, False)
+    subentry = next(iter(entry.subentries.values()))
+    kitchen = "assist_satellite.kitchen_voice"
+    hass.config_entries.async_update_subentry(
+        entry, subentry, data={**subentry.data, "voice_satellite": kitchen}, unique_id=kitchen
+    )
+    await hass.async_block_till_done()
+    satellite = next(iter(entry.runtime_data.satellites.values()))
+    await wait_for(lambda: connected(hass, satellite))  # the kitchen's device streams to it
+    await arm(hass, False)
+    await wait_for(lambda: home.selects(home.kitchen) == before["kitchen"])
+    set_online(home.hall, True)  # the hall's device is back: it gets its own assistant back
+    await wait_for(lambda: home.selects(home.hall) == before["hall"])
+    await wait_for(lambda: home.guard_pipelines() == [])
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")
