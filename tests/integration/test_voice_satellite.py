@@ -321,23 +321,17 @@ async def home(hass: HomeAssistant) -> AsyncIterator[Home]:
     await home.stop()
 
 
+def voice_subentry(name: str, entity_id: str) -> Any:
+    return satellite_subentry(name, f"voice:{entity_id}", source="voice", voice_satellite=entity_id)
+
+
+HALL, KITCHEN = "assist_satellite.hall_voice", "assist_satellite.kitchen_voice"
+
+
 def voice_entry(**options: Any) -> MockConfigEntry:
     return make_entry(
         options=options,
-        satellites=[
-            satellite_subentry(
-                "Hall mic",
-                "voice:assist_satellite.hall_voice",
-                source="voice",
-                voice_satellite="assist_satellite.hall_voice",
-            ),
-            satellite_subentry(
-                "Kitchen mic",
-                "voice:assist_satellite.kitchen_voice",
-                source="voice",
-                voice_satellite="assist_satellite.kitchen_voice",
-            ),
-        ],
+        satellites=[voice_subentry("Hall mic", HALL), voice_subentry("Kitchen mic", KITCHEN)],
     )
 
 
@@ -410,10 +404,7 @@ async def test_two_devices_stream_the_scenario_each_to_its_own_satellite(
 async def test_two_satellites_named_alike_each_hear_their_own_device(
     hass: HomeAssistant, home: Home
 ) -> None:
-    both = [
-        satellite_subentry("Living room", f"voice:{entity}", source="voice", voice_satellite=entity)
-        for entity in ("assist_satellite.hall_voice", "assist_satellite.kitchen_voice")
-    ]
+    both = [voice_subentry("Living room", entity) for entity in (HALL, KITCHEN)]
     entry = await setup_entry(hass, make_entry(satellites=both))
     satellites = list(entry.runtime_data.satellites.values())
     detections = async_capture_events(hass, EVENT_DETECTION)
@@ -621,25 +612,14 @@ async def test_a_satellite_moved_to_another_device_puts_both_back(
 ) -> None:
     """The hall's device dies while armed; the user gives its satellite the kitchen's device."""
     before = {"hall": home.selects(home.hall), "kitchen": home.selects(home.kitchen)}
-    hall_only = make_entry(
-        satellites=[
-            satellite_subentry(
-                "Hall mic",
-                "voice:assist_satellite.hall_voice",
-                source="voice",
-                voice_satellite="assist_satellite.hall_voice",
-            )
-        ]
-    )
-    entry = await setup_entry(hass, hall_only)
+    entry = await setup_entry(hass, make_entry(satellites=[voice_subentry("Hall mic", HALL)]))
     await arm(hass)
     satellite = next(iter(entry.runtime_data.satellites.values()))
     await wait_for(lambda: connected(hass, satellite))
     set_online(home.hall, False)
     subentry = next(iter(entry.subentries.values()))
-    kitchen = "assist_satellite.kitchen_voice"
     hass.config_entries.async_update_subentry(
-        entry, subentry, data={**subentry.data, "voice_satellite": kitchen}, unique_id=kitchen
+        entry, subentry, data={**subentry.data, "voice_satellite": KITCHEN}, unique_id=KITCHEN
     )
     await hass.async_block_till_done()
     satellite = next(iter(entry.runtime_data.satellites.values()))
