@@ -531,6 +531,19 @@ def test_read_audio_with_pyav(
     assert read_audio_bytes(data).samples.shape == decoded.samples.shape
 
 
+@pytest.mark.parametrize(("codec", "container"), [("flac", "flac"), ("libmp3lame", "mp3")])
+def test_a_cut_off_or_damaged_compressed_file_gives_what_is_there(
+    tmp_path: Path, codec: str, container: str
+) -> None:
+    data = encode_with_pyav(codec, container)  # 1 s
+    cut = read_audio(write(tmp_path, f"cut.{container}", data[: len(data) * 6 // 10]))
+    assert 0.3 <= cut.duration_s <= 0.8  # what was written before the cut
+    assert abs(peak_hz(cut.samples) - 1000) < 3
+    middle = len(data) // 2  # a damaged stretch in the middle: the rest is still there
+    damaged = data[:middle] + bytes(range(256)) * 8 + data[middle + 2048 :]
+    assert read_audio(write(tmp_path, f"damaged.{container}", damaged)).duration_s >= 0.5
+
+
 def test_a_video_without_sound_is_refused_saying_so(tmp_path: Path) -> None:
     av = pytest.importorskip("av")
     out = io.BytesIO()

@@ -20,6 +20,7 @@ Wyoming streams too (``u8``, as FFmpeg and ALSA use it). Wider PCM is signed lit
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 import io
 import os
@@ -241,7 +242,7 @@ def _decode(source: str | IO[bytes], name: str, max_seconds: float | None) -> De
         declared = _declared_seconds(container, stream)
         if max_seconds is not None and declared is not None and declared > max_seconds:
             raise _too_long(name, declared, max_seconds)  # before decoding it
-        for frame in container.decode(stream):
+        for frame in _frames(container, stream):
             frame_rate = int(frame.sample_rate)
             if frame_rate != rate:  # the first frame, or a stream that changes its rate
                 if resampler is not None:
@@ -262,6 +263,20 @@ def _decode(source: str | IO[bytes], name: str, max_seconds: float | None) -> De
     samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     np.clip(samples, -1.0, 1.0, out=samples)
     return DecodedAudio(samples, rate, channels, duration + frames / rate, codec)
+
+
+def _frames(container: Any, stream: Any) -> Iterator[Any]:
+    """Yield the stream's decoded frames; a damaged or cut-off packet is skipped.
+
+    A file cut off while it was written, or damaged in the middle, gives what is there, as a
+    cut-off WAV does (FFmpeg refuses the broken packet, and container.decode would end there).
+    """
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            continue
+        yield from frames
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:
