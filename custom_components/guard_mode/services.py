@@ -38,6 +38,7 @@ from .const import DOMAIN
 from .engine import (
     ALARM_SOUNDS,
     EVENT_DB,
+    MAX_EXAMPLES,
     AudioFormatError,
     DeciderEvent,
     EventKind,
@@ -97,6 +98,17 @@ FORGET_SCHEMA = vol.Schema(
         vol.Optional(ATTR_CUSTOM_SOUND): cv.string,
     }
 )
+
+
+def _seconds_or_files(data: dict[str, Any]) -> dict[str, Any]:
+    """Require the seconds to record or some files (an empty list of files is none)."""
+    if not data.get(ATTR_FILES):
+        data = {key: value for key, value in data.items() if key != ATTR_FILES}
+        if ATTR_SECONDS not in data:
+            raise vol.Invalid("give the seconds to record, or files with examples")
+    return data
+
+
 TEACH_SCHEMA = vol.All(
     vol.Schema(
         {
@@ -106,7 +118,7 @@ TEACH_SCHEMA = vol.All(
             vol.Optional(ATTR_FILES): vol.All(cv.ensure_list, [cv.string]),
         }
     ),
-    cv.has_at_least_one_key(ATTR_SECONDS, ATTR_FILES),
+    _seconds_or_files,
 )
 
 
@@ -266,9 +278,14 @@ async def _teach(call: ServiceCall) -> ServiceResponse:
     satellites = [_satellite(hass, device_id) for device_id in call.data[ATTR_SATELLITES]]
     name = call.data[ATTR_NAME]
     key = f"custom_{slugify(name)}"  # never a built-in sound's key
-    files = [await _allowed_path(hass, path) for path in call.data.get(ATTR_FILES) or []]
-    tagger = await data.engine.async_tagger(hass)
+    paths = list(dict.fromkeys(call.data.get(ATTR_FILES) or ()))  # each file once
+    files = [await _allowed_path(hass, path) for path in paths]
     try:
+        if len(files) > MAX_EXAMPLES:  # said before any file is decoded
+            raise TeachError(  # noqa: TRY301 - one message for every refusal, below
+                "too_many_examples", f"at most {MAX_EXAMPLES} examples, got {len(files)}"
+            )
+        tagger = await data.engine.async_tagger(hass)
         if files:
             examples = await hass.async_add_executor_job(examples_from_files, files, tagger)
             background = _background(satellites)

@@ -18,6 +18,7 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
     async_fire_time_changed,
 )
+import voluptuous as vol
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
 from custom_components.guard_mode.const import DOMAIN
@@ -300,23 +301,28 @@ async def test_teaching_says_when_examples_are_not_enough(
         await hass.services.async_call(
             DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": mixed}, blocking=True
         )
-    eleven = [
+    notes = media / "notes.wav"
+    notes.write_text("not a recording\n" * 100)
+    ten = [
         str(
             synth.write_wav(
                 media / f"ring_{n}.wav", synth.chime(550 + n, 660 + n, peak_db=-10.0 - n / 4)
             )
         )
-        for n in range(11)
+        for n in range(10)
     ]
+    eleven = [*ten, str(notes)]  # refused before any is decoded: notes.wav is not even read
     with pytest.raises(ServiceValidationError, match="at most 10 examples, got 11"):
         await hass.services.async_call(
             DOMAIN,
             "teach",
-            {"name": "Bell", "satellites": [device], "files": eleven},
+            {"name": "Bell", "satellites": [device], "files": [*eleven, ten[0]]},  # one twice
             blocking=True,
         )
-    notes = media / "notes.wav"
-    notes.write_text("not a recording\n" * 100)
+    with pytest.raises(vol.Invalid, match="seconds to record, or files"):
+        await hass.services.async_call(  # the files box left empty
+            DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": []}, blocking=True
+        )
     with pytest.raises(HomeAssistantError, match=r"notes\.wav") as raised:
         await hass.services.async_call(
             DOMAIN,

@@ -31,7 +31,7 @@ from .decision import StreamDecision
 from .evidence import Embedding, Evidence, EvidenceCallback, EvidenceStream, Gap, WindowEvidence
 from .examples import EVENT_DB, examples_from_files, split_examples
 from .labels import ALARM_SOUNDS, Sound
-from .learning import CustomSound, TeachError, Vectors, teach, unit
+from .learning import MAX_EXAMPLES, CustomSound, TeachError, Vectors, teach, unit
 from .tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
 from .worker import EngineStream, EngineWorker, StreamStats
 
@@ -39,6 +39,7 @@ __all__ = [
     "ALARM_SOUNDS",
     "DEFAULT_MODEL",
     "EVENT_DB",
+    "MAX_EXAMPLES",
     "SAMPLE_RATE",
     "AlarmHit",
     "AudioFormatError",
