@@ -65,6 +65,16 @@ async def _high_sensitivity(hass: HomeAssistant) -> None:
     )
 
 
+async def _armed_until_the_first_alert(hass: HomeAssistant, mic: MicServer) -> list[Any]:
+    """Set up a satellite on mic at high sensitivity, arm; return the alerts once one came."""
+    await setup_entry(hass, satellite_entry(mic.port))
+    await _high_sensitivity(hass)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=30)
+    return detections
+
+
 async def _mark_the_first_alert(hass: HomeAssistant) -> tuple[list[Any], dict[str, Any]]:
     """Arm at high sensitivity, mark the first alert "not a threat", hear it come round ignored."""
     await _high_sensitivity(hass)
@@ -176,11 +186,7 @@ async def test_not_a_threat_for_an_alert_whose_sound_came_again_since(
 ) -> None:
     """The notification's button still works after the sound was heard again (in its cooldown:
     no new alert, but the sensor's last detection is the new one)."""
-    await setup_entry(hass, satellite_entry(shatter_mic.port))
-    await _high_sensitivity(hass)
-    detections = async_capture_events(hass, EVENT_DETECTION)
-    await arm(hass)
-    await wait_for(lambda: bool(detections), limit=30)
+    detections = await _armed_until_the_first_alert(hass, shatter_mic)
     first = detections[0].data["detection_id"]
     last = the_satellite(hass).detections.last
     await wait_for(lambda: last["glass_break"].detection_id != first, limit=30)
@@ -415,11 +421,7 @@ async def test_sensitivity_select_tunes_the_decider(
 async def test_notification_button_marks_the_detection(
     hass: HomeAssistant, shatter_mic: MicServer
 ) -> None:
-    await setup_entry(hass, satellite_entry(shatter_mic.port))
-    await _high_sensitivity(hass)
-    detections = async_capture_events(hass, EVENT_DETECTION)
-    await arm(hass)
-    await wait_for(lambda: bool(detections), limit=20)
+    detections = await _armed_until_the_first_alert(hass, shatter_mic)
     detection_id = detections[0].data["detection_id"]
     hass.bus.async_fire(
         "mobile_app_notification_action",
