@@ -14,16 +14,20 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
 from .engine import (
+    DEFAULT_HEAD,
     DEFAULT_MODEL,
+    HEAD_SHA256,
     Backend,
     EngineWorker,
     Evidence,
     EvidenceCallback,
     EvidenceStream,
+    HeadError,
     ModelError,
     RemoteEngineError,
     Tagger,
     load_shipped_tagger,
+    read_head,
 )
 from .remote import ISSUE_REMOTE, RemoteEngine, async_describe, settings_from_options
 from .timeouts import timeouts
@@ -32,7 +36,8 @@ type Engine = EngineRuntime | RemoteEngine
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
-MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx)
+MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx) ...
+HEAD_FILE = DEFAULT_HEAD  # ... and its detection head (engine/data/head.npz)
 ISSUE_NUMPY_BUSY = "numpy_backend_busy"
 NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable share of a core
 
@@ -161,19 +166,22 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
 
 
 async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto") -> EngineRuntime:
-    """Load the model (in an executor) and start the worker.
+    """Load the model and its detection head (in an executor) and start the worker.
 
-    A missing or damaged model file raises EngineNotReady with a repair issue that tells the
-    user what to do.
+    A missing or damaged file raises EngineNotReady with a repair issue that tells the user
+    what to do. (The head is read on the worker's first window: damaged, it would stop every
+    stream's evidence, the smoke alarm's too.)
     """
-    model = MODEL_FILE
+    checking = MODEL_FILE
     try:
-        tagger = await hass.async_add_executor_job(load_shipped_tagger, model, backend)
-    except ModelError as err:
-        error = str(err).removeprefix(f"{model}: ")  # the message names the file already
-        raise _not_ready(hass, ISSUE_MODEL, {"file": str(model), "error": error}) from err
+        tagger = await hass.async_add_executor_job(load_shipped_tagger, MODEL_FILE, backend)
+        checking = HEAD_FILE
+        await hass.async_add_executor_job(read_head, HEAD_FILE, HEAD_SHA256)
+    except (ModelError, HeadError) as err:
+        error = str(err).removeprefix(f"{checking}: ")  # the message names the file already
+        raise _not_ready(hass, ISSUE_MODEL, {"file": str(checking), "error": error}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
     worker = EngineWorker(tagger)
     worker.start()
-    _LOGGER.debug("Engine started with the %s backend (%s)", tagger.backend, model)
+    _LOGGER.debug("Engine started with the %s backend (%s)", tagger.backend, MODEL_FILE)
     return EngineRuntime(hass, worker)

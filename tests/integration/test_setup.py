@@ -156,6 +156,23 @@ async def test_unusable_model_file_gives_a_repair_and_recovers(
     assert hass.states.get(SWITCH) is not None
 
 
+async def test_a_damaged_detection_head_gives_the_same_repair(
+    hass: HomeAssistant, entry: MockConfigEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = tmp_path / "head.npz"
+    head.write_bytes(runtime.DEFAULT_HEAD.read_bytes()[:-100])  # an interrupted update
+    monkeypatch.setattr(runtime, "HEAD_FILE", head)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, runtime.ISSUE_MODEL)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "file": str(head),
+        "error": "the file is damaged (it is not the head Guard Mode ships)",
+    }
+
+
 def engine_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == "guard_mode_engine"]
 

@@ -30,6 +30,7 @@ from .decider import Decider, DeciderConfig, DeciderEvent, Detection, EventKind,
 from .decision import StreamDecision
 from .evidence import Embedding, Evidence, EvidenceCallback, EvidenceStream, Gap, WindowEvidence
 from .examples import EVENT_DB, examples_from_files, split_examples
+from .head import DEFAULT_HEAD, HEAD_SHA256, HeadError, read_head, shipped_head
 from .labels import ALARM_SOUNDS, Sound
 from .learning import MAX_EXAMPLES, CustomSound, TeachError, Vectors, teach, unit
 from .tagger import DEFAULT_MODEL, Backend, ModelError, Tagger, load_shipped_tagger
@@ -37,8 +38,10 @@ from .worker import EngineStream, EngineWorker, StreamStats
 
 __all__ = [
     "ALARM_SOUNDS",
+    "DEFAULT_HEAD",
     "DEFAULT_MODEL",
     "EVENT_DB",
+    "HEAD_SHA256",
     "MAX_EXAMPLES",
     "SAMPLE_RATE",
     "AlarmHit",
@@ -63,6 +66,7 @@ __all__ = [
     "EvidenceStream",
     "FileResult",
     "Gap",
+    "HeadError",
     "ModelError",
     "Pcm16",
     "Reason",
@@ -80,6 +84,8 @@ __all__ = [
     "examples_from_files",
     "load_shipped_tagger",
     "normalize_fingerprint",
+    "read_head",
+    "shipped_head",
     "split_examples",
     "teach",
     "unit",

@@ -14,6 +14,7 @@ import sys
 
 from .analyze import analyze_file
 from .audio import AudioFormatError
+from .head import HeadError, shipped_head
 from .tagger import ModelError, load_shipped_tagger
 
 DEFAULT_MAX_SECONDS = 900.0
@@ -22,7 +23,8 @@ DEFAULT_MAX_SECONDS = 900.0
 def _analyze(args: argparse.Namespace) -> int:
     try:
         tagger = load_shipped_tagger(backend=args.backend)
-    except ModelError as err:
+        shipped_head()
+    except (ModelError, HeadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     status = 0

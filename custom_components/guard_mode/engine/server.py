@@ -50,6 +50,7 @@ from wyoming.ping import Ping, Pong
 from . import bounds
 from .audio import PcmConverter
 from .evidence import Evidence, EvidenceStream
+from .head import shipped_head
 from .protocol import (
     AUTH_TYPE,
     DEFAULT_PORT,
@@ -802,7 +803,8 @@ def run(
         context, pin = tls_context(tls_cert, tls_key) if tls_cert else (None, None)
         started = time.perf_counter()
         tagger = load_shipped_tagger(backend=backend)
-    except (ModelError, ValueError) as err:
+        shipped_head()  # checked now: a damaged head would stop every stream's evidence
+    except (ModelError, ValueError) as err:  # HeadError is a ValueError
         _LOGGER.error("Cannot start: %s", err)  # noqa: TRY400 - the message is the whole story
         return 2
     _LOGGER.debug("Model loaded in %.2f s", time.perf_counter() - started)
