@@ -39,6 +39,7 @@ from .const import (
 from .engine import (
     ALARM_SOUNDS,
     ClipRecorder,
+    DcBlocker,
     Detection,
     Embedding,
     Evidence,
@@ -359,6 +360,7 @@ class Satellite:
         if self._closing is not None:  # armed again at once: let the last session let go first
             await asyncio.wait([self._closing], timeout=STOP_TIMEOUT_S)
         attempt = 0
+        without_offset = DcBlocker()  # a microphone's DC offset is no sound (engine levels)
         while True:
             first_audio: float | None = None
 
@@ -367,6 +369,7 @@ class Satellite:
                 if first_audio is None:
                     first_audio = time.monotonic()
                     self._connected()
+                pcm = without_offset(pcm)
                 if self.stream is not None:
                     self.stream.push(pcm)
                 if self.recorder is not None:

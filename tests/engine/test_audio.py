@@ -15,12 +15,14 @@ import pytest
 from custom_components.guard_mode.engine.audio import (
     SAMPLE_RATE,
     AudioFormatError,
+    DcBlocker,
     PcmConverter,
     read_audio,
     read_audio_bytes,
     sanitize,
     to_float,
 )
+from tests import synth
 
 Array = npt.NDArray[np.float64]
 
@@ -246,6 +248,20 @@ def test_chunks_of_any_size_give_the_same_audio(rate: int, kind: str, channels: 
     streamed = to_float(np.concatenate(parts))
     assert len(streamed) == len(whole)
     assert np.max(np.abs(streamed - whole)) <= 2 / 32768
+
+
+def test_a_microphone_s_dc_offset_is_taken_out_and_clean_audio_passes_unchanged() -> None:
+    room = (synth.rng(3).standard_normal(32000) * 10).astype(np.int16)  # a quiet room, -70 dBFS
+    blocker = DcBlocker()
+    heard = np.concatenate([blocker(chunk + np.int16(1600)) for chunk in np.split(room, 25)])
+    assert abs(float(heard.mean())) < 2  # a 5 % offset is gone from the start ...
+    assert np.std(heard) == pytest.approx(np.std(room), rel=0.02)  # ... the room is kept
+    clean = DcBlocker()
+    assert all(np.array_equal(clean(chunk), chunk) for chunk in np.split(room, 25))
+    loud = (synth.rng(4).standard_normal(32000) * 3277).astype(np.int16)  # -20 dBFS noise
+    moved = DcBlocker()
+    shifts = [np.abs(moved(c).astype(int) - c).max() for c in np.split(loud, 25)]
+    assert max(shifts) <= 100  # a few steps (-50 dBFS) under audio at -20 dBFS
 
 
 def test_a_new_format_ends_the_old_one() -> None:

@@ -200,6 +200,24 @@ async def test_sound_level_sensor(hass: HomeAssistant, mic: MicServer) -> None:
     assert registry.async_get(LEVEL).entity_category == "diagnostic"
 
 
+async def test_a_microphone_s_dc_offset_is_not_heard_as_sound(hass: HomeAssistant) -> None:
+    """A cheap I2S microphone reads 5 % of full scale in a silent room: the room is still a
+    quiet one (the gate skips the tagger), not a loud one that no sound would stand out of."""
+    room = synth.white_noise(3.0, -70.0, synth.rng(5)) + np.float32(0.05)
+    quiet = await MicServer(audio=pcm16(room), speed=3.0).start()
+    try:
+        entry = await setup_entry(hass, satellite_entry(quiet.port))
+        await arm(hass)
+        satellite = next(iter(entry.runtime_data.satellites.values()))
+        await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 8)
+        decision = satellite.decision
+        assert decision.take_peak_level() < -60
+        assert decision.gated_windows == decision.windows
+        await arm(hass, False)
+    finally:
+        await quiet.stop()
+
+
 @pytest.mark.parametrize(
     "behavior",
     ["garbage", "stall", "close_mid_chunk", "odd_chunks", "huge_chunk", "bad_rate", "stops"],

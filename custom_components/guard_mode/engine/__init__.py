@@ -16,7 +16,7 @@ Files are analyzed with both sides in one thread (:func:`analyze_file`, :class:`
 
 from .alarm_pattern import AlarmHit
 from .analyze import DetectingStream, FileResult, analyze_file, analyze_samples
-from .audio import SAMPLE_RATE, AudioFormatError, Pcm16
+from .audio import SAMPLE_RATE, AudioFormatError, DcBlocker, Pcm16
 from .client import (
     ClientTimeouts,
     Connector,
@@ -51,6 +51,7 @@ __all__ = [
     "ClipRecorder",
     "Connector",
     "CustomSound",
+    "DcBlocker",
     "Decider",
     "DeciderConfig",
     "DeciderEvent",

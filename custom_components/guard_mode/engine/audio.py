@@ -122,6 +122,35 @@ _LIVE_DTYPES: Final[dict[int, np.dtype[Any]]] = {
 _AV_FORMATS: Final = {1: "u8", 2: "s16", 4: "s32"}
 
 
+class DcBlocker:
+    """Takes a live microphone's DC offset out of its 16 kHz 16-bit chunks.
+
+    Cheap I2S microphones read a few percent of full scale in silence. The engine's levels are
+    mean squares, so an offset reads as a loud room: no onset, no quiet window for the gate,
+    nothing standing out of the noise floor. The offset is the chunks' running mean (over about
+    two seconds, from the first chunk on), subtracted in whole steps: a quiet room without an
+    offset passes unchanged, loud audio moves by a few steps at most.
+    """
+
+    def __init__(self, seconds: float = 2.0) -> None:
+        """Follow the offset over about seconds of audio."""
+        self._samples = seconds * SAMPLE_RATE
+        self._offset: float | None = None
+
+    def __call__(self, pcm: Pcm16) -> Pcm16:
+        """Return pcm without the offset heard so far."""
+        if not len(pcm):
+            return pcm
+        mean = float(pcm.mean(dtype=np.float64))
+        if self._offset is None:
+            self._offset = mean
+        else:
+            self._offset += min(1.0, len(pcm) / self._samples) * (mean - self._offset)
+        if not (shift := round(self._offset)):
+            return pcm
+        return np.clip(pcm.astype(np.int32) - shift, -32768, 32767).astype(np.int16)
+
+
 class PcmConverter:
     """A stream of PCM bytes in declared formats → 16 kHz mono 16-bit samples.
 
