@@ -122,14 +122,17 @@ _LIVE_DTYPES: Final[dict[int, np.dtype[Any]]] = {
 _AV_FORMATS: Final = {1: "u8", 2: "s16", 4: "s32"}
 
 
+DC_STEPS: Final = 16  # an offset this small (-66 dBFS) is left alone
+
+
 class DcBlocker:
     """Takes a live microphone's DC offset out of its 16 kHz 16-bit chunks.
 
     Cheap I2S microphones read a few percent of full scale in silence. The engine's levels are
     mean squares, so an offset reads as a loud room: no onset, no quiet window for the gate,
     nothing standing out of the noise floor. The offset is the chunks' running mean (over about
-    two seconds, from the first chunk on), subtracted in whole steps: a quiet room without an
-    offset passes unchanged, loud audio moves by a few steps at most.
+    two seconds, from the first chunk on), subtracted in whole steps once it is at least
+    :data:`DC_STEPS` (-66 dBFS, under any room's noise): audio without an offset passes unchanged.
     """
 
     def __init__(self, seconds: float = 2.0) -> None:
@@ -146,7 +149,7 @@ class DcBlocker:
             self._offset = mean
         else:
             self._offset += min(1.0, len(pcm) / self._samples) * (mean - self._offset)
-        if not (shift := round(self._offset)):
+        if abs(shift := round(self._offset)) < DC_STEPS:
             return pcm
         return np.clip(pcm.astype(np.int32) - shift, -32768, 32767).astype(np.int16)
 
