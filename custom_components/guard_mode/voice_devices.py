@@ -121,7 +121,7 @@ def find_selects(hass: HomeAssistant, satellite_entity_id: str) -> DeviceSelects
     return DeviceSelects(entry.device_id, pipeline, location, wake_switch)
 
 
-FORMER = "/former"  # the key of a device a satellite pointed before it named another
+FORMER = "/former:"  # the key of a device a satellite pointed before it named another
 
 
 def pipeline_name(satellite_name: str) -> str:
@@ -142,10 +142,27 @@ class VoiceDevices:
         self._waiting: dict[str, CALLBACK_TYPE] = {}  # restores waiting for their device
 
     async def async_load(self) -> None:
-        """Read what was saved before the last stop (once)."""
+        """Read what was saved before the last stop (once); follow renamed entities."""
         if not self._loaded:
             self._saved = dict(await self._store.async_load() or {})
             self._loaded = True
+            self.hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._renamed)
+
+    @callback
+    def _renamed(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        """Follow a device's entity renamed (while pointed, or waiting to be put back)."""
+        data = event.data
+        if data["action"] != "update" or "old_entity_id" not in data:
+            return
+        old, new = data["old_entity_id"], data["entity_id"]
+        changed = False
+        for saved in self._saved.values():
+            for key in ("pipeline_select", "location_select", "wake_switch"):
+                if saved.get(key) == old:
+                    saved[key] = new
+                    changed = True
+        if changed:
+            self._store.async_delay_save(lambda: self._saved, 1.0)
 
     async def async_point(
         self,
@@ -220,7 +237,7 @@ class VoiceDevices:
         (The device was replaced, or its entities renamed.) It goes back when it can; the
         satellite's pipeline stays the satellite's.
         """
-        former = f"{satellite_id}{FORMER}"
+        former = f"{satellite_id}{FORMER}{saved['pipeline_select']}"  # one per device
         self._saved[former] = {**saved, "pipeline_id": ""}
         del self._saved[satellite_id]
         await self._store.async_save(self._saved)
@@ -244,7 +261,9 @@ class VoiceDevices:
             return
         pipeline_state = self.hass.states.get(saved["pipeline_select"])
         option = saved["pipeline_option"]
-        if pipeline_state is not None and option not in pipeline_state.attributes["options"]:
+        if pipeline_state is not None and option not in pipeline_state.attributes.get(
+            "options", ()
+        ):
             option = OPTION_PREFERRED  # the pipeline it had was deleted meanwhile
         try:
             if pipeline_state is not None:  # (a device deleted since has nothing to put back)
@@ -257,7 +276,7 @@ class VoiceDevices:
                 await _switch(self.hass, switch, was)
         except HomeAssistantError as err:
             _LOGGER.warning("Voice satellite %s: its device can't be put back yet (%s)", label, err)
-            self._retry_when_available(satellite_id, [saved["pipeline_select"]], label)
+            self._retry_when_available(satellite_id, [e for e in _entities(saved) if e], label)
             return
         device = er.async_get(self.hass).async_get(saved["pipeline_select"])
         if device is not None and device.device_id is not None:

@@ -631,6 +631,20 @@ async def test_a_satellite_moved_to_another_device_puts_both_back(
     await wait_for(lambda: home.guard_pipelines() == [])
 
 
+async def test_a_device_whose_entities_are_renamed_while_armed_is_put_back(
+    hass: HomeAssistant, home: Home
+) -> None:
+    before = home.selects(home.hall)
+    await hall_streaming(hass)
+    registry = er.async_get(hass)
+    for entity in (home.hall.pipeline, home.hall.location):  # the user renames them
+        assert entity.entity_id is not None
+        registry.async_update_entity(entity.entity_id, new_entity_id=f"{entity.entity_id}_2")
+    await hass.async_block_till_done()
+    await arm(hass, False)
+    await wait_for(lambda: home.selects(home.hall) == before)
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")
