@@ -80,8 +80,6 @@ class MediaPlayerWatch:
     def _registry_changed(self, event: Event[Any]) -> None:
         """Areas or media players changed: look again (only when it can matter)."""
         entity_id = event.data.get("entity_id")
-        if event.data.get("action") == "update" and (old := event.data.get("old_entity_id")):
-            self._satellite.async_media_player_renamed(old, entity_id)
         if entity_id is None or entity_id.startswith(f"{MEDIA_PLAYER}."):
             self.async_start()
 

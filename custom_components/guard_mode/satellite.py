@@ -20,8 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigSubentry
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
 from .alerts import AlertManager, SatelliteDetections
@@ -229,6 +229,9 @@ class Satellite:
         self._unsubs.append(self.hub.async_add_listener(self._apply_listen_state))
         self._unsubs.append(self.engine.async_add_listener(self.async_notify))
         self._unsubs.append(self.learning.async_add_listener(self._apply_learning))
+        self._unsubs.append(
+            self.hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._entity_renamed)
+        )
         self._apply_listen_state()
 
     async def async_stop(self) -> None:
@@ -255,7 +258,12 @@ class Satellite:
         assert self.decision is not None
         custom = {sound.key for sound in self.learning.custom_for(self.id)}
         enabled: frozenset[str] = ALARM_SOUNDS if alarms_only else frozenset({*Sound, *custom})
-        for event in self.decision.configure(enabled=enabled):  # a dog being heard ends at once
+        self._configure(enabled=enabled)
+
+    def _configure(self, **changes: Any) -> None:
+        """Change the decider's settings; a detection of a sound no longer wanted ends now."""
+        assert self.decision is not None
+        for event in self.decision.configure(**changes):
             self.alerts.async_handle(self, event)
 
     @callback
@@ -264,7 +272,7 @@ class Satellite:
         if self.decision is None:
             return
         factor, margin_db = SENSITIVITY[self.sensitivity]
-        self.decision.configure(
+        self._configure(
             remember=True,
             learned=self.learning.false_alarms_for(self.id),
             custom=self.learning.custom_for(self.id),
@@ -309,15 +317,17 @@ class Satellite:
             self._media_players.async_start()
 
     @callback
-    def async_media_player_renamed(self, old: str, new: str) -> None:
-        """Keep following a media player chosen for this satellite under its new entity id."""
+    def _entity_renamed(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        """Keep a media player chosen for this satellite under its new entity id."""
+        change = event.data
+        if change["action"] != "update" or "old_entity_id" not in change:
+            return
+        old, new = change["old_entity_id"], change["entity_id"]
         chosen = list(self.subentry.data.get(CONF_MEDIA_PLAYERS) or ())
         entry = self.hass.config_entries.async_get_entry(self.entry_id)
         if old in chosen and entry is not None:
-            data = {
-                **self.subentry.data,
-                CONF_MEDIA_PLAYERS: [new if e == old else e for e in chosen],
-            }
+            players = [new if e == old else e for e in chosen]
+            data = {**self.subentry.data, CONF_MEDIA_PLAYERS: players}
             self.hass.config_entries.async_update_subentry(entry, self.subentry, data=data)
 
     async def _async_close(self) -> None:
