@@ -426,6 +426,7 @@ class EngineClient:
             async with asyncio.timeout(idle_s):
                 await async_write_event(event, writer)
         except TimeoutError:
+            writer.transport.abort()  # what is buffered for it will never be taken: drop it
             raise RemoteEngineError(
                 f"the remote engine took nothing for {idle_s:.0f} s", "cannot_connect"
             ) from None
