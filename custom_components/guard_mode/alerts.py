@@ -20,7 +20,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
-from .engine import DeciderEvent, Detection, EventKind, Reason, Sound
+from .engine import MAX_REMEMBERED, DeciderEvent, Detection, EventKind, Reason, Sound
 
 if TYPE_CHECKING:
     from .satellite import Satellite
@@ -86,9 +86,6 @@ class Alert:
         return data
 
 
-MAX_RECENT = 64  # alerts whose sound is kept for "not a threat" (as many as the decider's)
-
-
 @dataclass
 class SatelliteDetections:
     """A satellite's detections: open ones (binary sensors on) and the last of each sound."""
@@ -104,7 +101,7 @@ class SatelliteDetections:
         self.active[alert.sound] = alert
         self.last[alert.sound] = alert
         self.recent[alert.detection_id] = alert.sound
-        while len(self.recent) > MAX_RECENT:
+        while len(self.recent) > MAX_REMEMBERED:  # as many as the decider keeps embeddings of
             self.recent.popitem(last=False)
 
 

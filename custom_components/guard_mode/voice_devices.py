@@ -234,8 +234,8 @@ class VoiceDevices:
     async def _let_go(self, satellite_id: str, saved: _Saved, name: str) -> None:
         """Put back on its own the device the satellite pointed before it named another.
 
-        (The device was replaced, or its entities renamed.) It goes back when it can; the
-        satellite's pipeline stays the satellite's.
+        (The device was replaced; renamed entities are followed by :meth:`_renamed` instead.)
+        It goes back when it can; the satellite's pipeline stays the satellite's.
         """
         former = f"{satellite_id}{FORMER}{saved['pipeline_select']}"  # one per device
         self._saved[former] = {**saved, "pipeline_id": ""}

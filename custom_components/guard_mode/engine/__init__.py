@@ -26,7 +26,15 @@ from .client import (
     normalize_fingerprint,
 )
 from .clip_recorder import ClipRecorder
-from .decider import Decider, DeciderConfig, DeciderEvent, Detection, EventKind, Reason
+from .decider import (
+    MAX_REMEMBERED,
+    Decider,
+    DeciderConfig,
+    DeciderEvent,
+    Detection,
+    EventKind,
+    Reason,
+)
 from .decision import StreamDecision
 from .evidence import Embedding, Evidence, EvidenceCallback, EvidenceStream, Gap, WindowEvidence
 from .examples import EVENT_DB, examples_from_files, split_examples
@@ -43,6 +51,7 @@ __all__ = [
     "EVENT_DB",
     "HEAD_SHA256",
     "MAX_EXAMPLES",
+    "MAX_REMEMBERED",
     "SAMPLE_RATE",
     "AlarmHit",
     "AudioFormatError",
