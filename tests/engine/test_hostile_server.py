@@ -373,6 +373,25 @@ async def test_tls_only_with_the_certificate(tmp_path: Path) -> None:
         assert server.worker.streams == []
 
 
+async def test_sockets_that_never_start_tls_count_as_waiting(tmp_path: Path) -> None:
+    """With TLS, sockets that never begin the handshake are held to the waiting bound too."""
+    _, cert = make_certificate(tmp_path)
+    context, _ = server_module.tls_context(str(cert), str(tmp_path / "key.pem"))
+    async with bounded(ssl_context=context, hello_timeout_s=30.0) as server:
+        silent = [await Client.connect(server.port, token=None) for _ in range(32)]
+        await wait_for(lambda: server.pending == server.max_pending)
+        assert len(server.connections) == server.max_pending  # the oldest made room
+        client_context = ssl.create_default_context(cafile=str(cert))
+        client_context.check_hostname = False
+        secure = await Client.connect(server.port, ssl=client_context)
+        await secure.send(Describe().event())
+        await secure.until("info")  # in well before the silent sockets' 30 s are up
+        await secure.close()
+        for client in silent[: 32 - server.max_pending]:
+            assert await client.closed()
+        await asyncio.gather(*(c.close() for c in silent))
+
+
 def test_budget_bounds_what_a_peer_gets() -> None:
     """The token bucket itself: the burst at once, then the rate, whatever is offered."""
     now = [0.0]

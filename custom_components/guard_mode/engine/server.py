@@ -8,7 +8,7 @@ Who may connect: clients that send the token first (compared in constant time), 
 ``bounds.HELLO_TIMEOUT_S``. At most ``max_pending`` connections wait for their token at once (a
 new one closes the longest-waiting), and at most ``max_streams`` are authenticated; a client
 that says nothing for ``bounds.IDLE_TIMEOUT_S`` is closed. With a certificate the service speaks
-TLS only. Names that clients give their streams are logged as :func:`.bounds.printable` text.
+TLS only; a connection's handshake counts as waiting for its token. Names that clients give their streams are logged as :func:`.bounds.printable` text.
 
 Threads: the event loop reads and writes sockets; the :class:`ServerWorker` thread tags and
 hands each stream's evidence back with ``loop.call_soon_threadsafe``. The service decides
@@ -38,7 +38,6 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -316,12 +315,17 @@ class Connection:
         self._ending: list[_Segment] = []  # audio-stop arrived, offsets not yet
         self._held: list[Event] = []  # the next segment's evidence, sent after the ending one's
         self._closing = False
+        self._handshake: asyncio.Future[None] | None = None  # the TLS handshake, while it runs
         self._abort_reason: str | None = None
         self.seconds_in = 0.0
         self.bad_chunks = 0  # audio chunks skipped: a format that can't be used
 
     async def run(self) -> None:
         """Read events until the client leaves or misbehaves; log one line each way."""
+        if self.server.ssl_context is not None and not await self._start_tls(
+            self.server.ssl_context
+        ):
+            return
         writing = asyncio.create_task(self._write_loop())
         reason = "disconnected"
         try:
@@ -359,7 +363,38 @@ class Connection:
         """Close the connection now (the server stops, or it waited too long for its token)."""
         if self._abort_reason is None:
             self._abort_reason = reason
+        if self._handshake is not None:
+            # Cancelled, not aborted: a transport aborted under start_tls makes it fail with
+            # an AttributeError (it returns no transport); cancelling closes the socket.
+            self._handshake.cancel()
+            return
         self.writer.transport.abort()
+
+    async def _start_tls(self, context: ssl.SSLContext) -> bool:
+        """Take the TLS handshake within the hello timeout; False (logged) if it did not finish.
+
+        Taken here rather than by the listening server, so that a connection counts as
+        waiting for its token from the moment it is accepted: peers that never finish a
+        handshake are held to the same bound as those that never send a token.
+        """
+        self._handshake = asyncio.ensure_future(
+            self.writer.start_tls(context, ssl_handshake_timeout=self.server.hello_timeout_s)
+        )
+        try:
+            await self._handshake
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            reason = self._abort_reason or "closed"
+        except (ConnectionError, OSError) as err:  # ssl.SSLError and TimeoutError are OSErrors
+            reason = f"failed the TLS handshake: {err}"
+        else:
+            return True
+        finally:
+            self._handshake = None
+        self.server.log_refusal(self.host, f"Client {self.peer} {reason}")
+        return False
 
     async def _next_event(self, timeout_s: float, code: str, what: str) -> Event | None:
         """Read an event within timeout_s; refuse the client with code otherwise."""
@@ -603,8 +638,6 @@ class EngineServer:
         self._tasks: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
         self._refusals: dict[str, float] = {}  # address: when a refusal was last logged
-        self._loop_handler: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
-        self._loop_handler = None
 
     @property
     def port(self) -> int:
@@ -620,9 +653,6 @@ class EngineServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
         """Start the worker and listen on host:port (0: any free port); return the port."""
-        loop = asyncio.get_running_loop()
-        self._loop_handler = loop.get_exception_handler()
-        loop.set_exception_handler(self._loop_exception)
         self.worker.start()
         try:
             self._server = await asyncio.start_server(
@@ -630,9 +660,7 @@ class EngineServer:
                 host,
                 port,
                 limit=MAX_HEADER,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=self.hello_timeout_s if self.ssl_context else None,
-            )
+            )  # TLS is taken per connection (Connection._authenticate), within the bounds
         except OSError:
             await asyncio.to_thread(self.worker.stop)
             raise
@@ -656,22 +684,6 @@ class EngineServer:
                     await self._server.wait_closed()
             self._server = None
         await asyncio.to_thread(self.worker.stop)
-        loop = asyncio.get_running_loop()
-        if loop.get_exception_handler() == self._loop_exception:
-            loop.set_exception_handler(self._loop_handler)
-
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
-        """Log a peer's failed TLS handshake as a refusal, not as an error with a traceback."""
-        error = context.get("exception")
-        if isinstance(error, ssl.SSLError | ConnectionError | TimeoutError) and (
-            "incoming connection" in str(context.get("message", ""))
-        ):
-            self.log_refusal("TLS", f"A client failed the TLS handshake: {error}")
-            return
-        if self._loop_handler is not None:
-            self._loop_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
 
     def log_refusal(self, host: str, message: str) -> None:
         """Log a connection that never authenticated: once per address every 10 minutes."""
