@@ -219,6 +219,27 @@ async def test_malformed_json_closes_that_agent_only(
     await honest.close()
 
 
+async def test_a_key_that_is_not_text_is_refused_like_a_wrong_one(
+    sources: dict[str, PushSource], client: TestClient, hass_access_token: str
+) -> None:
+    """Header bytes that are not UTF-8: a 403 like any wrong key, not a server error."""
+    host, port = client.server.host, client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"GET {URL} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {hass_access_token}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n".encode()
+        + KEY_HEADER.encode()
+        + b": \xff\xfekey\r\n\r\n"
+    )
+    try:
+        status = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status.split()[1] == b"403"
+
+
 async def test_binary_flood_before_hello_is_bounded(
     client: TestClient, source: PushSource, use_timeouts: Callable[..., Timeouts]
 ) -> None:

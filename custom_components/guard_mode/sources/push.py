@@ -86,8 +86,14 @@ class PushSource(AudioSource):
         return f"the Guard Mode agent{agent}"
 
     def key_matches(self, key: str) -> bool:
-        """Return whether key is this satellite's key (compared in constant time)."""
-        return bool(self.key) and hmac.compare_digest(key.encode(), self.key.encode())
+        """Return whether key is this satellite's key (compared in constant time).
+
+        surrogatepass: header bytes that are not UTF-8 arrive as lone surrogates, which no key
+        holds (and must not raise).
+        """
+        return bool(self.key) and hmac.compare_digest(
+            key.encode(errors="surrogatepass"), self.key.encode()
+        )
 
     def diagnostics(self) -> dict[str, Any]:
         """Return the source's state and counters (no hosts, no tokens)."""
