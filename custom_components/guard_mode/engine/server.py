@@ -8,7 +8,8 @@ Who may connect: clients that send the token first (compared in constant time), 
 ``bounds.HELLO_TIMEOUT_S``. At most ``max_pending`` connections wait for their token at once (a
 new one closes the longest-waiting), and at most ``max_streams`` are authenticated; a client
 that says nothing for ``bounds.IDLE_TIMEOUT_S`` is closed. With a certificate the service speaks
-TLS only; a connection's handshake counts as waiting for its token. Names that clients give their streams are logged as :func:`.bounds.printable` text.
+TLS only; a connection's handshake counts as waiting for its token. Names that clients give
+their streams are logged as :func:`.bounds.printable` text.
 
 Threads: the event loop reads and writes sockets; the :class:`ServerWorker` thread tags and
 hands each stream's evidence back with ``loop.call_soon_threadsafe``. The service decides
