@@ -27,7 +27,8 @@ The agent opens its microphone on "start" and closes it (ends the capture proces
 most ``RATE_FACTOR`` × real time and text messages at a bounded rate (the websocket is read no
 faster: the rest waits in the agent's socket); a bad format (``check_format``) closes with 4415
 ``bad_format``; anything that isn't a JSON object with a type (bad JSON, numbers too big,
-nesting too deep), a missing hello or hello timeout close with 4400 ``bad_message``; an
+nesting too deep), a missing hello, more than 1 MiB of audio before it or the hello timeout
+close with 4400 ``bad_message``; an
 unexpected error closes with 1011 (logged once); an unknown push id
 closes with 4404 ``unknown_push_id``; a second agent for the same push id replaces the first,
 which is closed with 4409 ``replaced`` (both hold the satellite's key); a removed satellite
@@ -405,8 +406,12 @@ class PushView(HomeAssistantView):
 async def _hello(
     ws: web.WebSocketResponse, conn: AgentConnection, source: PushSource, timeout_s: float
 ) -> None:
-    """Read the agent's hello (audio before it is ignored); raise _ProtocolError otherwise."""
+    """Read the agent's hello; raise _ProtocolError otherwise.
+
+    Audio before it is ignored, up to one chunk's bytes in all (no format says what it is).
+    """
     events = bounds.event_budget()
+    ignored_bytes = 0
     try:
         async with asyncio.timeout(timeout_s):
             while True:
@@ -414,6 +419,15 @@ async def _hello(
                 if msg.type is not WSMsgType.BINARY:
                     break
                 source.ignored += 1  # audio before hello
+                ignored_bytes += len(msg.data)
+                if ignored_bytes > MAX_MESSAGE:
+                    raise _ProtocolError(
+                        _Close(
+                            CLOSE_BAD_MESSAGE,
+                            "bad_message",
+                            f"over {MAX_MESSAGE} bytes of audio before its hello",
+                        )
+                    )
                 if wait := events.spend(1):
                     await asyncio.sleep(wait)
     except TimeoutError as err:

@@ -263,6 +263,21 @@ async def test_binary_flood_before_hello_is_bounded(
     await expect_closed(ws, 4400, 10)
 
 
+async def test_a_megabyte_of_audio_before_hello_closes_the_agent(
+    client: TestClient, source: PushSource, use_timeouts: Callable[..., Timeouts]
+) -> None:
+    use_timeouts(hello_s=60.0)
+    ws = await client.ws_connect(URL, headers={KEY_HEADER: KEY})
+    for _ in range(4):  # 4 × 300 kB: each message within bounds, together over 1 MiB
+        if ws.closed:
+            break
+        await ws.send_bytes(bytes(300_000))
+    reply = await next_json(ws, within=5)
+    assert reply["code"] == "bad_message"
+    assert "before its hello" in reply["message"]
+    await expect_closed(ws, 4400, 5)
+
+
 # --- a whole set-up ----------------------------------------------------------------------------
 
 
