@@ -155,6 +155,8 @@ class Satellite:
         self._listeners: list[Callable[[], None]] = []
         self._unsubs: list[CALLBACK_TYPE] = []
         self._repair_timer: CALLBACK_TYPE | None = None
+        self._steady_timer: asyncio.TimerHandle | None = None  # ends an outage that is over
+        self._connected_at = 0.0  # monotonic time audio last began to arrive
         self._level_unsub: CALLBACK_TYPE | None = None
         self.simulations: set[CALLBACK_TYPE] = set()  # ends of simulated detections
         self.recorder: ClipRecorder | None = None  # pre-roll, only while clips are on
@@ -181,7 +183,8 @@ class Satellite:
     @property
     def deaf(self) -> bool:
         """Return True while the microphone should be open but can't be heard (an outage)."""
-        return self.state.listening and self.state.outage_since is not None
+        state = self.state
+        return state.listening and state.outage_since is not None and not state.connected
 
     @property
     def source_type(self) -> str:
@@ -409,13 +412,27 @@ class Satellite:
 
     @callback
     def _connected(self) -> None:
-        was_out = self.state.outage_since is not None
+        """Audio arrives; an outage ends once the connection has lasted (a flap is no return)."""
         self.state.connected = True
+        self._connected_at = time.monotonic()
+        if self.state.outage_since is not None:
+            self._end_outage()
+        self.async_notify()
+
+    @callback
+    def _end_outage(self) -> None:
+        """End the outage once the connection has lasted ``steady_s`` (else check again then)."""
+        self._steady_timer = None
+        if not self.state.connected or self.state.outage_since is None:
+            return
+        wait = self._connected_at + self.source.timeouts.steady_s - time.monotonic()
+        if wait > 0:
+            self._steady_timer = self.hass.loop.call_later(wait, self._end_outage)
+            return
         self.state.outage_since = None
         self._cancel_repair_timer()
         ir.async_delete_issue(self.hass, DOMAIN, issue_unreachable(self.id))
-        if was_out:
-            _LOGGER.info("Satellite %s is back (%s)", self.name, self.source.describe())
+        _LOGGER.info("Satellite %s is back (%s)", self.name, self.source.describe())
         self.async_notify()
 
     @callback
@@ -423,6 +440,7 @@ class Satellite:
         self.state.connected = False
         self.state.last_error = error
         self.state.reconnects += 1
+        self._cancel_steady_timer()
         if self.state.outage_since is None:
             self.state.outage_since = time.monotonic()
             _LOGGER.warning("Satellite %s is unreachable: %s", self.name, error)
@@ -433,7 +451,7 @@ class Satellite:
     @callback
     def _raise_repair(self, _now: Any) -> None:
         self._repair_timer = None
-        if self.state.connected or not self.state.listening:
+        if self.state.outage_since is None or not self.state.listening:
             return
         minutes = self.hub.options.get(CONF_UNREACHABLE_MINUTES, DEFAULT_UNREACHABLE_MINUTES)
         ir.async_create_issue(
@@ -455,6 +473,13 @@ class Satellite:
         if self._repair_timer is not None:
             self._repair_timer()
             self._repair_timer = None
+        self._cancel_steady_timer()
+
+    @callback
+    def _cancel_steady_timer(self) -> None:
+        if self._steady_timer is not None:
+            self._steady_timer.cancel()
+            self._steady_timer = None
 
     @callback
     def _sample_level(self, _now: Any) -> None:

@@ -68,7 +68,7 @@ SOAK_TOLERANCE = 0.05
 RSS_INTERVAL_S = 30.0
 SNAPSHOT_INTERVAL_S = 5.0
 # Faults mode: quick reconnects (module constants of the component; defaults 1-60 s and 10 s).
-FAULT_BACKOFF = (0.25, 2.0)
+FAULT_BACKOFF = (0.25, 2.0, 1.0)  # reconnect waits 0.25 … 2 s; a connection of 1 s is back
 FAULT_STALL_TIMEOUT_S = 2.0
 DEFAULTS = {"load": (16, 10.0), "faults": (6, 0.0), "soak": (4, 60.0)}
 

@@ -1,13 +1,13 @@
 """Start Home Assistant for the load test, as ``hass`` starts it, in a process of its own.
 
     python -P scripts/tools/loadtest_hass.py --config DIR --log-file FILE [--cpu N]
-        [--backoff START MAX] [--stall-timeout S]
+        [--backoff START MAX STEADY] [--stall-timeout S]
 
 Run with ``-P`` and from outside the repository, so that only the copy of the component in
 DIR/custom_components is importable (as after a HACS install). It optionally pins the process
 to one CPU (every thread Home Assistant and the engine start inherits it), sets the component's
-default timeouts (``timeouts.py``: reconnect backoff, stall timeout) before anything runs, then
-hands over to Home Assistant's own entry point
+default timeouts (``timeouts.py``: reconnect backoff and steady time, stall timeout) before
+anything runs, then hands over to Home Assistant's own entry point
 (``homeassistant.__main__.main``: its runner, event loop, executor, signal handling and restart
 exit code).
 """
@@ -40,7 +40,8 @@ def set_timing(config: str, backoff: list[float] | None, stall_timeout: float | 
 
         waits = timeouts.DEFAULT_TIMEOUTS
         if backoff is not None:
-            waits = replace(waits, backoff_start_s=backoff[0], backoff_max_s=backoff[1])
+            start, longest, steady = backoff
+            waits = replace(waits, backoff_start_s=start, backoff_max_s=longest, steady_s=steady)
         if stall_timeout is not None:
             waits = replace(waits, stall_s=stall_timeout)
         timeouts.DEFAULT_TIMEOUTS = waits
@@ -55,7 +56,7 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--log-file", required=True)
     parser.add_argument("--cpu", type=int, default=None)
-    parser.add_argument("--backoff", type=float, nargs=2, default=None)
+    parser.add_argument("--backoff", type=float, nargs=3, default=None)
     parser.add_argument("--stall-timeout", type=float, default=None)
     args = parser.parse_args()
     config = os.path.abspath(args.config)

@@ -284,7 +284,7 @@ class HomeAssistant:
         log_file: Path,
         *,
         cpu: int | None = None,
-        backoff: tuple[float, float] | None = None,
+        backoff: tuple[float, float, float] | None = None,  # first, longest wait; steady
         stall_timeout: float | None = None,
     ) -> None:
         """Describe how to start it (call start)."""

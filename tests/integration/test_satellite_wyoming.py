@@ -260,9 +260,13 @@ async def test_bad_input_never_breaks_anything(
 
 
 async def test_outage_logged_once_repair_raised_and_cleared(
-    hass: HomeAssistant, mic: MicServer, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant,
+    mic: MicServer,
+    caplog: pytest.LogCaptureFixture,
+    use_timeouts: Callable[..., Timeouts],
 ) -> None:
     caplog.set_level(logging.INFO)
+    use_timeouts(steady_s=0.5)  # back once its audio has flowed this long
     port = mic.port
     await setup_entry(hass, satellite_entry(port, unreachable_minutes=1))
     await arm(hass)
@@ -286,8 +290,11 @@ async def test_outage_logged_once_repair_raised_and_cleared(
     back = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5)), port=port).start()
     try:
         await wait_for(lambda: state(hass, CONNECTED) == "on", limit=5.0)
-        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
-        assert "Kitchen mic is back" in caplog.text
+        assert not satellite.deaf  # heard again at once ...
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+        # ... and back, its repair gone, once the audio has flowed for steady_s
+        await wait_for(lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None)
+        assert caplog.text.count("Kitchen mic is back") == 1
     finally:
         await arm(hass, False)
         await back.stop()
@@ -306,6 +313,32 @@ async def test_a_source_that_fails_at_once_each_time_is_retried_less_and_less_of
         gaps = [b - a for a, b in itertools.pairwise(flapping.connected_at)]
         assert gaps[3] >= 0.75 * 1.6  # the fourth wait is 1.6 s (±25 %), not the first's 0.2 s
         await arm(hass, False)
+    finally:
+        await flapping.stop()
+
+
+async def test_a_flapping_microphone_is_one_outage_and_gets_its_repair(
+    hass: HomeAssistant, use_timeouts: Callable[..., Timeouts], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Moments of audio between failures are no recovery: the outage and its repair go on."""
+    caplog.set_level(logging.INFO)
+    use_timeouts(backoff_start_s=0.1, backoff_max_s=0.2)
+    flapping = await MicServer(behavior="one_chunk").start()
+    try:
+        await setup_entry(hass, satellite_entry(flapping.port, unreachable_minutes=1))
+        await arm(hass)
+        await wait_for(lambda: flapping.connections >= 5, limit=15.0)
+        assert caplog.text.count("Kitchen mic is unreachable") == 1
+        assert "Kitchen mic is back" not in caplog.text
+        assert "unexpected error" not in caplog.text  # a reset connection is no bug
+        entry = hass.config_entries.async_entries(DOMAIN)[0]
+        satellite = next(iter(entry.runtime_data.satellites.values()))
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=1, seconds=5))
+        await hass.async_block_till_done()
+        issue_id = satellite_module.issue_unreachable(satellite.id)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+        await arm(hass, False)
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
     finally:
         await flapping.stop()
 

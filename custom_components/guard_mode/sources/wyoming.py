@@ -48,6 +48,8 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
         return await protocol.read_event(reader, max_data=MAX_INFO)
     except protocol.ProtocolError as err:
         raise ProtocolError(str(err)) from err
+    except OSError as err:  # reset by the peer: a lost connection, not a bug
+        raise CannotConnect(f"the connection was lost: {error_text(err)}") from err
 
 
 class WyomingMicSource(AudioSource):
@@ -73,8 +75,11 @@ class WyomingMicSource(AudioSource):
                 )
         except (OSError, TimeoutError) as err:
             raise CannotConnect(f"cannot connect to {self.describe()}: {error_text(err)}") from err
-        # Mic services ignore it; other Wyoming services answer with what they are.
-        await async_write_event(Describe().event(), writer)
+        try:  # mic services ignore it; other Wyoming services answer with what they are
+            await async_write_event(Describe().event(), writer)
+        except OSError as err:
+            await _close(writer)
+            raise CannotConnect(f"the connection was lost: {error_text(err)}") from err
         return reader, writer
 
     async def probe(self) -> AudioFormat:
