@@ -1035,7 +1035,9 @@ async def fault_garbage(rig: Rig, checks: Checklist, name: str) -> None:
         rig.ha.alive
         and snap["engine"]["errors"] == 0
         and snap["engine"]["thread_alive"]
-        and sat["stream"]["bad_chunks"] == rig.satellites(before)[name]["stream"]["bad_chunks"],
+        # a remote engine's stream counts bad chunks; a local one gets only converted audio
+        and sat["stream"].get("bad_chunks", 0)
+        == rig.satellites(before)[name]["stream"].get("bad_chunks", 0),
         f"last error: {sat['last_error']}",
     )
     await fleet.command(cmd="behavior", name=name, behavior="normal")
