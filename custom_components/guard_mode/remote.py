@@ -168,7 +168,7 @@ class RemoteEngine:
         if stream in self._streams:
             self._streams.remove(stream)
         if self._failing.pop(stream, None) is not None:
-            self._update()
+            self._update(heard=False)
 
     @callback
     def _down(self, stream: EngineClient, error: str, exc: BaseException | None) -> None:
@@ -187,13 +187,21 @@ class RemoteEngine:
             self._update()
 
     @callback
-    def _update(self, exc: BaseException | None = None) -> None:
+    def _update(self, exc: BaseException | None = None, *, heard: bool = True) -> None:
+        """Follow whether every stream's connection works.
+
+        heard: a connection worked (else failing streams were closed: that says nothing of the
+        engine, and is not logged as its return).
+        """
         available = not self._failing
         if available == self.available:
             return
         self.available = available
         if available:
-            _LOGGER.info("The remote engine is back")
+            if heard:
+                _LOGGER.info("The remote engine is back")
+            else:
+                _LOGGER.debug("No stream waits for the remote engine any more")
             if self._repair_timer is not None:
                 self._repair_timer.cancel()
                 self._repair_timer = None

@@ -97,6 +97,25 @@ async def test_detections_through_the_remote_engine_and_outages(
         await back.stop()
 
 
+async def test_disarming_during_an_outage_does_not_say_the_engine_is_back(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
+    entry = await setup_entry(hass, entry)
+    engine = entry.runtime_data.engine
+    await arm(hass)
+    await wait_for(lambda: engine_server.worker.stats.windows_tagged > 0, limit=20)
+    await engine_server.stop()  # the add-on goes away while guard mode listens
+    await wait_for(lambda: not engine.available, limit=10)
+    assert caplog.text.count("The remote engine is unreachable") == 1
+    await arm(hass, False)  # its streams close: nothing says the engine came back
+    await hass.async_block_till_done()
+    assert "The remote engine is back" not in caplog.text
+
+
 async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -> None:
     closed = MicServer()
     await closed.start()
