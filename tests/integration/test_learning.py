@@ -195,6 +195,17 @@ async def test_not_a_threat_for_an_alert_whose_sound_came_again_since(
         DOMAIN, "mark_false_alarm", {"detection_id": first}, blocking=True, return_response=True
     )
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+    # A second mark while the microphone is open reaches the open decider too.
+    again = last["glass_break"].detection_id
+    result = await hass.services.async_call(
+        DOMAIN, "mark_false_alarm", {"detection_id": again}, blocking=True, return_response=True
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 2}
+    decision = the_satellite(hass).decision
+    assert decision is not None
+    assert len(decision.config.learned["glass_break"]) == len(
+        the_satellite(hass).learning.false_alarms_for(the_satellite(hass).id)["glass_break"]
+    )
     await arm(hass, False)
 
 

@@ -54,12 +54,11 @@ class StreamDecision:
     def configure(self, **changes: Any) -> list[DeciderEvent]:
         """Change the decider's settings (DeciderConfig fields) from the next window on.
 
-        Return the detections this ends: those of sounds no longer enabled.
+        Return the detections this ends: those of sounds no longer enabled (none when the
+        enabled sounds did not change: the configs are not compared, their learned marks are
+        numpy arrays).
         """
-        config = replace(self.decider.config, **changes)
-        if config == self.decider.config:
-            return []
-        self.decider.config = config
+        self.decider.config = replace(self.decider.config, **changes)
         return self.decider.end_disabled()
 
     @property
