@@ -48,8 +48,6 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
         return await protocol.read_event(reader, max_data=MAX_INFO)
     except protocol.ProtocolError as err:
         raise ProtocolError(str(err)) from err
-    except OSError as err:  # reset by the peer: a lost connection, not a bug
-        raise CannotConnect(f"the connection was lost: {error_text(err)}") from err
 
 
 class WyomingMicSource(AudioSource):
@@ -79,7 +77,7 @@ class WyomingMicSource(AudioSource):
             await async_write_event(Describe().event(), writer)
         except OSError as err:
             await _close(writer)
-            raise CannotConnect(f"the connection was lost: {error_text(err)}") from err
+            raise _lost(err) from err
         return reader, writer
 
     async def probe(self) -> AudioFormat:
@@ -101,6 +99,8 @@ class WyomingMicSource(AudioSource):
             raise NoAudio(
                 f"{self.describe()} sent no audio in {self.timeouts.probe_s:.0f} s"
             ) from err
+        except OSError as err:
+            raise _lost(err) from err
         finally:
             await _close(writer)
 
@@ -121,6 +121,8 @@ class WyomingMicSource(AudioSource):
                         event = await read_event(reader)
                 except TimeoutError as err:
                     raise NoAudio(f"{self.describe()} stopped sending audio") from err
+                except OSError as err:  # reset by the peer: a lost connection, not a bug
+                    raise _lost(err) from err
                 if event is None:
                     raise CannotConnect(f"{self.describe()} closed the connection")
                 wait = events.spend(1)
@@ -140,6 +142,10 @@ class WyomingMicSource(AudioSource):
                     await asyncio.sleep(wait)
         finally:
             await _close(writer)
+
+
+def _lost(err: OSError) -> CannotConnect:
+    return CannotConnect(f"the connection was lost: {error_text(err)}")
 
 
 def _format(event: Event) -> AudioFormat:
