@@ -80,7 +80,7 @@ from .engine import RemoteEngineError, normalize_fingerprint
 from .engine.protocol import MIN_TOKEN_LENGTH
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
 from .remote import async_describe, settings_from_options
-from .sources import create_source, new_push_key
+from .sources import create_source, new_push_key, source_unique_id
 from .sources.base import SourceError
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
                     data = {**subentry.data, CONF_ZEROCONF_NAME: service}
                     data.update({CONF_HOST: host, CONF_PORT: port})
                     self.hass.config_entries.async_update_subentry(
-                        hub, subentry, data=data, unique_id=_unique_id(data)
+                        hub, subentry, data=data, unique_id=source_unique_id(data)
                     )
                     return self.async_abort(reason="already_a_satellite")
         try:
@@ -204,7 +204,10 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
     async def _async_add_satellite(self, title: str, data: dict[str, Any]) -> ConfigFlowResult:
         """Add a satellite to the hub, or set the hub up with it when there is none yet."""
         satellite = ConfigSubentryData(
-            data=data, subentry_type=SUBENTRY_SATELLITE, title=title, unique_id=_unique_id(data)
+            data=data,
+            subentry_type=SUBENTRY_SATELLITE,
+            title=title,
+            unique_id=source_unique_id(data),
         )
         if (hub := self._hub()) is not None:
             self.hass.config_entries.async_add_subentry(
@@ -213,7 +216,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
                     data=MappingProxyType(data),
                     subentry_type=SUBENTRY_SATELLITE,
                     title=title,
-                    unique_id=_unique_id(data),
+                    unique_id=source_unique_id(data),
                 ),
             )
             return self.async_abort(
@@ -537,19 +540,6 @@ def _source_data(
     return data
 
 
-def _unique_id(data: dict[str, Any]) -> str | None:
-    kind = SourceType(data[CONF_SOURCE])
-    if kind is SourceType.WYOMING:
-        return f"wyoming:{data[CONF_HOST].lower()}:{data[CONF_PORT]}"
-    if kind is SourceType.STREAM and CONF_CAMERA in data:
-        return f"camera:{data[CONF_CAMERA]}"
-    if kind is SourceType.STREAM:
-        return f"stream:{data[CONF_URL]}"
-    if kind is SourceType.VOICE:
-        return f"voice:{data[CONF_VOICE_SATELLITE]}"
-    return f"push:{data[CONF_PUSH_ID]}"
-
-
 def _camera_and_url(kind: SourceType, user_input: dict[str, Any]) -> int:
     """Return how many of camera and URL a stream satellite's form has (1 is right)."""
     if kind is not SourceType.STREAM:
@@ -633,7 +623,7 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
                     data[CONF_PORT],
                 ):
                     data[CONF_ZEROCONF_NAME] = known  # the same microphone: followed if it moves
-            unique_id = _unique_id(data)
+            unique_id = source_unique_id(data)
             entry = self._get_entry()
             duplicate = any(
                 other.unique_id == unique_id

@@ -28,10 +28,12 @@ from .alerts import AlertManager, SatelliteDetections
 from .clips import check_folder, clip_name, clips_root, media_source_id, write_clip
 from .const import (
     CONF_AREA,
+    CONF_CAMERA,
     CONF_EVIDENCE_CLIPS,
     CONF_MEDIA_PLAYERS,
     CONF_SOURCE,
     CONF_UNREACHABLE_MINUTES,
+    CONF_VOICE_SATELLITE,
     CONF_ZEROCONF_NAME,
     DEFAULT_UNREACHABLE_MINUTES,
     DOMAIN,
@@ -50,7 +52,7 @@ from .engine import (
     WindowEvidence,
 )
 from .media import MediaPlayerWatch
-from .sources import create_source
+from .sources import create_source, source_unique_id
 from .sources.base import AudioSource, SourceError
 from .sources.push import PushSource, push_key_issue
 from .sources.voice import VoiceSource
@@ -321,17 +323,27 @@ class Satellite:
 
     @callback
     def _entity_renamed(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
-        """Keep a media player chosen for this satellite under its new entity id."""
+        """Follow an entity of this satellite's settings to its new id.
+
+        Its camera or voice satellite (the satellite reloads on the new one) and its media
+        players (followed as they are).
+        """
         change = event.data
         if change["action"] != "update" or "old_entity_id" not in change:
             return
         old, new = change["old_entity_id"], change["entity_id"]
-        chosen = list(self.subentry.data.get(CONF_MEDIA_PLAYERS) or ())
+        data = dict(self.subentry.data)
+        chosen = list(data.get(CONF_MEDIA_PLAYERS) or ())
+        if old in chosen:
+            data[CONF_MEDIA_PLAYERS] = [new if e == old else e for e in chosen]
+        for key in (CONF_CAMERA, CONF_VOICE_SATELLITE):
+            if data.get(key) == old:
+                data[key] = new
         entry = self.hass.config_entries.async_get_entry(self.entry_id)
-        if old in chosen and entry is not None:
-            players = [new if e == old else e for e in chosen]
-            data = {**self.subentry.data, CONF_MEDIA_PLAYERS: players}
-            self.hass.config_entries.async_update_subentry(entry, self.subentry, data=data)
+        if data != self.subentry.data and entry is not None:
+            self.hass.config_entries.async_update_subentry(
+                entry, self.subentry, data=data, unique_id=source_unique_id(data)
+            )
 
     async def _async_close(self) -> None:
         """Close the microphone.

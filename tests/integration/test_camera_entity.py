@@ -10,6 +10,7 @@ from typing import Any
 from homeassistant.config_entries import SubentryFlowResult
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
 import pytest
 
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
@@ -82,6 +83,32 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
     assert "hunter2" not in str(diagnostics)
     assert "hunter2" not in caplog.text
 
+    await hass.services.async_call(
+        "switch", "turn_off", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+    )
+    assert await wait_for_threads(1.0) < 1.0
+
+
+async def test_a_renamed_camera_entity_is_followed(
+    hass: HomeAssistant, rtsp_camera: RtspServer
+) -> None:
+    await async_add_devices(hass, StreamCamera("Porch", rtsp_camera.url))
+    entry = await setup_entry(hass, make_entry())
+    assert (await camera_flow(hass, camera=PORCH))["type"] is FlowResultType.CREATE_ENTRY
+    subentry_id = next(iter(entry.subentries))
+
+    er.async_get(hass).async_update_entity(PORCH, new_entity_id="camera.front_door")
+    await hass.async_block_till_done()
+    subentry = entry.subentries[subentry_id]
+    assert subentry.data["camera"] == "camera.front_door"
+    assert subentry.unique_id == "camera:camera.front_door"
+
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+    )
+    satellite = entry.runtime_data.satellites[subentry_id]
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
+    assert satellite.source.describe() == "camera camera.front_door"
     await hass.services.async_call(
         "switch", "turn_off", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
     )

@@ -645,6 +645,23 @@ async def test_a_device_whose_entities_are_renamed_while_armed_is_put_back(
     await wait_for(lambda: home.selects(home.hall) == before)
 
 
+async def test_a_renamed_voice_satellite_entity_is_followed_while_armed(
+    hass: HomeAssistant, home: Home
+) -> None:
+    before = home.selects(home.hall)
+    entry, hall = await hall_streaming(hass)
+    renamed = f"{HALL}_2"
+    er.async_get(hass).async_update_entity(HALL, new_entity_id=renamed)
+    await hass.async_block_till_done()
+    subentry = next(s for s in entry.subentries.values() if s.title == "Hall mic")
+    assert subentry.data["voice_satellite"] == renamed
+    assert subentry.unique_id == f"voice:{renamed}"
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: connected(hass, hall))  # it streams from the renamed entity's device
+    await arm(hass, False)
+    await wait_for(lambda: home.selects(home.hall) == before)
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")

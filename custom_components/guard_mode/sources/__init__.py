@@ -26,6 +26,20 @@ def new_push_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+def source_unique_id(data: Mapping[str, Any]) -> str:
+    """Return the unique id of a satellite with these settings: what it listens to."""
+    kind = SourceType(data[CONF_SOURCE])
+    if kind is SourceType.WYOMING:
+        return f"wyoming:{data[CONF_HOST].lower()}:{data[CONF_PORT]}"
+    if kind is SourceType.STREAM and CONF_CAMERA in data:
+        return f"camera:{data[CONF_CAMERA]}"
+    if kind is SourceType.STREAM:
+        return f"stream:{data[CONF_URL]}"
+    if kind is SourceType.VOICE:
+        return f"voice:{data[CONF_VOICE_SATELLITE]}"
+    return f"push:{data[CONF_PUSH_ID]}"
+
+
 def create_source(data: Mapping[str, Any], hass: HomeAssistant) -> AudioSource:
     """Return the source a satellite's settings describe, with this hass's timeouts."""
     kind = SourceType(data[CONF_SOURCE])
