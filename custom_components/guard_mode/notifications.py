@@ -27,6 +27,8 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.selector import SelectOptionDict
+from homeassistant.util import dt as dt_util
+import voluptuous as vol
 
 from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
 from .const import CONF_ANNOUNCE_TARGETS, CONF_NOTIFY_TARGETS, CONF_TTS_ENGINE, DOMAIN
@@ -68,7 +70,7 @@ def notification_text(alerts: list[Alert]) -> tuple[str, str]:
     title = f"{test}Guard Mode heard {phrase}"
     message = (
         f"{test}{loudest.satellite} heard {phrase}{where} at "
-        f"{loudest.started.astimezone().strftime('%H:%M:%S')} "
+        f"{dt_util.as_local(loudest.started):%H:%M:%S} "
         f"({confidence_text(loudest.confidence)})."
     )
     others = sorted({a.satellite for a in alerts} - {loudest.satellite})
@@ -264,7 +266,15 @@ class Notifier:
             self._failed(target, "it does not exist (any more)")
             return
         try:
-            await self._hass.services.async_call(domain, service, data, blocking=True)
+            try:
+                await self._hass.services.async_call(domain, service, data, blocking=True)
+            except vol.Invalid:
+                if "data" not in data:
+                    raise
+                # Not a companion app: Signal, Slack, Matrix … refuse its extras; the text alone
+                _LOGGER.debug("%s takes no companion-app extras: sending the text alone", target)
+                data = {key: value for key, value in data.items() if key != "data"}
+                await self._hass.services.async_call(domain, service, data, blocking=True)
         except Exception as err:  # whatever another integration raises, it must be seen
             self._failed(target, str(err) or type(err).__name__)
         else:

@@ -9,12 +9,14 @@ from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.data_entry_flow import InvalidData
 from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
     async_capture_events,
     async_mock_service,
 )
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
+import voluptuous as vol
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
@@ -120,6 +122,32 @@ async def test_an_alert_reaches_notify_entities_and_actions(
     notifications = await persistent_notifications(hass, hass_ws_client)
     assert notifications["guard_mode_glass_break"]["message"] == message
     assert not ir.async_get(hass).issues
+
+
+async def test_a_notify_action_that_takes_no_companion_app_extras_gets_the_text(
+    hass: HomeAssistant,
+) -> None:
+    """Signal, Slack, Matrix: their own data schema refuses the app's tag, group and actions."""
+    received: list[dict[str, Any]] = []
+    strict = vol.Schema({vol.Optional("attachments"): [str]})  # as signal_messenger's
+
+    async def signal(call: ServiceCall) -> None:
+        strict(call.data.get("data") or {})  # raises vol.Invalid inside the action, as theirs
+        received.append(dict(call.data))
+
+    hass.services.async_register("notify", "signal_home", signal)
+    await setup_entry(hass, push_satellite_entry(notify_targets=["notify.signal_home"]))
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await hass.config.async_set_time_zone("Pacific/Kiritimati")  # UTC+14: not the process's
+
+    hear(hass, Sound.GLASS_BREAK)
+    await gathered(hass)
+    assert len(received) == 1
+    assert received[0]["title"] == "Guard Mode heard glass breaking"
+    assert "data" not in received[0]
+    assert not ir.async_get(hass).issues
+    started = dt_util.as_local(dt_util.parse_datetime(detections[0].data["started"]))
+    assert f" at {started:%H:%M:%S} " in received[0]["message"]  # Home Assistant's time zone
 
 
 async def test_a_failing_target_is_surfaced_and_recovers(
