@@ -295,6 +295,54 @@ async def test_teach_a_doorbell_from_files(hass: HomeAssistant, tmp_path: Path) 
         await server.stop()
 
 
+async def test_a_taught_sound_marked_not_a_threat_is_ignored_after(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """The notification offers "Not a threat" for a taught sound too: it must work for one."""
+    media = tmp_path / "media"
+    media.mkdir()
+    ringing = np.concatenate(  # rung every 14 s: each ring is a detection of its own
+        [np.zeros(16000, np.float32), synth.chime(), np.zeros(12 * 16000, np.float32)]
+    )
+    server = await MicServer(audio=pcm16(ringing), speed=3.0).start()
+    try:
+        await setup_entry(hass, satellite_entry(server.port))
+        hass.config.allowlist_external_dirs = {str(media)}
+        device = device_id(hass, the_satellite(hass))
+        await hass.services.async_call(
+            DOMAIN,
+            "teach",
+            {"name": "Doorbell", "satellites": [device], "files": doorbell_examples(media)},
+            blocking=True,
+            return_response=True,
+        )
+        await hass.async_block_till_done()  # the entry reloads with the new sound's entities
+        detections = async_capture_events(hass, EVENT_DETECTION)
+        suppressed = async_capture_events(hass, EVENT_SUPPRESSED)
+        await arm(hass)
+        await wait_for(lambda: bool(detections), 20)
+        first = detections[0].data
+        assert first["sound"] == "custom_doorbell"
+        doorbell = er.async_get(hass).async_get_entity_id(
+            "binary_sensor", DOMAIN, f"{the_satellite(hass).id}-custom_doorbell"
+        )
+        await wait_for(lambda: hass.states.get(doorbell).state == "off", 20)  # the ring is over
+        result = await hass.services.async_call(
+            DOMAIN,
+            "mark_false_alarm",
+            {"detection_id": first["detection_id"]},
+            blocking=True,
+            return_response=True,
+        )
+        assert result == {"satellite": "Kitchen mic", "sound": "custom_doorbell", "marks": 1}
+        # The same chime again (the loop comes round): heard, but ignored as learned.
+        await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), 30)
+        assert len(detections) == 1
+        await arm(hass, False)
+    finally:
+        await server.stop()
+
+
 async def test_teaching_says_when_examples_are_not_enough(
     hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path
 ) -> None:

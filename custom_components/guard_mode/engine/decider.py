@@ -615,9 +615,9 @@ class Decider:
         return [DeciderEvent(EventKind.ONSET, replace(detection))]
 
     def _suppression(self, sound: str, detection: Detection) -> Reason | None:
-        if sound in ALARM_SOUNDS or sound not in MEDIA_PRONE:
-            return None  # alarms (and custom sounds) are never muted
-        learned = self.config.learned.get(sound)
+        if sound in ALARM_SOUNDS:
+            return None  # alarms are never muted
+        learned = self.config.learned.get(sound)  # "not a threat": custom sounds too
         embeddings = self.detection_embeddings.get(detection.id)
         if (
             learned is not None
@@ -625,8 +625,8 @@ class Decider:
             and best_similarity(embeddings, learned) >= self.config.learned_similarity
         ):
             return Reason.LEARNED
-        if not (self.media_player_playing or self.media_active):
-            return None
+        if sound not in MEDIA_PRONE or not (self.media_player_playing or self.media_active):
+            return None  # custom sounds are not muted for media
         reference = self._media_level_db()
         if reference is not None and detection.peak_db - reference >= self.config.media_margin_db:
             return None  # much louder than the media: a real sound in the room
