@@ -26,20 +26,22 @@ REASON_PHRASES: dict[str, str] = {
     Reason.MEDIA: "it came from a TV or radio",
     Reason.MEDIA_PLAYER: "a media player near it was playing",
     Reason.COOLDOWN: "heard again moments after an alert",
+    Reason.LEARNED: 'it was marked "not a threat" before',
 }
 
 
-def sound_phrase(sound: Any) -> str:
-    """Return how a sound key reads in a sentence ("glass breaking")."""
+def sound_phrase(data: Mapping[str, Any]) -> str:
+    """Return how an event's sound reads ("glass breaking"; a taught sound: its name)."""
+    sound = str(data.get("sound"))
     try:
         return SOUND_PHRASES[Sound(sound)]
     except ValueError:
-        return str(sound).replace("_", " ")
+        return str(data.get("label") or sound.replace("_", " "))
 
 
 def detection_message(data: Mapping[str, Any]) -> str:
     """Return the message of a guard_mode_detection event (after the satellite's name)."""
-    message = f"heard {sound_phrase(data.get('sound'))}"
+    message = f"heard {sound_phrase(data)}"
     if area := data.get("area"):
         message += f" in {area}"
     if isinstance(confidence := data.get("confidence"), int | float):
@@ -53,7 +55,7 @@ def suppressed_message(data: Mapping[str, Any]) -> str:
     """Return the message of a guard_mode_suppressed event (after the satellite's name)."""
     reason = data.get("reason")
     why = REASON_PHRASES.get(str(reason), str(reason).replace("_", " ") if reason else "")
-    message = f"heard {sound_phrase(data.get('sound'))}, ignored"
+    message = f"heard {sound_phrase(data)}, ignored"
     if why:
         message += f": {why}"
     if data.get("simulated"):

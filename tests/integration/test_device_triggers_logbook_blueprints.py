@@ -243,6 +243,7 @@ async def test_logbook_describes_detections_and_suppressions(
         "media": "it came from a TV or radio",
         "media_player": "a media player near it was playing",
         "cooldown": "heard again moments after an alert",
+        "learned": 'it was marked "not a threat" before',
     }
     for reason, why in reasons.items():
         described = describe(describe_suppressed, detection_data(sound="gunshot", reason=reason))
@@ -250,10 +251,17 @@ async def test_logbook_describes_detections_and_suppressions(
         assert described["message"] == f"heard a gunshot, ignored: {why}"
         assert described["entity_id"] == event_entity
 
+    # A taught sound reads as the name it was taught under.
+    taught = detection_data(sound="custom_front_door", label="Front door")
+    assert describe(describe_detection, taught)["message"] == (
+        "heard Front door in Kitchen (confidence 87 %)"
+    )
     # A satellite that is gone (or an event recorded by an older version) still reads well.
     gone = describe(
         describe_detection,
-        detection_data(satellite_id="gone", satellite="Garage mic", sound="doorbell", area=None),
+        detection_data(
+            satellite_id="gone", satellite="Garage mic", sound="doorbell", area=None, label=None
+        ),
     )
     assert gone == {"name": "Garage mic", "message": "heard doorbell (confidence 87 %)"}
     oldest = describe(describe_suppressed, {"sound": "dog_bark", "simulated": True})
