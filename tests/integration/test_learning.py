@@ -65,6 +65,17 @@ async def _high_sensitivity(hass: HomeAssistant) -> None:
     )
 
 
+async def _mark(hass: HomeAssistant, detection_id: str) -> Any:
+    """Mark a detection "not a threat"; return the action's answer."""
+    return await hass.services.async_call(
+        DOMAIN,
+        "mark_false_alarm",
+        {"detection_id": detection_id},
+        blocking=True,
+        return_response=True,
+    )
+
+
 async def _armed_until_the_first_alert(hass: HomeAssistant, mic: MicServer) -> list[Any]:
     """Set up a satellite on mic at high sensitivity, arm; return the alerts once one came."""
     await setup_entry(hass, satellite_entry(mic.port))
@@ -84,13 +95,7 @@ async def _mark_the_first_alert(hass: HomeAssistant) -> tuple[list[Any], dict[st
     await wait_for(lambda: bool(detections), limit=30)
     first = detections[0].data
     assert first["sound"] == "glass_break"
-    result = await hass.services.async_call(
-        DOMAIN,
-        "mark_false_alarm",
-        {"detection_id": first["detection_id"]},
-        blocking=True,
-        return_response=True,
-    )
+    result = await _mark(hass, first["detection_id"])
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
     # The same sound again (the loop comes round, 10 s later): heard, but ignored as learned.
     await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), limit=30)
@@ -171,13 +176,7 @@ async def test_marked_after_coming_home(hass: HomeAssistant, shatter_mic: MicSer
     await arm(hass)
     await wait_for(lambda: bool(detections), limit=20)
     await arm(hass, False)  # home: the microphones close, then the button is tapped
-    result = await hass.services.async_call(
-        DOMAIN,
-        "mark_false_alarm",
-        {"detection_id": detections[0].data["detection_id"]},
-        blocking=True,
-        return_response=True,
-    )
+    result = await _mark(hass, detections[0].data["detection_id"])
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
 
 
@@ -191,15 +190,11 @@ async def test_not_a_threat_for_an_alert_whose_sound_came_again_since(
     last = the_satellite(hass).detections.last
     await wait_for(lambda: last["glass_break"].detection_id != first, limit=30)
     assert len(detections) == 1  # heard again, not alerted again
-    result = await hass.services.async_call(
-        DOMAIN, "mark_false_alarm", {"detection_id": first}, blocking=True, return_response=True
-    )
+    result = await _mark(hass, first)
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
     # A second mark while the microphone is open reaches the open decider too.
     again = last["glass_break"].detection_id
-    result = await hass.services.async_call(
-        DOMAIN, "mark_false_alarm", {"detection_id": again}, blocking=True, return_response=True
-    )
+    result = await _mark(hass, again)
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 2}
     decision = the_satellite(hass).decision
     assert decision is not None
@@ -327,13 +322,7 @@ async def test_a_taught_sound_marked_not_a_threat_is_ignored_after(
             "binary_sensor", DOMAIN, f"{the_satellite(hass).id}-custom_doorbell"
         )
         await wait_for(lambda: hass.states.get(doorbell).state == "off", 20)  # the ring is over
-        result = await hass.services.async_call(
-            DOMAIN,
-            "mark_false_alarm",
-            {"detection_id": first["detection_id"]},
-            blocking=True,
-            return_response=True,
-        )
+        result = await _mark(hass, first["detection_id"])
         assert result == {"satellite": "Kitchen mic", "sound": "custom_doorbell", "marks": 1}
         # The same chime again (the loop comes round): heard, but ignored as learned.
         await wait_for(lambda: any(e.data["reason"] == "learned" for e in suppressed), 30)
