@@ -28,7 +28,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.selector import SelectOptionDict
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
+import probatio as vol
 
 from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
 from .const import CONF_ANNOUNCE_TARGETS, CONF_NOTIFY_TARGETS, CONF_TTS_ENGINE, DOMAIN

@@ -10,13 +10,13 @@ from homeassistant.data_entry_flow import InvalidData
 from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+import probatio as vol
 import pytest
 from pytest_homeassistant_custom_component.common import (
     async_capture_events,
     async_mock_service,
 )
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
-import voluptuous as vol
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
