@@ -275,8 +275,13 @@ def _sync_satellites(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
 
 @callback
 def _update_device(hass: HomeAssistant, entry: GuardModeConfigEntry, satellite: Satellite) -> None:
-    """Create or update the satellite's device, in the area chosen for it."""
+    """Create or update the satellite's device; a new one goes in the area chosen for it.
+
+    Only a new one: where the user moved it since stays (the reconfigure flow moves it when
+    its area is changed there).
+    """
     registry = dr.async_get(hass)
+    known = registry.async_get_device_by_identifier((DOMAIN, satellite.id), entry.entry_id)
     hub = registry.async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, entry.entry_id)},
@@ -294,7 +299,7 @@ def _update_device(hass: HomeAssistant, entry: GuardModeConfigEntry, satellite: 
         model=f"{satellite.source_type.capitalize()} microphone",
         via_device_id=hub.id,
     )
-    if (area := satellite.area_id) is not None and device.area_id != area:
+    if known is None and (area := satellite.area_id) is not None:
         registry.async_update_device(device.id, area_id=area)
 
 

@@ -19,6 +19,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT, CONF_URL
 from homeassistant.core import callback
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.selector import (
     AreaSelector,
     BooleanSelector,
@@ -87,7 +88,7 @@ if TYPE_CHECKING:
     from .models import GuardModeConfigEntry
 
 DEFAULT_WYOMING_PORT = 10600
-SUGGESTED = (CONF_AREA, CONF_MEDIA_PLAYERS, CONF_CAMERA)  # fields without a default
+SUGGESTED = (CONF_AREA, CONF_MEDIA_PLAYERS, CONF_CAMERA, CONF_URL)  # fields without a default
 ENTITY_FIELDS = (CONF_CAMERA, CONF_VOICE_SATELLITE)  # a source picked as an entity
 CONF_FORGET_LEARNED = "forget_learned"
 
@@ -508,9 +509,8 @@ def _schema(kind: SourceType, defaults: dict[str, Any]) -> vol.Schema:
         )
     elif kind is SourceType.STREAM:
         fields[vol.Optional(CONF_CAMERA)] = EntitySelector(EntitySelectorConfig(domain="camera"))
-        fields[vol.Optional(CONF_URL, default=defaults.get(CONF_URL, ""))] = TextSelector(
-            TextSelectorConfig(type=TextSelectorType.URL)
-        )
+        # No default: the frontend leaves a cleared field out, and a default would refill it
+        fields[vol.Optional(CONF_URL)] = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
     elif kind is SourceType.VOICE:
         fields[
             vol.Required(CONF_VOICE_SATELLITE, default=defaults.get(CONF_VOICE_SATELLITE, ""))
@@ -590,6 +590,12 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
         self._push_key = subentry.data.get(CONF_PUSH_KEY, self._push_key)
         return await self._async_source_step(SourceType(subentry.data[CONF_SOURCE]), user_input)
 
+    def _satellite_device(self) -> dr.DeviceEntry | None:
+        """Return the device of the satellite being reconfigured."""
+        return dr.async_get(self.hass).async_get_device_by_identifier(
+            (DOMAIN, self._reconfigure_subentry_id), self._get_entry().entry_id
+        )
+
     async def _async_source_step(
         self, kind: SourceType, user_input: dict[str, Any] | None
     ) -> SubentryFlowResult:
@@ -597,10 +603,13 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
         step_id = "reconfigure" if reconfiguring else kind.value
         defaults: dict[str, Any] = {}
         suggested: dict[str, Any] = {}
+        device = self._satellite_device() if reconfiguring else None
         if reconfiguring:
             subentry = self._get_reconfigure_subentry()
             defaults = {**subentry.data, CONF_NAME: subentry.title}
             suggested = {key: subentry.data.get(key) for key in SUGGESTED}
+            if device is not None:  # where it is now (the user may have moved it since)
+                suggested[CONF_AREA] = device.area_id
         errors: dict[str, str] = {}
         placeholders = {
             "push_id": self._push_id,
@@ -643,6 +652,10 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
                 entity = self.hass.states.get(picked) if picked else None
                 title = user_input[CONF_NAME].strip() or (entity.name if entity else NAME)
                 if reconfiguring:
+                    if device is not None and device.area_id != data.get(CONF_AREA):
+                        dr.async_get(self.hass).async_update_device(
+                            device.id, area_id=data.get(CONF_AREA)
+                        )
                     return self.async_update_and_abort(
                         entry,
                         self._get_reconfigure_subentry(),

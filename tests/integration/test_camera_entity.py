@@ -115,6 +115,41 @@ async def test_a_renamed_camera_entity_is_followed(
     assert await wait_for_threads(1.0) < 1.0
 
 
+async def test_a_stream_satellite_can_move_from_its_url_to_a_camera_entity(
+    hass: HomeAssistant, rtsp_camera: RtspServer
+) -> None:
+    """The frontend leaves a cleared field out: a cleared URL must not come back."""
+    url = rtsp_camera.url
+    await async_add_devices(hass, StreamCamera("Porch", url))
+    entry = await setup_entry(hass, make_entry())
+    flow = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    flow = await hass.config_entries.subentries.async_configure(
+        flow["flow_id"], {"next_step_id": "stream"}
+    )
+    both = {"name": "Porch mic", "camera": PORCH, "url": url}
+    result = await hass.config_entries.subentries.async_configure(flow["flow_id"], both)
+    assert result["errors"] == {"base": "camera_or_url"}
+    result = await hass.config_entries.subentries.async_configure(  # the URL cleared
+        flow["flow_id"], {"name": "Porch mic", "camera": PORCH}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    subentry_id = next(iter(entry.subentries))
+
+    for answers, data in (
+        ({"url": url}, {"source": "stream", "url": url}),  # the camera cleared
+        ({"camera": PORCH}, {"source": "stream", "camera": PORCH}),  # the URL cleared
+    ):
+        result = await entry.start_subentry_reconfigure_flow(hass, subentry_id)
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"name": "Porch mic", **answers}
+        )
+        await hass.async_block_till_done()
+        assert result["reason"] == "reconfigure_successful"
+        assert entry.subentries[subentry_id].data == data
+
+
 async def test_the_form_says_what_is_wrong(hass: HomeAssistant, rtsp_camera: RtspServer) -> None:
     url = rtsp_camera.url
     await async_add_devices(

@@ -26,7 +26,15 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.timeouts import Timeouts
 
 from .. import synth
-from ..helpers import arm, make_entry, satellite_entry, setup_entry, state, wait_for
+from ..helpers import (
+    arm,
+    make_entry,
+    satellite_entry,
+    satellite_subentry,
+    setup_entry,
+    state,
+    wait_for,
+)
 from ..synth import pcm16
 from .wyoming_mic import MicServer
 
@@ -378,6 +386,48 @@ async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: M
         await arm(hass, False)
     finally:
         await other.stop()
+
+
+async def test_the_device_stays_in_the_area_the_user_moved_it_to(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    areas = ar.async_get(hass)
+    kitchen, garage = areas.async_create("Kitchen"), areas.async_create("Garage")
+    subentry = satellite_subentry(
+        "Kitchen mic",
+        f"wyoming:127.0.0.1:{mic.port}",
+        source="wyoming",
+        host="127.0.0.1",
+        port=mic.port,
+        area=kitchen.id,
+    )
+    entry = await setup_entry(hass, make_entry({}, [subentry]))
+    subentry_id = next(iter(entry.subentries))
+    devices = dr.async_get(hass)
+
+    def area() -> str | None:
+        device = devices.async_get_device_by_identifier((DOMAIN, subentry_id), entry.entry_id)
+        assert device is not None
+        return device.area_id
+
+    assert area() == kitchen.id  # the area chosen when it was added
+    device = devices.async_get_device_by_identifier((DOMAIN, subentry_id), entry.entry_id)
+    assert device is not None
+    devices.async_update_device(device.id, area_id=garage.id)  # moved on its device page
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert area() == garage.id  # a restart does not move it back
+
+    # Reconfigure offers where it is now; clearing the area there clears the device's.
+    result = await entry.start_subentry_reconfigure_flow(hass, subentry_id)
+    schema = result["data_schema"].schema
+    assert next(k for k in schema if k == "area").description == {"suggested_value": garage.id}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"name": "Kitchen mic", "host": "127.0.0.1", "port": mic.port}
+    )
+    await hass.async_block_till_done()
+    assert result["reason"] == "reconfigure_successful"
+    assert area() is None
 
 
 async def test_removing_a_satellite_removes_its_device(hass: HomeAssistant, mic: MicServer) -> None:
