@@ -128,6 +128,7 @@ async def _async_runtime_data(
     await hub.async_load()
     learning = Learning(hass)
     await learning.async_load()
+    learning.async_keep_only(entry.subentries)  # satellites removed while it was not loaded
     notifier = Notifier(hass, lambda: hub.options, lambda: hub.armed)
     return GuardModeData(
         hub=hub,
@@ -230,6 +231,7 @@ async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry)
         if subentry_id not in entry.subentries:
             await satellites.pop(subentry_id).async_stop()
             ir.async_delete_issue(hass, DOMAIN, push_key_issue(subentry_id))  # its key is moot
+    entry.runtime_data.learning.async_keep_only(entry.subentries)  # a removed one's marks go
     _sync_satellites(hass, entry)
     for satellite in satellites.values():
         satellite.async_media_players_changed()

@@ -8,7 +8,7 @@ from which the audio cannot be played back; no audio is ever stored here.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypedDict
 
 from homeassistant.core import HomeAssistant, callback
@@ -162,6 +162,23 @@ class Learning:
         if removed:
             self._changed()
         return removed
+
+    @callback
+    def async_keep_only(self, satellite_ids: Collection[str]) -> None:
+        """Forget what satellites not among satellite_ids (removed ones) learned.
+
+        Their marks go; the custom sounds stay (taught: forgotten only when asked) without them.
+        """
+        changed = False
+        for satellite in [s for s in self.data["false_alarms"] if s not in satellite_ids]:
+            del self.data["false_alarms"][satellite]
+            changed = True
+        for item in self.data["custom_sounds"].values():
+            if any(s not in satellite_ids for s in item["satellites"]):
+                item["satellites"] = [s for s in item["satellites"] if s in satellite_ids]
+                changed = True
+        if changed:
+            self._changed()
 
     def summary(self, names: dict[str, str] | None = None) -> dict[str, Any]:
         """Return counts only (for diagnostics and the list action): no vectors."""

@@ -332,6 +332,41 @@ async def test_a_taught_sound_marked_not_a_threat_is_ignored_after(
         await server.stop()
 
 
+async def test_removing_a_satellite_forgets_what_it_learned(
+    hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path, hass_storage: dict[str, Any]
+) -> None:
+    detections = await _armed_until_the_first_alert(hass, shatter_mic)
+    await arm(hass, False)
+    await _mark(hass, detections[0].data["detection_id"])
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    satellite = the_satellite(hass)
+    await hass.services.async_call(
+        DOMAIN,
+        "teach",
+        {
+            "name": "Doorbell",
+            "satellites": [device_id(hass, satellite)],
+            "files": doorbell_examples(tmp_path),
+        },
+        blocking=True,
+        return_response=True,
+    )
+    await hass.async_block_till_done()
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    assert hass.config_entries.async_remove_subentry(entry, satellite.id)
+    await hass.async_block_till_done()
+
+    listing = await hass.services.async_call(
+        DOMAIN, "list_learned", {}, blocking=True, return_response=True
+    )
+    assert listing["false_alarms"] == {}  # its marks went with it
+    assert listing["custom_sounds"]["custom_doorbell"]["satellites"] == []  # taught, kept
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
+    await hass.async_block_till_done()
+    stored = _flush(hass_storage)
+    assert satellite.id not in json.dumps(stored)
+
+
 async def test_teaching_says_when_examples_are_not_enough(
     hass: HomeAssistant, shatter_mic: MicServer, tmp_path: Path
 ) -> None:
