@@ -448,6 +448,11 @@ class GuardModeOptionsFlow(OptionsFlow):
                 errors[CONF_ENGINE_TOKEN] = "bad_token"
             if pin and normalize_fingerprint(pin) is None:
                 errors[CONF_ENGINE_FINGERPRINT] = "bad_fingerprint"
+            saved = self.config_entry.options
+            in_use = {key: saved.get(key) for key in options}
+            in_use[CONF_ENGINE_FINGERPRINT] = saved.get(CONF_ENGINE_FINGERPRINT) or ""
+            if not errors and saved.get(CONF_ENGINE) == ENGINE_REMOTE and options == in_use:
+                return await self._async_next()  # nothing new to test: saved while it is away
             if not errors:
                 try:
                     info = await async_describe(settings_from_options(options))

@@ -116,6 +116,21 @@ async def test_disarming_during_an_outage_does_not_say_the_engine_is_back(
     assert "The remote engine is back" not in caplog.text
 
 
+async def test_options_can_be_saved_while_the_remote_engine_is_away(
+    hass: HomeAssistant, engine_server: EngineServer, alarm_mic: MicServer
+) -> None:
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
+    entry = await setup_entry(hass, entry)
+    port = engine_server.port
+    await engine_server.stop()  # the add-on is being updated
+    result = await choose_remote_engine(hass, entry, port)  # its settings as they are
+    assert result["type"] is FlowResultType.CREATE_ENTRY  # saved: nothing new to test
+    await hass.async_block_till_done()
+
+    moved = await choose_remote_engine(hass, entry, port + 1)  # new settings are tested first
+    assert moved["errors"] == {"base": "cannot_connect"}
+
+
 async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -> None:
     closed = MicServer()
     await closed.start()
