@@ -76,7 +76,7 @@ from .const import (
     ArmingMode,
     SourceType,
 )
-from .discovery import async_identify
+from .discovery import async_identify, async_resolves_to
 from .engine import RemoteEngineError, normalize_fingerprint
 from .engine.protocol import MIN_TOKEN_LENGTH
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
@@ -137,24 +137,32 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
         await self.async_set_unique_id(f"wyoming_mic:{service}")
         self._abort_if_unique_id_configured()  # the user ignored it
         if (hub := self._hub()) is not None:
-            # Its own satellite first, else one added by hand at this address; a satellite of
-            # another service at this address is stale (that microphone moved): left alone.
-            subentries = sorted(
-                hub.subentries.values(), key=lambda s: s.data.get(CONF_ZEROCONF_NAME) != service
-            )
-            for subentry in subentries:
-                known = subentry.data.get(CONF_ZEROCONF_NAME)
-                same_place = (subentry.data.get(CONF_HOST), subentry.data.get(CONF_PORT)) == (
-                    host,
-                    port,
-                )
-                if known == service or (same_place and known is None):
-                    data = {**subentry.data, CONF_ZEROCONF_NAME: service}
+            addresses = {str(address) for address in discovery_info.ip_addresses} | {host}
+            occupant = None  # the satellite at this address, if one is
+            for subentry in hub.subentries.values():
+                if (
+                    subentry.data[CONF_SOURCE] == SourceType.WYOMING
+                    and subentry.data[CONF_PORT] == port
+                    and await async_resolves_to(self.hass, subentry.data[CONF_HOST], addresses)
+                ):
+                    occupant = subentry
+                    break
+            own = next(
+                (s for s in hub.subentries.values() if s.data.get(CONF_ZEROCONF_NAME) == service),
+                occupant if occupant and CONF_ZEROCONF_NAME not in occupant.data else None,
+            )  # its own satellite, else one added by hand at this address
+            if own is not None and occupant in (None, own):
+                data = {**own.data, CONF_ZEROCONF_NAME: service}
+                if occupant is None:  # it moved: followed (the satellite reloads)
                     data.update({CONF_HOST: host, CONF_PORT: port})
-                    self.hass.config_entries.async_update_subentry(
-                        hub, subentry, data=data, unique_id=source_unique_id(data)
-                    )
-                    return self.async_abort(reason="already_a_satellite")
+                self.hass.config_entries.async_update_subentry(
+                    hub, own, data=data, unique_id=source_unique_id(data)
+                )
+                return self.async_abort(reason="already_a_satellite")
+            if occupant is not None:
+                # Another service's satellite has this address: the service was renamed, or
+                # that satellite is stale (its microphone moved): left alone, not offered.
+                return self.async_abort(reason="already_a_satellite")
         try:
             mic = await async_identify(host, port)
         except SourceError as err:

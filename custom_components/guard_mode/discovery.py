@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+import socket
 
+from homeassistant.core import HomeAssistant
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.event import async_write_event
 from wyoming.info import Describe, Info
@@ -23,6 +25,7 @@ from .sources.wyoming import read_event
 DESCRIBE_TIMEOUT_S = 5.0
 MAX_EVENTS = 50  # events read while waiting for the description (audio may come first)
 NAME_WAIT_S = 1.0  # once audio came, how long its description (its name) is waited for
+RESOLVE_TIMEOUT_S = 2.0  # a satellite's host name, compared with a discovered address
 
 
 class VoiceSatellite(SourceError):
@@ -53,7 +56,13 @@ async def async_identify(host: str, port: int) -> DiscoveredMic:
                 if (event := await read_event(reader)) is None:
                     break
                 if Info.is_type(event.type):
-                    return _from_info(Info.from_event(event), host, port, streams)
+                    try:
+                        info = Info.from_event(event)
+                    except (KeyError, TypeError, ValueError, AttributeError) as err:
+                        raise NotAMicrophone(
+                            f"tcp://{host}:{port} sent a broken description"
+                        ) from err
+                    return _from_info(info, host, port, streams)
                 if not streams and (
                     AudioStart.is_type(event.type) or AudioChunk.is_type(event.type)
                 ):
@@ -67,6 +76,18 @@ async def async_identify(host: str, port: int) -> DiscoveredMic:
     if streams:
         return DiscoveredMic(None)  # a mic service that streams to whoever connects
     raise NotAMicrophone(f"tcp://{host}:{port} did not say what it is")
+
+
+async def async_resolves_to(hass: HomeAssistant, host: str, addresses: set[str]) -> bool:
+    """Return whether host (an address, or a name the user typed) is one of addresses."""
+    if host in addresses:
+        return True
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            found = await hass.loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError, TimeoutError:
+        return False
+    return any(str(info[4][0]) in addresses for info in found)
 
 
 def _from_info(info: Info, host: str, port: int, streams: bool) -> DiscoveredMic:

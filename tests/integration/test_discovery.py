@@ -172,9 +172,39 @@ async def test_a_stale_satellite_at_a_moved_microphones_new_address_is_left_alon
     entry = await setup_entry(hass, make_entry({}, [garage, kitchen]))
     before = {s.title: dict(s.data) for s in entry.subentries.values()}
     result = await discover(hass, mic.port, "kitchen")
-    assert result["type"] is FlowResultType.ABORT  # the address is the garage's satellite's
+    assert result["reason"] == "already_a_satellite"  # the address is the garage's satellite's
     await hass.async_block_till_done()
     assert {s.title: dict(s.data) for s in entry.subentries.values()} == before
+
+
+async def test_a_microphone_added_by_host_name_is_known_at_its_address(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    by_name = satellite_subentry(
+        "Kitchen mic",
+        f"wyoming:localhost:{mic.port}",
+        source="wyoming",
+        host="localhost",
+        port=mic.port,
+    )
+    entry = await setup_entry(hass, make_entry({}, [by_name]))
+    result = await discover(hass, mic.port)  # announced at 127.0.0.1
+    assert result["reason"] == "already_a_satellite"  # not offered a second time
+    await hass.async_block_till_done()
+    (subentry,) = entry.subentries.values()
+    assert subentry.data["host"] == "localhost"  # the name the user typed stays
+    assert subentry.data["zeroconf_name"] == "kitchen"
+
+
+async def test_a_service_renamed_at_a_satellites_address_is_not_offered_again(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(mic.port))
+    await discover(hass, mic.port)  # known as "kitchen"
+    result = await discover(hass, mic.port, "kitchen-2")  # its service renamed
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_a_satellite"
+    assert len(entry.subentries) == 1
 
 
 async def test_a_renamed_discovered_satellite_is_still_followed(
@@ -289,6 +319,22 @@ async def test_a_mic_that_only_streams_is_offered_under_its_service_name(
         await plain.stop()
     assert result["step_id"] == "zeroconf_confirm"
     assert result["description_placeholders"]["name"] == "porch-mic"
+
+
+async def test_a_service_with_a_broken_description_is_not_offered(hass: HomeAssistant) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'{"type": "info", "data": {"mic": ["not a program"]}}\n')
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        result = await discover(hass, port, "odd")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result["reason"] == "not_a_microphone"
 
 
 async def test_a_service_that_hangs_up_is_not_offered(hass: HomeAssistant) -> None:

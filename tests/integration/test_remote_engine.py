@@ -142,6 +142,9 @@ async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -
     await hass.async_block_till_done()
     assert entry.state.name == "SETUP_RETRY"
     assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is not None
+    # Its satellites can still be reconfigured (they have no device yet).
+    result = await entry.start_subentry_reconfigure_flow(hass, next(iter(entry.subentries)))
+    assert result["step_id"] == "reconfigure"
 
 
 async def test_analyze_file_with_the_remote_engine(
