@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import ip_address
 from typing import Any
 
@@ -321,19 +321,26 @@ async def test_a_mic_that_only_streams_is_offered_under_its_service_name(
     assert result["description_placeholders"]["name"] == "porch-mic"
 
 
+type Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def discover_odd_service(hass: HomeAssistant, handler: Handler) -> Any:
+    """Discover a Wyoming service that handler plays; return the flow's result."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        return await discover(hass, server.sockets[0].getsockname()[1], "odd")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_service_with_a_broken_description_is_not_offered(hass: HomeAssistant) -> None:
     async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b'{"type": "info", "data": {"mic": ["not a program"]}}\n')
         await writer.drain()
         await reader.read()
 
-    server = await asyncio.start_server(broken, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        result = await discover(hass, port, "odd")
-    finally:
-        server.close()
-        await server.wait_closed()
+    result = await discover_odd_service(hass, broken)
     assert result["reason"] == "not_a_microphone"
 
 
@@ -341,11 +348,5 @@ async def test_a_service_that_hangs_up_is_not_offered(hass: HomeAssistant) -> No
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        result = await discover(hass, port, "odd")
-    finally:
-        server.close()
-        await server.wait_closed()
+    result = await discover_odd_service(hass, hang_up)
     assert result["reason"] == "not_a_microphone"
