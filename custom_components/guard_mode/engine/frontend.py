@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 import numpy.typing as npt
 
 SAMPLE_RATE = 16000
@@ -131,8 +131,9 @@ class StreamingFrontend:
             self._pending = np.array(audio, np.float32)
             empty = np.zeros((0, SPECTRUM_BINS), np.float32)
             return FrontendChunk(first, empty, _NO_FLOATS, _NO_FLOATS)
-        used = (count - 1) * FRAME_HOP + FRAME_LENGTH
-        frames = sliding_window_view(audio[:used], FRAME_LENGTH)[::FRAME_HOP]
+        audio = np.ascontiguousarray(audio, np.float32)
+        step = audio.strides[0]  # frames as a strided view (sliding_window_view costs more)
+        frames = as_strided(audio, (count, FRAME_LENGTH), (FRAME_HOP * step, step), writeable=False)
         energy = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
         if len(self._fft_in) < count:
             self._fft_in = np.zeros((count, FFT_LENGTH), np.float32)

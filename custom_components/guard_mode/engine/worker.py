@@ -93,6 +93,7 @@ class EngineStream:
         self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
         self._embeddings = analyzer.embeddings  # asked for; the worker hands it to the analyzer
+        self._needed_s = 0.0  # audio that completes the next window (the worker keeps it)
         self.closed = False
 
     def push(self, samples: Pcm16 | Floats) -> None:
@@ -123,7 +124,9 @@ class EngineStream:
                 lost += dropped
             if lost:
                 self._queue.appendleft(lost)
-        self._worker.wake()
+            due = lost > 0 or self._queued_s + 1e-3 >= self._needed_s
+        if due:  # woken once a window, not on every chunk
+            self._worker.wake()
 
     def mark_gap(self, seconds: float) -> None:
         """Account for time without audio (a reconnect): holds and cooldowns keep running."""
@@ -156,12 +159,19 @@ class EngineStream:
     def _due(self) -> bool:
         """Return True when the queued audio completes a window (or a gap must be handled).
 
-        The worker wakes on every chunk, but a stream's signal processing runs once per window:
+        A stream's signal processing runs once per window (and wakes the worker only then):
         working on a 64 ms chunk at a time would cost more and produce nothing sooner.
         """
+        needed = self.analyzer.seconds_to_next_window()
         with self._lock:
+            self._needed_s = needed
             queued, gaps = self._queued_s, len(self._queue) - self._chunks
-        return gaps > 0 or (queued > 0 and queued + 1e-3 >= self.analyzer.seconds_to_next_window())
+        return gaps > 0 or (queued > 0 and queued + 1e-3 >= needed)
+
+    def _expect(self) -> None:
+        """After a window's audio was taken: note what completes the next (wake if it has)."""
+        if self._due():
+            self._worker.wake()
 
     def _take(self) -> tuple[Floats | None, float]:
         """Return a gap at the head of the queue (seconds, else 0) and the audio up to the next.
@@ -187,7 +197,9 @@ class EngineStream:
                 self._worker.wake()
         if not queued:
             return None, gap
-        # 16-bit samples as they are; floats pushed as they are: NaN/inf and range checked once.
+        # 16-bit samples converted once; floats pushed as they are: NaN/inf and range checked.
+        if all(c.dtype == np.int16 for c in queued):
+            return to_float(queued[0] if len(queued) == 1 else np.concatenate(queued)), gap
         parts = [sanitize(c) if c.dtype.kind == "f" else to_float(c) for c in queued]
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)), gap
 
@@ -248,8 +260,15 @@ class EngineWorker:
                 self._streams.remove(stream)
 
     def wake(self) -> None:
-        """Tell the worker there is audio."""
+        """Tell the worker a stream has a window's audio (or a gap)."""
         self._wake.set()
+
+    def run_if_woken(self) -> int:
+        """Process what woke the worker, if anything did (the thread's step); windows tagged."""
+        if not self._wake.is_set():
+            return 0
+        self._wake.clear()
+        return self.run_once()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -281,6 +300,7 @@ class EngineWorker:
                 if samples is None:
                     continue
                 work.append(_Work(stream, stream.analyzer.feed(samples)))
+                stream._expect()
             except Exception:
                 self.stats.errors += 1
                 _LOGGER.exception("Engine failed on stream %s", stream.name)
@@ -344,11 +364,10 @@ class EngineWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
-            self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                self.run_once()
+                self.run_if_woken()
             except Exception:  # keep the thread alive whatever a stream does
                 self.stats.errors += 1
                 _LOGGER.exception("Engine worker error")
