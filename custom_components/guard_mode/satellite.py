@@ -40,6 +40,7 @@ from .const import (
 )
 from .engine import (
     ALARM_SOUNDS,
+    MAX_REMEMBERED,
     ClipRecorder,
     DcBlocker,
     Detection,
@@ -361,7 +362,10 @@ class Satellite:
         if stream is not None:
             stream.close()
         if decision is not None:
-            self._closed_embeddings = decision.detection_embeddings()
+            # Added to the earlier sessions' (the last MAX_REMEMBERED of all): an alert of an
+            # earlier away period can still be marked "not a threat".
+            closed = {**self._closed_embeddings, **decision.detection_embeddings()}
+            self._closed_embeddings = dict(list(closed.items())[-MAX_REMEMBERED:])
         self._stop_clips()
         self.detections.active.clear()  # nothing is being heard once the microphone is closed
         self.state.listening = False

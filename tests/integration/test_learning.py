@@ -204,6 +204,20 @@ async def test_not_a_threat_for_an_alert_whose_sound_came_again_since(
     await arm(hass, False)
 
 
+async def test_an_alert_of_an_earlier_away_period_can_still_be_marked(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    """Presence arming arms and disarms every day: yesterday's alert can still be marked."""
+    detections = await _armed_until_the_first_alert(hass, shatter_mic)
+    await arm(hass, False)
+    await arm(hass)  # the next away period: a new listening session
+    satellite = the_satellite(hass)
+    await wait_for(lambda: satellite.decision is not None and satellite.decision.windows > 0)
+    await arm(hass, False)
+    result = await _mark(hass, detections[0].data["detection_id"])
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+
+
 async def test_alarms_can_not_be_marked(hass: HomeAssistant, alarm_mic: MicServer) -> None:
     await setup_entry(hass, satellite_entry(alarm_mic.port))
     detections = async_capture_events(hass, EVENT_DETECTION)
