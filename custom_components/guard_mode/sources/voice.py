@@ -14,8 +14,10 @@ import asyncio
 from collections.abc import AsyncIterable
 import logging
 
-from homeassistant.core import HomeAssistant
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
 
 from ..const import DOMAIN
 from ..engine import bounds
@@ -45,6 +47,7 @@ class VoiceSource(AudioSource):
         self._sink: AudioSink | None = None
         self._stream: object | None = None  # the stream being received (the newest wins)
         self._arrived = asyncio.Event()
+        self._back = asyncio.Event()  # the device is back: waiting to retry ends
         self._converter = PcmConverter()
         self.streams = 0  # pipeline runs that reached this satellite (diagnostics)
         self.dropped = 0  # chunks that arrived while Guard Mode wasn't listening
@@ -101,12 +104,40 @@ class VoiceSource(AudioSource):
             self._let_go(sink)
 
     async def wait_before_retry(self, delay_s: float) -> None:
-        """Wait before pointing the device again; closed meanwhile, put the device back."""
+        """Wait before pointing the device again, no longer than until it is back.
+
+        Back: its entities available again, or its stream arriving. Closed meanwhile, the
+        device is put back.
+        """
+        self._back.clear()
+        unsubscribe = async_track_state_change_event(self.hass, self._entities(), self._changed)
         try:
-            await super().wait_before_retry(delay_s)
+            async with asyncio.timeout(delay_s):
+                await self._back.wait()
+        except TimeoutError:
+            pass
         except asyncio.CancelledError:
             await self._put_back()
             raise
+        finally:
+            unsubscribe()
+
+    def _entities(self) -> list[str]:
+        """Return the voice satellite's entity and its device's selects and switch."""
+        from ..voice_devices import NotAVoiceSatellite, find_selects  # noqa: PLC0415
+
+        try:
+            selects = find_selects(self.hass, self.entity_id)
+        except NotAVoiceSatellite:
+            return [self.entity_id]
+        found = (selects.pipeline, selects.location, selects.wake_switch)
+        return [self.entity_id, *(entity for entity in found if entity)]
+
+    @callback
+    def _changed(self, event: Event[EventStateChangedData]) -> None:
+        state = event.data["new_state"]
+        if state is not None and state.state not in (STATE_UNAVAILABLE, STATE_UNKNOWN):
+            self._back.set()
 
     def _let_go(self, sink: AudioSink) -> None:
         """Stop handing audio to sink (a session armed again since has its own)."""
@@ -150,6 +181,7 @@ class VoiceSource(AudioSource):
                 return
             if (sink := self._sink) is None:  # until Guard Mode puts the device back
                 self.dropped += 1
+                self._back.set()  # it streams: a wait to retry is over
                 continue
             if problem := bounds.chunk_error(len(chunk), RATE, WIDTH, CHANNELS):
                 _LOGGER.warning("Satellite %s: the pipeline sent %s", self.satellite, problem)
