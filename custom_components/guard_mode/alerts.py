@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
+from homeassistant.helpers import area_registry as ar, entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
@@ -159,10 +159,8 @@ class AlertManager:
     def _alert(
         self, satellite: Satellite, detection: Detection, seconds_ago: float, simulated: bool
     ) -> Alert:
-        device = dr.async_get(self._hass).async_get_device_by_identifier(
-            (DOMAIN, satellite.id), satellite.entry_id
-        )
-        area_id = (device.area_id if device else None) or satellite.area_id
+        device = satellite.device()
+        area_id = satellite.current_area_id()
         area = ar.async_get(self._hass).async_get_area(area_id) if area_id else None
         started = dt_util.utcnow() - timedelta(seconds=max(seconds_ago, 0.0))
         entity_id = er.async_get(self._hass).async_get_entity_id(

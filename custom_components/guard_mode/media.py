@@ -10,7 +10,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 
-from .const import CONF_MEDIA_PLAYERS, DOMAIN
+from .const import CONF_MEDIA_PLAYERS
 
 if TYPE_CHECKING:
     from .satellite import Satellite
@@ -24,8 +24,7 @@ def media_players_near(hass: HomeAssistant, satellite: Satellite) -> list[str]:
     if chosen:
         return list(chosen)
     devices = dr.async_get(hass)
-    device = devices.async_get_device_by_identifier((DOMAIN, satellite.id), satellite.entry_id)
-    area = (device.area_id if device else None) or satellite.area_id
+    area = satellite.current_area_id()
     if area is None:
         return []
     found = []

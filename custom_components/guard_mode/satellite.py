@@ -21,7 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
-from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
 from .alerts import AlertManager, SatelliteDetections
@@ -179,9 +183,20 @@ class Satellite:
 
     @property
     def area_id(self) -> str | None:
-        """Return the area chosen for the satellite."""
+        """Return the area chosen for the satellite when it was added or reconfigured."""
         area = self.subentry.data.get(CONF_AREA)
         return str(area) if area else None
+
+    def device(self) -> dr.DeviceEntry | None:
+        """Return the satellite's device."""
+        return dr.async_get(self.hass).async_get_device_by_identifier(
+            (DOMAIN, self.id), self.entry_id
+        )
+
+    def current_area_id(self) -> str | None:
+        """Return the area the satellite is in now: its device's (none if the user cleared it)."""
+        device = self.device()
+        return device.area_id if device is not None else self.area_id
 
     @property
     def deaf(self) -> bool:

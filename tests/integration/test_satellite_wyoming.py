@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 import itertools
 import logging
+from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -19,15 +20,21 @@ from homeassistant.helpers import (
 from homeassistant.util import dt as dt_util
 import numpy as np
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.common import (
+    async_capture_events,
+    async_fire_time_changed,
+)
 
 from custom_components.guard_mode import satellite as satellite_module
+from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.timeouts import Timeouts
 
 from .. import synth
 from ..helpers import (
     arm,
+    hear,
     make_entry,
     satellite_entry,
     satellite_subentry,
@@ -388,20 +395,25 @@ async def test_reconfigure_keeps_device_and_entities(hass: HomeAssistant, mic: M
         await other.stop()
 
 
+def entry_in_area(port: int, area_id: str) -> Any:
+    """An entry with "Kitchen mic" at 127.0.0.1:port, added in area_id."""
+    subentry = satellite_subentry(
+        "Kitchen mic",
+        f"wyoming:127.0.0.1:{port}",
+        source="wyoming",
+        host="127.0.0.1",
+        port=port,
+        area=area_id,
+    )
+    return make_entry({}, [subentry])
+
+
 async def test_the_device_stays_in_the_area_the_user_moved_it_to(
     hass: HomeAssistant, mic: MicServer
 ) -> None:
     areas = ar.async_get(hass)
     kitchen, garage = areas.async_create("Kitchen"), areas.async_create("Garage")
-    subentry = satellite_subentry(
-        "Kitchen mic",
-        f"wyoming:127.0.0.1:{mic.port}",
-        source="wyoming",
-        host="127.0.0.1",
-        port=mic.port,
-        area=kitchen.id,
-    )
-    entry = await setup_entry(hass, make_entry({}, [subentry]))
+    entry = await setup_entry(hass, entry_in_area(mic.port, kitchen.id))
     subentry_id = next(iter(entry.subentries))
     devices = dr.async_get(hass)
 
@@ -428,6 +440,24 @@ async def test_the_device_stays_in_the_area_the_user_moved_it_to(
     await hass.async_block_till_done()
     assert result["reason"] == "reconfigure_successful"
     assert area() is None
+
+
+async def test_a_device_taken_out_of_its_area_alerts_without_one(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    kitchen = ar.async_get(hass).async_create("Kitchen")
+    entry = await setup_entry(hass, entry_in_area(mic.port, kitchen.id))
+    devices = dr.async_get(hass)
+    device = devices.async_get_device_by_identifier(
+        (DOMAIN, next(iter(entry.subentries))), entry.entry_id
+    )
+    assert device is not None
+    devices.async_update_device(device.id, area_id=None)  # cleared on its device page
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    hear(hass, Sound.DOG_BARK)
+    await hass.async_block_till_done()
+    assert detections[0].data["area"] is None
+    assert detections[0].data["area_id"] is None
 
 
 async def test_removing_a_satellite_removes_its_device(hass: HomeAssistant, mic: MicServer) -> None:
