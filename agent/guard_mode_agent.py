@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import random
+import re
 import shlex
 import signal
 import ssl
@@ -61,6 +62,7 @@ CAPTURE_RETRY_MAX_S = 30.0
 CONNECT_TIMEOUT_S = 15.0
 HEARTBEAT_S = 30.0
 TERMINATE_TIMEOUT_S = 2.0
+STDERR_BLOCK = 4096  # the capture process's stderr is read in blocks of this many bytes
 MAX_MESSAGE = 1024 * 1024
 MAX_BYTE_RATE = 768_000  # what Home Assistant takes from one microphone (bytes per second)
 
@@ -205,15 +207,25 @@ class Capture:
 
 
 async def _collect(stream: asyncio.StreamReader | None, tail: deque[str]) -> None:
-    """Keep the last lines the capture process writes to stderr (for the report)."""
+    """Keep the last lines the capture process writes to stderr (for the report).
+
+    Read in blocks, and a carriage return ends a line too: progress lines (ffmpeg's stats) end
+    in one alone, and a line that never ends must not stop the reading; unread, the pipe fills
+    and the capture process stops.
+    """
     if stream is None:
         return
-    while True:
-        line = await stream.readline()
-        if not line:
-            return
-        text = line.decode(errors="replace").strip()
-        if text:
+    pending = b""
+    while block := await stream.read(STDERR_BLOCK):
+        *lines, pending = re.split(rb"[\r\n]", pending + block)
+        pending = pending[-STDERR_BLOCK:]
+        _keep(lines, tail)
+    _keep([pending], tail)
+
+
+def _keep(lines: list[bytes], tail: deque[str]) -> None:
+    for line in lines:
+        if text := line.decode(errors="replace").strip():
             tail.append(text[:200])
 
 
@@ -272,7 +284,8 @@ class Agent:
                             "long-lived access token in your Home Assistant profile (Security "
                             "tab) and put it in the token file"
                         ) from err
-                    if err.status == 403 and (err.headers or {}).get(REFUSED_HEADER) == "key":
+                    headers = err.headers
+                    if err.status == 403 and headers and headers.get(REFUSED_HEADER) == "key":
                         raise TokenRefusedError(
                             "Home Assistant refused this satellite's key (HTTP 403): copy the "
                             "key shown in the satellite's settings (Reconfigure) into the key "

@@ -474,6 +474,36 @@ def test_agent_url_and_command() -> None:
     assert agent.capture_command(args) == ["parec", "--raw"]
 
 
+CHATTY_MIC = """
+import sys, time
+for n in range(400):  # 4 s of audio, and ffmpeg-style progress: lines ended by a carriage return
+    sys.stdout.buffer.write(bytes(320))
+    sys.stdout.buffer.flush()
+    stats = "size=%8dkB time=00:00:%05.2f bitrate= 256.0kbits/s speed=1x    \\r" % (n, n / 100)
+    sys.stderr.write(stats * 16)
+    sys.stderr.flush()
+    time.sleep(0.005)
+"""
+
+
+async def test_the_agent_keeps_sending_while_its_capture_program_prints_progress(
+    tmp_path: Path,
+) -> None:
+    """A progress line never ends in a newline: it must neither stop the audio nor pile up."""
+    (chatty := tmp_path / "chatty_mic.py").write_text(CHATTY_MIC)
+    sent: list[bytes] = []
+
+    async def send(chunk: bytes) -> None:
+        sent.append(chunk)
+
+    capture = load_agent().Capture([sys.executable, str(chatty)], 320, send)
+    capture.start()
+    try:
+        await wait_for(lambda: len(sent) == 400, 20)  # all of it, past 64 KiB of progress
+    finally:
+        await capture.stop()
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
