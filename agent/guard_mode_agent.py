@@ -68,12 +68,18 @@ MAX_BYTE_RATE = 768_000  # what Home Assistant takes from one microphone (bytes 
 
 EXIT_AUTH = 77  # EX_NOPERM: the token was refused; retrying would not help (and may get banned)
 EXIT_CONFIG = 78  # EX_CONFIG: missing token, bad URL
+EXIT_REPLACED = 75  # another agent took this satellite over: taking it back would start a tug
+CLOSE_REPLACED = 4409
 
 _LOGGER = logging.getLogger("guard_mode_agent")
 
 
 class TokenRefusedError(Exception):
     """Home Assistant refused the token."""
+
+
+class ReplacedError(Exception):
+    """Another agent connected for this satellite (with its key): Home Assistant listens to it."""
 
 
 class Backoff:
@@ -117,6 +123,11 @@ def capture_command(args: argparse.Namespace) -> list[str]:
         "arecord", "-q", "-D", args.device, "-f", "S16_LE",
         "-r", str(args.rate), "-c", str(args.channels), "-t", "raw",
     ]  # fmt: skip
+
+
+def shown_command(argv: list[str]) -> str:
+    """Return the capture command as logged: a URL's user and password replaced by ***."""
+    return shlex.join(re.sub(r"(?<=://)[^/@\s]*@", "***@", arg) for arg in argv)
 
 
 class Capture:
@@ -177,7 +188,7 @@ class Capture:
             )
         except OSError as err:
             return 0, f"cannot start {self.argv[0]!r}: {err}"
-        _LOGGER.debug("Capture process %d started: %s", proc.pid, shlex.join(self.argv))
+        _LOGGER.debug("Capture process %d started: %s", proc.pid, shown_command(self.argv))
         tail: deque[str] = deque(maxlen=5)
         stderr = asyncio.ensure_future(_collect(proc.stderr, tail))
         sent = 0
@@ -355,6 +366,11 @@ class Agent:
                 await capture.stop()
                 _LOGGER.info("Microphone closed (disconnected)")
             await ws.close()
+        if ws.close_code == CLOSE_REPLACED:
+            raise ReplacedError(
+                "another agent connected for this satellite with its key, and Home Assistant "
+                "now listens to that one: this one stops (run one agent per satellite)"
+            )
         if self._server_error:
             return self._server_error
         return f"Home Assistant closed the connection (code {ws.close_code})"
@@ -510,7 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace, token: str, key: str) -> int:
-    """Run until SIGINT/SIGTERM (0) or until the token is refused (EXIT_AUTH)."""
+    """Run until SIGINT/SIGTERM (0), or until it must stop: exit status EXIT_AUTH, EXIT_REPLACED."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -520,7 +536,7 @@ async def amain(args: argparse.Namespace, token: str, key: str) -> int:
         "Guard Mode agent for satellite %s at %s; capture: %s",
         args.satellite,
         agent.url,
-        shlex.join(agent.argv),
+        shown_command(agent.argv),
     )
     running = asyncio.ensure_future(agent.run_forever())
     stop = asyncio.ensure_future(stopping.wait())
@@ -529,17 +545,17 @@ async def amain(args: argparse.Namespace, token: str, key: str) -> int:
     if not running.done():
         _LOGGER.info("Stopping")
         running.cancel()
-    refused = None
+    ended: Exception | None = None
     try:
         await running  # on cancel: the microphone is closed on the way out
     except asyncio.CancelledError:
         pass
-    except TokenRefusedError as err:
-        refused = str(err)
-    if refused is None:
+    except (TokenRefusedError, ReplacedError) as err:
+        ended = err
+    if ended is None:
         return 0
-    _LOGGER.error("%s", refused)
-    return EXIT_AUTH
+    _LOGGER.error("%s", ended)
+    return EXIT_REPLACED if isinstance(ended, ReplacedError) else EXIT_AUTH
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -472,6 +472,8 @@ def test_agent_url_and_command() -> None:
     ]
     args = agent.parse_args(["--url", "http://h", "--satellite", "x", "--command", "parec --raw"])
     assert agent.capture_command(args) == ["parec", "--raw"]
+    camera = ["ffmpeg", "-i", "rtsp://admin:hunter2@cam:554/live", "-f", "s16le", "-"]
+    assert agent.shown_command(camera) == "ffmpeg -i 'rtsp://***@cam:554/live' -f s16le -"
 
 
 CHATTY_MIC = """
@@ -584,6 +586,33 @@ async def test_real_agent_exits_on_a_refused_token(
     assert code == 77, agent.log
     assert "refused the access token" in agent.log
     assert "wrong-token" not in agent.log
+
+
+async def test_a_real_agent_replaced_by_another_steps_back(
+    hass: HomeAssistant,
+    sources: dict[str, PushSource],
+    source: PushSource,
+    client: TestClient,
+    aiohttp_client: Any,
+    hass_access_token: str,
+) -> None:
+    """Two agents with one satellite's key: the replaced one exits, they don't take turns."""
+    server: TestClient = await aiohttp_client(hass.http.app)
+    agent = await start_agent(
+        f"http://127.0.0.1:{server.port}", hass_access_token, "--command", "cat /dev/zero"
+    )
+    try:
+        await wait_for(lambda: source.connected, 15)
+        other = await connect(client)  # another device, the same satellite and key
+        assert await next_json(other) == {"type": "stop"}
+        async with asyncio.timeout(15):
+            await agent.proc.wait()
+        assert source.connected  # the newer one stays
+        await other.close()
+    finally:
+        code = await agent.stop()
+    assert code == 75, agent.log
+    assert "another agent connected for this satellite" in agent.log
 
 
 async def test_home_assistant_stopping_closes_agents(
