@@ -23,15 +23,25 @@ from .const import DOMAIN
 from .engine import SAMPLE_RATE, Pcm16
 
 _LOGGER = logging.getLogger(__name__)
-MEDIA_SOURCE_PREFIX = "media-source://media_source/local"
+MEDIA_SOURCE = "media-source://media_source"
 CLEANUP_INTERVAL = timedelta(hours=6)
 MAX_SLUG = 40  # characters of a name in a clip's path: far below any file system's limit
 
 
+def _media_dir(hass: HomeAssistant) -> tuple[str, Path]:
+    """Return the media folder clips go in: its name in the media source, and its path.
+
+    Home Assistant's own ("local") unless the user set ``media_dirs`` without one: then the
+    first of those (a folder outside them would not be in the Media Browser).
+    """
+    dirs = hass.config.media_dirs
+    key = "local" if "local" in dirs else next(iter(dirs), "local")
+    return key, Path(dirs.get(key) or hass.config.path("media"))
+
+
 def clips_root(hass: HomeAssistant) -> Path:
     """Return the folder that holds Guard Mode's clips."""
-    media = hass.config.media_dirs.get("local") or hass.config.path("media")
-    return Path(media) / DOMAIN
+    return _media_dir(hass)[1] / DOMAIN
 
 
 def _slug(text: str, fallback: str) -> str:
@@ -53,9 +63,9 @@ def check_folder(folder: Path) -> None:
     probe.unlink()
 
 
-def media_source_id(relative: str) -> str:
+def media_source_id(hass: HomeAssistant, relative: str) -> str:
     """Return the media-source id of a clip (what the Media Browser and events use)."""
-    return f"{MEDIA_SOURCE_PREFIX}/{DOMAIN}/{relative}"
+    return f"{MEDIA_SOURCE}/{_media_dir(hass)[0]}/{DOMAIN}/{relative}"
 
 
 def write_clip(path: Path, pcm: Pcm16) -> None:

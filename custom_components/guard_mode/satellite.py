@@ -547,7 +547,7 @@ class Satellite:
             )
             return None
         name = clip_name(self.name, str(detection.sound), started, detection.id)
-        return media_source_id(name) if recorder.start(name) else None
+        return media_source_id(self.hass, name) if recorder.start(name) else None
 
     def _apply_clips(self) -> None:
         """Record clips while the user wants them; otherwise keep no audio at all."""

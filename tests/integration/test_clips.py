@@ -34,10 +34,16 @@ async def alarm_mic() -> AsyncIterator[MicServer]:
 
 
 @pytest.fixture
-def media(hass: HomeAssistant, tmp_path: Path) -> Path:
+def media_key() -> str:
+    """The media folder's name: Home Assistant's "local", unless the user set media_dirs."""
+    return "local"
+
+
+@pytest.fixture
+def media(hass: HomeAssistant, tmp_path: Path, media_key: str) -> Path:
     folder = tmp_path / "media"
     folder.mkdir()
-    hass.config.media_dirs = {"local": str(folder)}
+    hass.config.media_dirs = {media_key: str(folder)}
     hass.config.allowlist_external_dirs = {str(folder)}
     return folder
 
@@ -64,8 +70,9 @@ async def test_no_audio_is_written_when_clips_are_off(
     assert not files_under(media)
 
 
+@pytest.mark.parametrize("media_key", ["local", "media"])  # media_dirs: {media: /media}
 async def test_clips_when_on_are_in_the_media_browser(
-    hass: HomeAssistant, alarm_mic: MicServer, media: Path
+    hass: HomeAssistant, alarm_mic: MicServer, media: Path, media_key: str
 ) -> None:
     assert await async_setup_component(hass, "media_source", {})
     detections = async_capture_events(hass, EVENT_DETECTION)
@@ -73,7 +80,7 @@ async def test_clips_when_on_are_in_the_media_browser(
     await arm(hass)
     await wait_for(lambda: bool(detections), limit=15)
     clip_id = detections[0].data["clip"]
-    assert clip_id.startswith("media-source://media_source/local/guard_mode/kitchen_mic/")
+    assert clip_id.startswith(f"media-source://media_source/{media_key}/guard_mode/kitchen_mic/")
     clip = media / "guard_mode" / clip_id.split("/guard_mode/", 1)[1]
     await wait_for(clip.exists, limit=15)  # pre-roll + 5 s after the onset
     with wave.open(str(clip)) as wav:
@@ -85,7 +92,7 @@ async def test_clips_when_on_are_in_the_media_browser(
     assert np.abs(audio).max() > 0.1 * 32767  # the alarm itself is in the clip
 
     folder = await media_source.async_browse_media(
-        hass, "media-source://media_source/local/guard_mode/kitchen_mic"
+        hass, f"media-source://media_source/{media_key}/guard_mode/kitchen_mic"
     )
     assert [child.title for child in folder.children] == [clip.name]
     await arm(hass, False)
