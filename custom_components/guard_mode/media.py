@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.const import STATE_PLAYING
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.const import ATTR_DEVICE_CLASS, STATE_ON, STATE_PLAYING
+from homeassistant.core import Event, HomeAssistant, State, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .satellite import Satellite
 
 MEDIA_PLAYER = "media_player"
+TV_DEVICE_CLASS = "tv"  # MediaPlayerDeviceClass.TV (a string: media_player is no dependency)
 
 
 def media_players_near(hass: HomeAssistant, satellite: Satellite) -> list[str]:
@@ -88,10 +89,19 @@ class MediaPlayerWatch:
 
     @callback
     def _apply(self) -> None:
-        playing = any(
-            (state := self._hass.states.get(entity_id)) is not None and state.state == STATE_PLAYING
-            for entity_id in self.entities
-        )
+        playing = any(_plays(self._hass.states.get(entity_id)) for entity_id in self.entities)
         self.playing = playing
         if (decision := self._satellite.decision) is not None:
             decision.set_media_player_playing(playing)
+
+
+def _plays(state: State | None) -> bool:
+    """Return whether a media player plays: "playing", or a TV that is "on".
+
+    Many TVs (Samsung, Sony Bravia, LG webOS on live TV) only ever say "on" while showing a
+    programme; a speaker that is "on" may be silent.
+    """
+    if state is None:
+        return False
+    tv = state.attributes.get(ATTR_DEVICE_CLASS) == TV_DEVICE_CLASS
+    return state.state == STATE_PLAYING or (state.state == STATE_ON and tv)

@@ -61,6 +61,22 @@ async def test_media_players_chosen_for_a_satellite_count_wherever_they_are(
     assert playing() is True
 
 
+async def test_a_tv_that_only_says_on_counts_as_playing(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    """Samsung, Bravia, webOS live TV: "on" while showing a programme, never "playing"."""
+    tv, speaker = "media_player.samsung_tv", "media_player.kitchen_speaker"
+    hass.states.async_set(tv, "off", {"device_class": "tv"})
+    hass.states.async_set(speaker, "on", {"device_class": "speaker"})  # on, but silent
+    entry = await setup_entry(hass, kitchen_mic(mic.port, media_players=[tv, speaker]))
+    playing = await playing_near(hass, entry)
+    assert playing() is False
+    hass.states.async_set(tv, "on", {"device_class": "tv"})
+    await hass.async_block_till_done()
+    assert playing() is True
+    await arm(hass, False)
+
+
 async def test_a_chosen_media_player_is_followed_when_renamed(
     hass: HomeAssistant, mic: MicServer
 ) -> None:
