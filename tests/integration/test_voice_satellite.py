@@ -662,6 +662,23 @@ async def test_a_renamed_voice_satellite_entity_is_followed_while_armed(
     await wait_for(lambda: home.selects(home.hall) == before)
 
 
+async def test_a_disabled_listener_entity_is_named_as_the_reason(
+    hass: HomeAssistant, home: Home
+) -> None:
+    entry = await setup_entry(hass, voice_entry())
+    registry = er.async_get(hass)
+    listener = registry.async_get_entity_id("wake_word", DOMAIN, f"{entry.entry_id}-voice_listener")
+    assert listener is not None
+    registry.async_update_entity(listener, disabled_by=er.RegistryEntryDisabler.USER)
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await arm(hass)
+    hall = satellite_of(entry, "Hall mic")
+    await wait_for(lambda: hall.state.last_error is not None)
+    assert f"{listener} is disabled" in hall.state.last_error
+    await arm(hass, False)
+
+
 async def test_add_a_voice_satellite_in_the_ui(hass: HomeAssistant, home: Home) -> None:
     entry = await setup_entry(hass, make_entry())
     hass.states.async_set("assist_satellite.no_device", "idle")

@@ -72,11 +72,15 @@ class VoiceSource(AudioSource):
         from ..voice_devices import async_voice_devices  # noqa: PLC0415
 
         devices = await async_voice_devices(self.hass)
-        listener = er.async_get(self.hass).async_get_entity_id(
-            "wake_word", DOMAIN, self.listener_unique_id
-        )
+        registry = er.async_get(self.hass)
+        listener = registry.async_get_entity_id("wake_word", DOMAIN, self.listener_unique_id)
         if listener is None:
             raise NoAudio("Guard Mode's voice satellite listener entity is not set up yet")
+        if (found := registry.async_get(listener)) is not None and found.disabled:
+            raise NoAudio(  # the device's pipeline would fail on it for ever
+                f"Guard Mode's voice satellite listener {listener} is disabled: enable it "
+                "(Settings → Devices & services → Entities) for voice satellites to be heard"
+            )
         self._sink = sink
         try:
             await devices.async_point(
