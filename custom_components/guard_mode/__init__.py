@@ -102,6 +102,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     try:
         engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
     except EngineNotReady as err:
+        # Voice devices left pointed at Guard Mode (a restart while armed) would not work as
+        # voice assistants while it can't listen: put back (taken up again once it starts).
+        await (await async_voice_devices(hass)).async_restore_others([])
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key=err.issue,
@@ -203,7 +206,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
-    """Forget the saved armed state, what was learned and every repair issue when removed."""
+    """Put back the voice devices still pointed at it; forget what it saved and its repairs."""
+    await (await async_voice_devices(hass)).async_restore_others([])  # removed while not loaded
     await state_store(hass).async_remove()
     await learning_store(hass).async_remove()
     issues = ir.async_get(hass).issues

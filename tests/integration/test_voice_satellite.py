@@ -40,6 +40,7 @@ from homeassistant.components.stt import (
 )
 from homeassistant.components.switch import SwitchEntity
 from homeassistant.components.wake_word import DetectionResult, WakeWord, WakeWordDetectionEntity
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
@@ -54,7 +55,7 @@ from custom_components.guard_mode.diagnostics import async_get_config_entry_diag
 from custom_components.guard_mode.voice_devices import LOCATION_IN_HA, pipeline_name
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
 
-from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
+from ..helpers import arm, make_entry, remote_options, satellite_subentry, setup_entry, wait_for
 from ..synth import pcm16, smoke_alarm_audio
 from .ha_devices import Voice, async_add_devices
 
@@ -508,6 +509,31 @@ async def test_started_disarmed_after_a_crash_while_armed_puts_the_devices_back(
     await hass.async_block_till_done()
     await wait_for(lambda: home.selects(home.hall) == before)
     assert home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)
+    assert home.guard_pipelines() == []
+
+
+@pytest.mark.usefixtures("socket_enabled")  # the remote engine is tried (and not there)
+async def test_devices_are_put_back_while_guard_mode_can_not_start(
+    hass: HomeAssistant, home: Home, hass_storage: dict[str, Any]
+) -> None:
+    """A restart while armed, and then the remote engine is gone: the devices must not stay
+    pointed at a Guard Mode that can't listen (their voice assistant would not work)."""
+    before = home.selects(home.hall)
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    await wait_for(lambda: connected(hass, satellite_of(entry, "Hall mic")))
+    hass.set_state(CoreState.stopping)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    hass.set_state(CoreState.running)
+    saved_armed(hass_storage, True)
+    hass.config_entries.async_update_entry(
+        entry,
+        options={**entry.options, **remote_options(1)},  # nothing listens on port 1
+    )
+
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    await wait_for(lambda: home.selects(home.hall) == before)
     assert home.guard_pipelines() == []
 
 
