@@ -357,6 +357,17 @@ async def hall_streaming(hass: HomeAssistant) -> tuple[MockConfigEntry, Any]:
     return entry, hall
 
 
+async def stopped_while_armed(hass: HomeAssistant) -> MockConfigEntry:
+    """Arm the voice satellites, then Home Assistant stops (or crashes): devices stay pointed."""
+    entry = await setup_entry(hass, voice_entry())
+    await arm(hass)
+    await wait_for(lambda: connected(hass, satellite_of(entry, "Hall mic")))
+    hass.set_state(CoreState.stopping)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    hass.set_state(CoreState.running)
+    return entry
+
+
 def saved_armed(hass_storage: dict[str, Any], armed: bool) -> None:
     """Leave the armed state in .storage as Guard Mode saves it (writes wait while stopping)."""
     hass_storage["guard_mode.state"] = {
@@ -464,14 +475,7 @@ async def test_a_restart_while_armed_keeps_them_and_disarming_then_puts_them_bac
     hass: HomeAssistant, home: Home, hass_storage: dict[str, Any]
 ) -> None:
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    await wait_for(lambda: connected(hass, satellite_of(entry, "Hall mic")))
-
-    # Home Assistant stops (or crashes) while armed: the devices stay pointed at Guard Mode.
-    hass.set_state(CoreState.stopping)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    hass.set_state(CoreState.running)
+    entry = await stopped_while_armed(hass)
     assert home.selects(home.hall) == (pipeline_name("Hall mic"), LOCATION_IN_HA)
     saved = hass_storage["guard_mode.voice_devices"]["data"]
     assert set(saved) == {s.subentry_id for s in entry.subentries.values()}
@@ -497,12 +501,7 @@ async def test_started_disarmed_after_a_crash_while_armed_puts_the_devices_back(
     hass: HomeAssistant, home: Home, hass_storage: dict[str, Any]
 ) -> None:
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    await wait_for(lambda: connected(hass, satellite_of(entry, "Hall mic")))
-    hass.set_state(CoreState.stopping)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    hass.set_state(CoreState.running)
+    entry = await stopped_while_armed(hass)
     saved_armed(hass_storage, False)  # the crash came before the armed state was saved
 
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -519,12 +518,7 @@ async def test_devices_are_put_back_while_guard_mode_can_not_start(
     """A restart while armed, and then the remote engine is gone: the devices must not stay
     pointed at a Guard Mode that can't listen (their voice assistant would not work)."""
     before = home.selects(home.hall)
-    entry = await setup_entry(hass, voice_entry())
-    await arm(hass)
-    await wait_for(lambda: connected(hass, satellite_of(entry, "Hall mic")))
-    hass.set_state(CoreState.stopping)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    hass.set_state(CoreState.running)
+    entry = await stopped_while_armed(hass)
     saved_armed(hass_storage, True)
     hass.config_entries.async_update_entry(
         entry,
