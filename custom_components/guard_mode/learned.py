@@ -8,6 +8,7 @@ from which the audio cannot be played back; no audio is ever stored here.
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any, TypedDict
 
@@ -181,8 +182,11 @@ class Learning:
             self._changed()
 
     def summary(self, names: dict[str, str] | None = None) -> dict[str, Any]:
-        """Return counts only (for diagnostics and the list action): no vectors."""
-        names = names or {}
+        """Return counts only (for diagnostics and the list action): no vectors.
+
+        names: satellite id → name; satellites named alike are told apart ("Mic", "Mic (2)").
+        """
+        names = _unique(names or {})
         return {
             "false_alarms": {
                 names.get(satellite, satellite): {
@@ -208,3 +212,13 @@ class Learning:
         self._store.async_schedule()
         for listener in list(self._listeners):
             listener()
+
+
+def _unique(names: dict[str, str]) -> dict[str, str]:
+    """Return names with a number after those already used ("Mic", "Mic (2)")."""
+    seen: Counter[str] = Counter()
+    unique = {}
+    for key, name in names.items():
+        seen[name] += 1
+        unique[key] = name if seen[name] == 1 else f"{name} ({seen[name]})"
+    return unique

@@ -30,8 +30,10 @@ from tests import synth
 from ..helpers import (
     arm,
     device_id,
+    make_entry,
     remote_options,
     satellite_entry,
+    satellite_subentry,
     setup_entry,
     the_satellite,
     wait_for,
@@ -216,6 +218,21 @@ async def test_an_alert_of_an_earlier_away_period_can_still_be_marked(
     await arm(hass, False)
     result = await _mark(hass, detections[0].data["detection_id"])
     assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+
+
+async def test_what_two_satellites_named_alike_learned_is_listed_apart(
+    hass: HomeAssistant,
+) -> None:
+    mics = [satellite_subentry("Mic", f"push:{key}", source="push", push_id=key) for key in "ab"]
+    entry = await setup_entry(hass, make_entry({}, mics))
+    first, second = entry.runtime_data.satellites
+    vectors = np.ones((1, 1024), np.float32) / 32.0
+    entry.runtime_data.learning.async_mark(first, "glass_break", "d-1", vectors)
+    entry.runtime_data.learning.async_mark(second, "dog_bark", "d-2", vectors)
+    listing = await hass.services.async_call(
+        DOMAIN, "list_learned", {}, blocking=True, return_response=True
+    )
+    assert listing["false_alarms"] == {"Mic": {"glass_break": 1}, "Mic (2)": {"dog_bark": 1}}
 
 
 async def test_alarms_can_not_be_marked(hass: HomeAssistant, alarm_mic: MicServer) -> None:
