@@ -149,17 +149,29 @@ class Learning:
         sound: str | None = None,
         custom: str | None = None,
     ) -> int:
-        """Forget marks (of a satellite and/or sound; all if neither) or a custom sound."""
+        """Forget marks (of a satellite and/or sound; all if neither) or a custom sound.
+
+        A custom sound with a satellite: that satellite no longer listens for it (nor keeps
+        marks on it); without: it is forgotten, with every mark made on it.
+        """
         removed = 0
         if custom is not None:
-            removed += self.data["custom_sounds"].pop(custom, None) is not None
-        else:
-            for satellite, sounds in self.data["false_alarms"].items():
-                if satellite_id not in (None, satellite):
-                    continue
-                for key in list(sounds):
-                    if sound in (None, key):
-                        removed += len(sounds.pop(key))
+            item = self.data["custom_sounds"].get(custom)
+            if item is None:
+                return 0
+            if satellite_id is None or item["satellites"] == [satellite_id]:
+                del self.data["custom_sounds"][custom]
+                removed += 1
+            elif satellite_id in item["satellites"]:
+                item["satellites"].remove(satellite_id)
+                removed += 1
+            sound = custom  # the marks made on it go with it
+        for satellite, sounds in self.data["false_alarms"].items():
+            if satellite_id not in (None, satellite):
+                continue
+            for key in list(sounds):
+                if sound in (None, key):
+                    removed += len(sounds.pop(key))
         if removed:
             self._changed()
         return removed

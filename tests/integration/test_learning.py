@@ -235,6 +235,54 @@ async def test_what_two_satellites_named_alike_learned_is_listed_apart(
     assert listing["false_alarms"] == {"Mic": {"glass_break": 1}, "Mic (2)": {"dog_bark": 1}}
 
 
+async def test_a_custom_sound_is_forgotten_for_one_satellite_or_everywhere(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    mics = [
+        satellite_subentry(name, f"push:{key}", source="push", push_id=key)
+        for name, key in (("Hall mic", "a"), ("Porch mic", "b"))
+    ]
+    entry = await setup_entry(hass, make_entry({}, mics))
+    hall, porch = entry.runtime_data.satellites.values()
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    await hass.services.async_call(
+        DOMAIN,
+        "teach",
+        {
+            "name": "Doorbell",
+            "satellites": [device_id(hass, hall), device_id(hass, porch)],
+            "files": doorbell_examples(tmp_path),
+        },
+        blocking=True,
+        return_response=True,
+    )
+    await hass.async_block_till_done()
+    marks = entry.runtime_data.learning
+    marks.async_mark(hall.id, "custom_doorbell", "d-1", np.ones((1, 1024), np.float32) / 32)
+
+    async def forget(**data: Any) -> Any:
+        result = await hass.services.async_call(
+            DOMAIN, "forget_learned", data, blocking=True, return_response=True
+        )
+        await hass.async_block_till_done()
+        return result
+
+    # The porch no longer listens for it; the hall still does.
+    assert await forget(custom_sound="custom_doorbell", device_id=device_id(hass, porch)) == {
+        "removed": 1
+    }
+    listing = await hass.services.async_call(
+        DOMAIN, "list_learned", {}, blocking=True, return_response=True
+    )
+    assert listing["custom_sounds"]["custom_doorbell"]["satellites"] == ["Hall mic"]
+    # Forgotten: the sound, and the marks made on it.
+    assert await forget(custom_sound="custom_doorbell") == {"removed": 2}
+    listing = await hass.services.async_call(
+        DOMAIN, "list_learned", {}, blocking=True, return_response=True
+    )
+    assert listing == {"false_alarms": {}, "custom_sounds": {}}
+
+
 async def test_alarms_can_not_be_marked(hass: HomeAssistant, alarm_mic: MicServer) -> None:
     await setup_entry(hass, satellite_entry(alarm_mic.port))
     detections = async_capture_events(hass, EVENT_DETECTION)
