@@ -157,6 +157,7 @@ async def test_the_form_says_what_is_wrong(hass: HomeAssistant, rtsp_camera: Rts
         StreamCamera("Porch", url),
         StreamCamera("Doorbell", None),
         StreamCamera("Garden", None, error=ConnectionResetError("the camera's cloud is down")),
+        attic := StreamCamera("Attic", url),
     )
     await setup_entry(hass, make_entry())
     for answers in ({}, {"camera": PORCH, "url": url}):  # neither, or both
@@ -169,6 +170,12 @@ async def test_the_form_says_what_is_wrong(hass: HomeAssistant, rtsp_camera: Rts
 
     result = await camera_flow(hass, camera="camera.gone")
     assert result["errors"] == {"base": "cannot_connect"}
+    assert "Camera not found" in result["description_placeholders"]["detail"]
+
+    attic._attr_is_on = False  # switched off in its own integration
+    result = await camera_flow(hass, camera="camera.attic")
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "Camera is off" in result["description_placeholders"]["detail"]
 
     result = await camera_flow(hass, camera="camera.garden")  # its integration failed
     assert result["errors"] == {"base": "cannot_connect"}

@@ -46,8 +46,8 @@ class CameraSource(StreamSource):
         try:
             async with asyncio.timeout(self.timeouts.open_s):
                 url = await async_get_stream_source(self.hass, self.entity_id)
-        except HomeAssistantError as err:  # no such camera (or no camera integration)
-            raise CannotConnect(f"{self.describe()} is not a camera Home Assistant has") from err
+        except HomeAssistantError as err:  # not found, off, or no camera integration
+            raise CannotConnect(f"{self.describe()} can't be used: {err}") from err
         except TimeoutError as err:
             raise CannotConnect(f"{self.describe()} did not tell its stream in time") from err
         except Exception as err:  # the camera's integration failed to tell it
