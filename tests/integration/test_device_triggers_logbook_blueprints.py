@@ -364,7 +364,8 @@ async def test_notify_blueprint(hass: HomeAssistant, entry: MockConfigEntry) -> 
     assert message.startswith("Test: Kitchen mic heard glass breaking in Kitchen at ")
     assert message.endswith("(confidence 90 %).")
     assert call.data["data"]["push"]["sound"]["critical"] == 1
-    assert call.data["data"]["tag"] == "guard_mode_glass_break"
+    # Never Guard Mode's own notification's tag, a test's never a real alert's.
+    assert call.data["data"]["tag"] == "guard_mode_automation_glass_break_test"
 
     await simulate(hass, KITCHEN, "gunshot")  # not one of the chosen sounds
     await simulate(hass, HALL, "glass_break")  # not one of the chosen microphones
@@ -374,7 +375,7 @@ async def test_notify_blueprint(hass: HomeAssistant, entry: MockConfigEntry) -> 
     assert len(phone) == 2
     assert phone[1].data["title"] == "Test: Guard Mode heard a dog barking"
     assert "push" not in phone[1].data["data"]  # not critical
-    assert phone[1].data["data"]["tag"] == "guard_mode_dog_bark"
+    assert phone[1].data["data"]["tag"] == "guard_mode_automation_dog_bark_test"
 
 
 async def test_notify_blueprint_defaults(hass: HomeAssistant, entry: MockConfigEntry) -> None:
