@@ -37,6 +37,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.util.hass_dict import HassKey
 import probatio as vol
 
 from .const import (
@@ -91,6 +92,7 @@ DEFAULT_WYOMING_PORT = 10600
 SUGGESTED = (CONF_AREA, CONF_MEDIA_PLAYERS, CONF_CAMERA, CONF_URL)  # fields without a default
 ENTITY_FIELDS = (CONF_CAMERA, CONF_VOICE_SATELLITE)  # a source picked as an entity
 CONF_FORGET_LEARNED = "forget_learned"
+SUGGESTED_TOKEN: HassKey[str] = HassKey(f"{DOMAIN}_suggested_token")
 
 
 def _whole_number(low: int, high: int, unit: str | None = None) -> NumberSelector:
@@ -484,7 +486,10 @@ class GuardModeOptionsFlow(OptionsFlow):
             }
         )
         suggested = user_input or {
-            CONF_ENGINE_TOKEN: secrets.token_urlsafe(24),
+            # The same one until a restart: the user leaves the form to paste it in the add-on.
+            CONF_ENGINE_TOKEN: self.hass.data.setdefault(
+                SUGGESTED_TOKEN, secrets.token_urlsafe(24)
+            ),
             **{k: v for k, v in self._options.items() if v},
         }
         return self.async_show_form(

@@ -116,6 +116,32 @@ async def test_disarming_during_an_outage_does_not_say_the_engine_is_back(
     assert "The remote engine is back" not in caplog.text
 
 
+async def test_the_suggested_token_stays_while_the_user_copies_it_to_the_add_on(
+    hass: HomeAssistant, alarm_mic: MicServer
+) -> None:
+    entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
+
+    async def suggested_token() -> str:
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                "arming_mode": "manual",
+                "always_listen_alarms": False,
+                "evidence_clips": False,
+                "engine": "remote",
+            },
+        )
+        assert result["step_id"] == "remote_engine"
+        hass.config_entries.options.async_abort(result["flow_id"])  # closed, to go to the add-on
+        key = next(k for k in result["data_schema"].schema if k == "engine_token")
+        return str(key.description["suggested_value"])
+
+    first = await suggested_token()
+    assert len(first) >= 16
+    assert await suggested_token() == first
+
+
 async def test_options_can_be_saved_while_the_remote_engine_is_away(
     hass: HomeAssistant, engine_server: EngineServer, alarm_mic: MicServer
 ) -> None:
