@@ -89,10 +89,8 @@ def remote_options(port: int, **more: Any) -> dict[str, Any]:
     }
 
 
-async def choose_remote_engine(
-    hass: HomeAssistant, entry: MockConfigEntry, port: int, token: str = ENGINE_TOKEN
-) -> dict[str, Any]:
-    """Switch entry to the engine service at 127.0.0.1:port in its options flow; the result."""
+async def remote_engine_form(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:
+    """Open entry's options, choose the remote engine; return its form (the next step)."""
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
@@ -104,6 +102,14 @@ async def choose_remote_engine(
         },
     )
     assert result["step_id"] == "remote_engine"
+    return dict(result)
+
+
+async def choose_remote_engine(
+    hass: HomeAssistant, entry: MockConfigEntry, port: int, token: str = ENGINE_TOKEN
+) -> dict[str, Any]:
+    """Switch entry to the engine service at 127.0.0.1:port in its options flow; the result."""
+    result = await remote_engine_form(hass, entry)
     return dict(
         await hass.config_entries.options.async_configure(
             result["flow_id"],

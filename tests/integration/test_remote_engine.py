@@ -22,6 +22,7 @@ from ..helpers import (
     ENGINE_TOKEN as TOKEN,
     arm,
     choose_remote_engine,
+    remote_engine_form,
     remote_options,
     satellite_entry,
     setup_entry,
@@ -122,17 +123,7 @@ async def test_the_suggested_token_stays_while_the_user_copies_it_to_the_add_on(
     entry = await setup_entry(hass, satellite_entry(alarm_mic.port))
 
     async def suggested_token() -> str:
-        result = await hass.config_entries.options.async_init(entry.entry_id)
-        result = await hass.config_entries.options.async_configure(
-            result["flow_id"],
-            {
-                "arming_mode": "manual",
-                "always_listen_alarms": False,
-                "evidence_clips": False,
-                "engine": "remote",
-            },
-        )
-        assert result["step_id"] == "remote_engine"
+        result = await remote_engine_form(hass, entry)
         hass.config_entries.options.async_abort(result["flow_id"])  # closed, to go to the add-on
         key = next(k for k in result["data_schema"].schema if k == "engine_token")
         return str(key.description["suggested_value"])
