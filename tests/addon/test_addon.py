@@ -152,6 +152,18 @@ def test_options_match_schema() -> None:
         assert str(tuple(choices[key])).replace("'", '"') in run, key
 
 
+def test_every_option_is_explained_in_the_configuration_tab() -> None:
+    config = load_yaml(ADDON / "config.yaml")
+    translations = load_yaml(ADDON / "translations" / "en.yaml")
+    assert isinstance(translations, dict)
+    explained = translations["configuration"]
+    assert set(explained) == set(config["schema"])
+    for option, text in explained.items():
+        assert text["name"], option
+        assert len(text["description"]) > 20, option
+    assert set(translations["network"]) == set(config["ports"])
+
+
 def test_repository_yaml() -> None:
     repository = load_yaml(REPO / "repository.yaml")
     assert set(repository) == {"name", "url", "maintainer"}
