@@ -9,7 +9,11 @@ from typing import Any
 
 from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryNotReady, HomeAssistantError
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryNotReady,
+    HomeAssistantError,
+)
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
@@ -36,7 +40,7 @@ from .const import (
     SUBENTRY_SATELLITE,
     SourceType,
 )
-from .engine_runtime import Engine, EngineNotReady, async_start_engine
+from .engine_runtime import Engine, EngineAuthFailed, EngineNotReady, async_start_engine
 from .hub import GuardHub, state_store
 from .learned import Learning, learning_store
 from .models import GuardModeConfigEntry, GuardModeData
@@ -101,6 +105,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     """
     try:
         engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
+    except EngineAuthFailed as err:
+        await (await async_voice_devices(hass)).async_restore_others([])  # see below
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="remote_engine_refused_token"
+        ) from err
     except EngineNotReady as err:
         # Voice devices left pointed at Guard Mode (a restart while armed) would not work as
         # voice assistants while it can't listen: put back (taken up again once it starts).

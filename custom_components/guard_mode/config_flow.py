@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import secrets
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,43 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
     def _hub(self) -> ConfigEntry | None:
         """Return the Guard Mode hub, if it is set up (ignored discoveries are no hub)."""
         return next(iter(self._async_current_entries(include_ignore=False)), None)
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Ask for the remote engine's new token: it refused the one Guard Mode has."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the engine's new token, checked with the engine before it is saved."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        placeholders = {"detail": ""}
+        if user_input is not None:
+            token = user_input[CONF_ENGINE_TOKEN].strip()
+            options = {**entry.options, CONF_ENGINE_TOKEN: token}
+            if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+                errors[CONF_ENGINE_TOKEN] = "bad_token"
+            else:
+                try:
+                    await async_describe(settings_from_options(options))
+                except RemoteEngineError as err:
+                    errors["base"] = err.reason
+                    placeholders["detail"] = f"\n\n**{err}**"
+                else:
+                    return self.async_update_reload_and_abort(entry, options=options)
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_ENGINE_TOKEN): TextSelector(
+                        TextSelectorConfig(type=TextSelectorType.PASSWORD)
+                    )
+                }
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
         """Offer a Wyoming service that is a microphone as a new satellite (the user confirms).

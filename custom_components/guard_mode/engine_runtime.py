@@ -124,6 +124,10 @@ class EngineNotReady(Exception):
         self.placeholders = placeholders
 
 
+class EngineAuthFailed(Exception):
+    """The remote engine refused the token: the set-up asks the user for the new one (reauth)."""
+
+
 def _not_ready(hass: HomeAssistant, issue: str, placeholders: dict[str, str]) -> EngineNotReady:
     """Create the repair issue that tells the user what to do; return the error to raise.
 
@@ -146,7 +150,7 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     """Start the engine the options choose: in-process, or the remote engine service.
 
     An unreachable remote engine raises EngineNotReady with a repair issue that says what to
-    check.
+    check; one that refuses the token, EngineAuthFailed.
     """
     if options.get(CONF_ENGINE) != ENGINE_REMOTE:
         ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)  # not used (any more)
@@ -155,6 +159,9 @@ async def async_start_engine(hass: HomeAssistant, options: Mapping[str, Any]) ->
     try:
         info = await async_describe(settings)
     except RemoteEngineError as err:
+        if err.reason == "invalid_auth":
+            ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)  # the reauth flow says it
+            raise EngineAuthFailed(str(err)) from err
         raise _not_ready(hass, ISSUE_REMOTE, {"error": str(err)}) from err
     for issue in (ISSUE_REMOTE, ISSUE_MODEL, ISSUE_NUMPY_BUSY):  # the in-process engine's are moot
         ir.async_delete_issue(hass, DOMAIN, issue)

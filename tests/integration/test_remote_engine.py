@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 import wave
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
@@ -146,6 +147,37 @@ async def test_options_can_be_saved_while_the_remote_engine_is_away(
 
     moved = await choose_remote_engine(hass, entry, port + 1)  # new settings are tested first
     assert moved["errors"] == {"base": "cannot_connect"}
+
+
+async def test_a_refused_token_asks_for_the_new_one(
+    hass: HomeAssistant, engine_server: EngineServer, alarm_mic: MicServer
+) -> None:
+    """The add-on's token was changed: Home Assistant asks for it (reauthentication)."""
+    options = remote_options(engine_server.port, engine_token="an-old-token-0123456789")
+    entry = satellite_entry(alarm_mic.port, **options)
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == "reauth"
+
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"engine_token": "short"}
+    )
+    assert result["errors"] == {"engine_token": "bad_token"}
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"engine_token": "yet-another-wrong-token"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}  # checked before it is saved
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"engine_token": TOKEN}
+    )
+    await hass.async_block_till_done()
+    assert result["reason"] == "reauth_successful"
+    assert entry.options["engine_token"] == TOKEN
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.engine.backend == "remote"
 
 
 async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -> None:
