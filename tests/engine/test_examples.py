@@ -70,6 +70,23 @@ def test_three_doorbell_files_teach_a_sound_that_hears_the_doorbell(
     assert sound.similarity(music).max() < sound.threshold  # something else: not
 
 
+def test_a_sound_taught_from_clean_files_is_heard_in_a_room(tmp_path: Path, tagger: Tagger) -> None:
+    """Files of the doorbell alone (digital silence around it), then the doorbell in a room."""
+    clean = [
+        synth.write_wav(tmp_path / f"bell_{n}.wav", synth.chime(peak_db=db))
+        for n, db in enumerate((-10.0, -13.0, -16.0))
+    ]
+    sound, _ = teach(
+        "custom_bell", "Bell", examples_from_files(clean, tagger), np.zeros((0, 1024), np.float32)
+    )
+    heard = 0
+    for k in range(6):
+        room = synth.white_noise(6.0, -60.0, synth.rng(100 + k))
+        ring = synth.mix(room, synth.place(synth.chime(), 2.0 + 0.037 * k, 6.0))
+        heard += sound.similarity(hear(tagger, ring)).max() >= sound.threshold
+    assert heard == 6
+
+
 def test_a_silent_file_is_refused_saying_how_quiet_it_is(tmp_path: Path, tagger: Tagger) -> None:
     hush = synth.write_wav(tmp_path / "hush.wav", synth.pink_noise(3.0, -70.0, synth.rng(1)))
     with pytest.raises(
