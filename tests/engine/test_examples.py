@@ -114,6 +114,20 @@ def test_a_sound_must_stand_out_10_db_from_the_quiet_part() -> None:
         check_example(synth.mix(quiet, synth.place(faint, 2.0, 4.0)), "beep.wav")
 
 
+def test_a_sound_trimmed_with_a_moment_of_quiet_around_it_is_taken() -> None:
+    """What the refusal asks for: the sound, with a moment of quiet before and after."""
+    check_example(synth.place(synth.chime(), 0.9, 3.0), "trimmed.wav")
+
+
+def test_a_sound_at_the_very_end_of_a_file_is_heard() -> None:
+    check_example(synth.place(synth.tone(1000.0, 0.35, peak_db=-6.0), 1.0, 1.4), "bell.wav")
+
+
+def test_a_short_click_is_as_loud_as_its_loudest_moment() -> None:
+    """The engine listens to a sound whose loudest 25 ms reach its gate, however short."""
+    check_example(synth.place(synth.tone(2000.0, 0.03, peak_db=-40.0), 0.5, 1.5), "click.wav")
+
+
 def test_a_short_steady_sound_is_an_event() -> None:
     """Under 2 s there is no quiet part to compare with: a short beep is taken as it is."""
     check_example(synth.tone(1000.0, 1.5, peak_db=-20.0), "short-beep.wav")

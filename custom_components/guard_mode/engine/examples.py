@@ -12,21 +12,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 import numpy.typing as npt
 
 from .analyzer import DEFAULT_GATE_DB
 from .audio import read_audio
 from .evidence import WindowEvidence
-from .frontend import PATCH_SAMPLES, SAMPLE_RATE, log_mel, patches, stft_magnitude
+from .frontend import (
+    FRAME_HOP,
+    FRAME_LENGTH,
+    PATCH_SAMPLES,
+    SAMPLE_RATE,
+    frame_count,
+    log_mel,
+    patches,
+    stft_magnitude,
+)
 from .learning import TeachError, unit
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]
 EVENT_DB = 10.0  # a window this much louder than the quiet part of a recording holds the sound
 MAX_SECONDS = 30.0  # an example file longer than this is not one example
-WINDOW = SAMPLE_RATE * 96 // 100  # 0.96 s, the tagger's window
-HOP = WINDOW // 2
-STEADY_WINDOWS = 4  # a file this long (2 s) must have a part that stands out
+STEADY_SECONDS = 2.0  # a file this long must have a part that stands out
 # A file's example is heard over this much room noise (white, dBFS RMS): a clean recording padded
 # with digital silence matches the other clean examples far better than the same sound ever
 # matches it in a room, and the threshold learned from such examples was seldom reached live
@@ -35,18 +43,24 @@ STEADY_WINDOWS = 4  # a file this long (2 s) must have a part that stands out
 ROOM_NOISE_DB = -70.0
 
 
-def window_levels(samples: Floats) -> Floats:
-    """Return the RMS level (dBFS) of each 0.96 s window of samples, 0.48 s apart."""
-    if not len(samples):
+def frame_levels(samples: Floats) -> Floats:
+    """Return the level (dBFS) of each 25 ms frame of samples, 10 ms apart.
+
+    As the engine's gate and onsets measure it: a short click counts at its loudest moment, and
+    the end of a file is measured too.
+    """
+    count = frame_count(len(samples))
+    if count == 0:
         return np.zeros(0, np.float32)
-    starts = range(0, max(len(samples) - WINDOW, 0) + 1, HOP)
-    rms = np.array([np.sqrt(np.mean(np.square(samples[i : i + WINDOW]))) for i in starts])
-    return np.asarray(20 * np.log10(np.maximum(rms, 1e-6)), np.float32)
+    step = samples.strides[0]
+    frames = as_strided(samples, (count, FRAME_LENGTH), (FRAME_HOP * step, step), writeable=False)
+    power = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
+    return np.asarray(10 * np.log10(np.maximum(power, 1e-12)), np.float32)
 
 
 def check_example(samples: Floats, name: str) -> None:
     """Raise TeachError when a file holds no sound event (silent, or steady throughout)."""
-    levels = window_levels(samples)
+    levels = frame_levels(np.ascontiguousarray(samples, np.float32))
     peak = float(levels.max()) if len(levels) else -120.0
     if peak < DEFAULT_GATE_DB:
         raise TeachError(
@@ -55,7 +69,7 @@ def check_example(samples: Floats, name: str) -> None:
             f"{DEFAULT_GATE_DB:.0f} dBFS Guard Mode listens to",
         )
     quiet = float(np.percentile(levels, 20))
-    if len(levels) >= STEADY_WINDOWS and peak - quiet < EVENT_DB:
+    if len(samples) >= STEADY_SECONDS * SAMPLE_RATE and peak - quiet < EVENT_DB:
         raise TeachError(
             "not_an_event",
             f"{name} holds no sound that stands out: its loudest part is only "
