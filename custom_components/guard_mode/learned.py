@@ -104,10 +104,14 @@ class Learning:
 
     def custom_for(self, satellite_id: str) -> tuple[CustomSound, ...]:
         """Return the custom sounds a satellite listens for."""
+        sounds = self.data["custom_sounds"]
+        return tuple(s for s in self.all_custom() if satellite_id in sounds[s.key]["satellites"])
+
+    def all_custom(self) -> tuple[CustomSound, ...]:
+        """Return every custom sound, whichever satellites listen for it."""
         return tuple(
             CustomSound(key, item["name"], decode(item["prototypes"]), item["threshold"])
             for key, item in self.data["custom_sounds"].items()
-            if satellite_id in item["satellites"]
         )
 
     def custom_sounds(self) -> dict[str, str]:

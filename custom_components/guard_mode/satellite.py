@@ -47,6 +47,7 @@ from .engine import (
     MAX_REMEMBERED,
     ClipRecorder,
     DcBlocker,
+    DeciderConfig,
     Detection,
     Embedding,
     Evidence,
@@ -277,9 +278,23 @@ class Satellite:
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
         assert self.decision is not None
-        custom = {sound.key for sound in self.learning.custom_for(self.id)}
-        enabled: frozenset[str] = ALARM_SOUNDS if alarms_only else frozenset({*Sound, *custom})
-        self._configure(enabled=enabled)
+        self._configure(enabled=ALARM_SOUNDS if alarms_only else self.learned_config().enabled)
+
+    def learned_config(self) -> DeciderConfig:
+        """Return what this satellite decides with while guard mode listens.
+
+        Its learning and sensitivity, every sound it listens for enabled.
+        """
+        factor, margin_db = SENSITIVITY[self.sensitivity]
+        custom = self.learning.custom_for(self.id)
+        return DeciderConfig(
+            remember=True,
+            learned=self.learning.false_alarms_for(self.id),
+            custom=custom,
+            sensitivity=factor,
+            noise_margin_db=margin_db,
+            enabled=frozenset({*Sound, *(sound.key for sound in custom)}),
+        )
 
     def _configure(self, **changes: Any) -> None:
         """Change the decider's settings; a detection of a sound no longer wanted ends now."""
@@ -292,13 +307,13 @@ class Satellite:
         """Give the decider what the household taught, and this satellite's sensitivity."""
         if self.decision is None:
             return
-        factor, margin_db = SENSITIVITY[self.sensitivity]
+        config = self.learned_config()
         self._configure(
-            remember=True,
-            learned=self.learning.false_alarms_for(self.id),
-            custom=self.learning.custom_for(self.id),
-            sensitivity=factor,
-            noise_margin_db=margin_db,
+            remember=config.remember,
+            learned=config.learned,
+            custom=config.custom,
+            sensitivity=config.sensitivity,
+            noise_margin_db=config.noise_margin_db,
         )
         self._set_enabled_sounds(self.hub.listen_state.alarms_only)
         self._sync_embeddings()

@@ -40,6 +40,7 @@ from .engine import (
     EVENT_DB,
     MAX_EXAMPLES,
     AudioFormatError,
+    DeciderConfig,
     DeciderEvent,
     EventKind,
     Sound,
@@ -84,7 +85,9 @@ SIMULATE_SCHEMA = vol.Schema(
         ),
     }
 )
-ANALYZE_SCHEMA = vol.Schema({vol.Required(ATTR_PATH): cv.string})
+ANALYZE_SCHEMA = vol.Schema(
+    {vol.Required(ATTR_PATH): cv.string, vol.Optional(ATTR_DEVICE_ID): cv.string}
+)
 MARK_SCHEMA = vol.All(
     vol.Schema(
         {vol.Optional(ATTR_DETECTION_ID): cv.string, vol.Optional(ATTR_ENTITY_ID): cv.entity_id}
@@ -198,10 +201,17 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
     hass = call.hass
     entry = _entry(hass)
     path = await _allowed_path(hass, call.data[ATTR_PATH])
+    if device_id := call.data.get(ATTR_DEVICE_ID):  # as that satellite decides
+        config = _satellite(hass, device_id).learned_config()
+    else:  # every custom sound too, none of the marks (they are a satellite's)
+        custom = entry.runtime_data.learning.all_custom()
+        config = DeciderConfig(
+            custom=custom, enabled=frozenset({*Sound, *(sound.key for sound in custom)})
+        )
     tagger = await entry.runtime_data.engine.async_tagger(hass)
     try:
         result = await hass.async_add_executor_job(
-            partial(analyze_file, path, tagger, max_seconds=MAX_ANALYZE_S)
+            partial(analyze_file, path, tagger, decider_config=config, max_seconds=MAX_ANALYZE_S)
         )
     except (AudioFormatError, OSError) as err:
         raise HomeAssistantError(

@@ -354,6 +354,18 @@ async def test_teach_a_doorbell_from_files(hass: HomeAssistant, tmp_path: Path) 
         assert hass.states.get(doorbell).state == "on"
         await arm(hass, False)
 
+        # A recording checked with analyze_file hears it too, as the satellite does.
+        recording = str(synth.write_wav(media / "ring.wav", ringing))
+        for target in ({}, {"device_id": device}):
+            result = await hass.services.async_call(
+                DOMAIN,
+                "analyze_file",
+                {"path": recording, **target},
+                blocking=True,
+                return_response=True,
+            )
+            assert [d["sound"] for d in result["detections"]] == ["custom_doorbell"]
+
         # Forgetting it removes its entities.
         await hass.services.async_call(
             DOMAIN, "forget_learned", {"custom_sound": "custom_doorbell"}, blocking=True
