@@ -491,14 +491,17 @@ def test_read_audio_paths_and_limits(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def encode_with_pyav(codec: str, container: str, rate: int = 44100) -> bytes:
+def encode_with_pyav(
+    codec: str, container: str, rate: int = 44100, samples: npt.NDArray[np.float32] | None = None
+) -> bytes:
+    """Encode samples (else 1 s of a 1 kHz tone) at rate, in stereo."""
     av = pytest.importorskip("av")
     try:
         av.codec.Codec(codec, "w")
     except Exception:
         pytest.skip(f"the bundled FFmpeg has no {codec} encoder")
     out = io.BytesIO()
-    x = tone(1000, rate, seconds=1.0).astype(np.float32)
+    x = tone(1000, rate, seconds=1.0).astype(np.float32) if samples is None else samples
     with av.open(out, "w", format=container) as muxer:
         stream = muxer.add_stream(codec, rate=rate, layout="stereo")
         context = stream.codec_context
@@ -522,6 +525,17 @@ def encode_with_pyav(codec: str, container: str, rate: int = 44100) -> bytes:
         for packet in stream.encode(None):
             muxer.mux(packet)
     return out.getvalue()
+
+
+def test_a_duration_guessed_from_the_bitrate_does_not_refuse_a_file() -> None:
+    """ADTS AAC has no duration: FFmpeg guesses it from the first packets' bitrate, and a minute
+    that starts with digital silence looks half an hour long. The decoded length is what counts."""
+    speech = synth.speech_like(60.0, synth.rng(1), level_db=-20.0)
+    speech[: 5 * 16000] = 0.0
+    data = encode_with_pyav("aac", "adts", 16000, speech)
+    assert read_audio_bytes(data, "talk.aac", max_seconds=90).duration_s == pytest.approx(60, abs=1)
+    with pytest.raises(AudioFormatError, match=r"longer than the limit of 30 s \(30"):
+        read_audio_bytes(data, "talk.aac", max_seconds=30)  # still refused when it is longer
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ Pcm16 = npt.NDArray[np.int16]
 """16 kHz mono 16-bit samples: what every source delivers to the engine."""
 
 _FFMPEG_ERRORS: Final = (av.FFmpegError, OSError, ValueError, EOFError)
+_GUESSED_DURATION: Final = frozenset({"aac", "mp3"})  # formats whose duration FFmpeg guesses
 _INT_SCALE: Final = {np.dtype(np.uint8): 1 / 128, np.dtype(np.int16): 2.0**-15}
 
 
@@ -312,7 +313,13 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:
-    """Return how long the file says its audio is (None if it doesn't say)."""
+    """Return how long the file says its audio is (None if it doesn't say).
+
+    Raw AAC (ADTS) and MP3 say nothing: FFmpeg guesses from the first packets' bitrate (a file
+    that starts with digital silence looked 30 times its length). The decoded length counts.
+    """
+    if container.format.name in _GUESSED_DURATION:
+        return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
