@@ -24,7 +24,7 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.service import async_register_admin_service
@@ -214,12 +214,17 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
             partial(analyze_file, path, tagger, decider_config=config, max_seconds=MAX_ANALYZE_S)
         )
     except (AudioFormatError, OSError) as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="cannot_read_file",
-            translation_placeholders={"path": path, "error": str(err)},
-        ) from err
+        raise _unreadable(err) from err
     return result.as_json()
+
+
+def _unreadable(err: Exception) -> ServiceValidationError:
+    """Return the error for a file that can't be used (the user's input; the error names it)."""
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="cannot_read_file",
+        translation_placeholders={"error": str(err)},
+    )
 
 
 async def _mark_false_alarm(call: ServiceCall) -> ServiceResponse:
@@ -316,11 +321,7 @@ async def _teach(call: ServiceCall) -> ServiceResponse:
             translation_placeholders={"detail": str(err)},
         ) from err
     except (AudioFormatError, OSError) as err:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="cannot_read_file",
-            translation_placeholders={"path": ", ".join(files), "error": str(err)},
-        ) from err
+        raise _unreadable(err) from err
     data.learning.async_add_custom(sound, [sat.id for sat in satellites], figures)
     await data.learning.async_save()
     hass.config_entries.async_schedule_reload(_entry(hass).entry_id)  # new entities

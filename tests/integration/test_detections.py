@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from homeassistant.core import HomeAssistant, ServiceCall
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import pytest
@@ -208,7 +208,9 @@ async def test_analyze_file_returns_detections(
         )
     broken = media / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00")
-    with pytest.raises(HomeAssistantError, match="Can't read"):
+    with pytest.raises(
+        ServiceValidationError, match=r"can't use this audio: cannot read .*broken\.wav"
+    ):
         await hass.services.async_call(
             DOMAIN, "analyze_file", {"path": str(broken)}, blocking=True, return_response=True
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import numpy as np
@@ -503,7 +503,7 @@ async def test_teaching_says_when_examples_are_not_enough(
         await hass.services.async_call(  # the files box left empty
             DOMAIN, "teach", {"name": "Bell", "satellites": [device], "files": []}, blocking=True
         )
-    with pytest.raises(HomeAssistantError, match=r"notes\.wav") as raised:
+    with pytest.raises(ServiceValidationError, match=r"notes\.wav") as raised:
         await hass.services.async_call(
             DOMAIN,
             "teach",
