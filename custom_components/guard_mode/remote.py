@@ -181,6 +181,12 @@ class RemoteEngine:
         self._update(exc)
 
     @callback
+    def _refused(self) -> None:
+        """Ask the user for the new token: the engine refused this one (its own was changed)."""
+        for entry in self.hass.config_entries.async_loaded_entries(DOMAIN):
+            entry.async_start_reauth(self.hass)  # once: a reauth flow in progress is not doubled
+
+    @callback
     def _up(self, stream: EngineClient) -> None:
         """Note that a stream's connection works."""
         if self._failing.pop(stream, None) is not None:
@@ -242,6 +248,7 @@ class RemoteStream(EngineClient):
             start_task=engine._start_task,
             on_up=engine._up,
             on_down=engine._down,
+            on_refused=engine._refused,
         )
         self._engine = engine
 

@@ -249,7 +249,7 @@ async def test_a_wrong_token_is_refused_and_said_so(
     assert "the-engines-own-token-42" not in caplog.text
 
 
-async def test_setup_with_a_refused_token_retries_with_a_repair(hass: HomeAssistant) -> None:
+async def test_setup_with_a_refused_token_asks_for_it(hass: HomeAssistant) -> None:
     engine = EngineServer(load_tagger(), token="the-engines-own-token-42")
     await start_server(engine)
     try:
@@ -257,11 +257,11 @@ async def test_setup_with_a_refused_token_retries_with_a_repair(hass: HomeAssist
         entry.add_to_hass(hass)
         await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
-        assert entry.state is ConfigEntryState.SETUP_RETRY
-        issue = ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE)
-        assert issue is not None
-        assert "refused the token" in issue.translation_placeholders["error"]
-        # The user gives up on the remote engine: the in-process one, and the repair goes.
+        assert entry.state is ConfigEntryState.SETUP_ERROR  # retrying would not help
+        flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+        assert ir.async_get(hass).async_get_issue(DOMAIN, remote.ISSUE_REMOTE) is None
+        # The user gives up on the remote engine: the in-process one.
         hass.config_entries.async_update_entry(entry, options={**entry.options, "engine": "local"})
         await hass.config_entries.async_reload(entry.entry_id)
         await hass.async_block_till_done()

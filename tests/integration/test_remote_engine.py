@@ -180,6 +180,34 @@ async def test_a_refused_token_asks_for_the_new_one(
     assert entry.runtime_data.engine.backend == "remote"
 
 
+async def test_a_token_changed_while_guard_mode_listens_asks_for_the_new_one(
+    hass: HomeAssistant,
+    engine_server: EngineServer,
+    alarm_mic: MicServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
+    entry = await setup_entry(hass, entry)
+    await arm(hass)
+    await wait_for(lambda: engine_server.worker.stats.windows_tagged > 0, limit=20)
+    port = engine_server.port
+    await engine_server.stop()  # the add-on restarts with a new token
+    changed = EngineServer(load_tagger(), token="a-brand-new-token-0123456789")
+    await start_server(changed, port=port)
+    try:
+        await wait_for(
+            lambda: any(
+                flow["context"]["source"] == "reauth"
+                for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+            ),
+            limit=20,
+        )
+    finally:
+        await arm(hass, False)
+        await changed.stop()
+    assert "failed: the connection failed" not in caplog.text  # said once
+
+
 async def test_unreachable_remote_engine_at_start_retries(hass: HomeAssistant) -> None:
     closed = MicServer()
     await closed.start()

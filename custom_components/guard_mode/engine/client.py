@@ -53,6 +53,7 @@ type TaskStarter = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]
 type ErrorText = Callable[[BaseException], str]
 type UpHook = Callable[[EngineClient], None]
 type DownHook = Callable[[EngineClient, str, BaseException | None], None]
+type RefusedHook = Callable[[], None]
 
 
 class RemoteEngineError(Exception):
@@ -235,7 +236,7 @@ class EngineClient:
 
     ``callback`` gets the stream's evidence in stream time, on the event loop. ``on_down`` hears
     why the connection failed (and the exception when it was a bug); ``on_up`` that an event the
-    client could use arrived.
+    client could use arrived; ``on_refused`` that the engine refused the token (it was changed).
     """
 
     def __init__(
@@ -247,6 +248,7 @@ class EngineClient:
         start_task: TaskStarter = _create_task,
         on_up: UpHook = _ignore,
         on_down: DownHook = _ignore,
+        on_refused: RefusedHook = _ignore,
     ) -> None:
         """Relay the stream called name through connector (call :meth:`start`)."""
         self.name = name
@@ -257,6 +259,7 @@ class EngineClient:
         self._start_task = start_task
         self._on_up = on_up
         self._on_down = on_down
+        self._on_refused = on_refused
         self._queue: deque[Pcm16] = deque()
         self._queued_s = 0.0
         self._queued_bytes = 0
@@ -349,6 +352,8 @@ class EngineClient:
                 reader, writer, _ = await self._connector.open()
             except RemoteEngineError as err:
                 self._on_down(self, str(err), None)
+                if err.reason == "invalid_auth":
+                    self._on_refused()
                 attempt += 1
                 delay = min(timeouts.backoff_max_s, 2.0 ** min(attempt, 5))
                 await asyncio.sleep(delay * self._rng.uniform(0.75, 1.25))
@@ -361,7 +366,9 @@ class EngineClient:
             try:
                 await self._send(writer, receiver)
             except (OSError, ConnectionError, TimeoutError) as err:
-                self._on_down(self, f"the connection failed: {error_text(err)}", None)
+                why = error_text(err)
+                lost = why if why.startswith("the connection") else f"the connection failed: {why}"
+                self._on_down(self, lost, None)
             except RemoteEngineError as err:
                 self._on_down(self, str(err), None)
             except protocol.ProtocolError as err:
