@@ -11,7 +11,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
-from pytest_homeassistant_custom_component.common import async_capture_events
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.guard_mode import remote
 from custom_components.guard_mode.alerts import EVENT_DETECTION
@@ -99,17 +99,24 @@ async def test_detections_through_the_remote_engine_and_outages(
         await back.stop()
 
 
+async def listening_through(
+    hass: HomeAssistant, engine_server: EngineServer, mic: MicServer
+) -> MockConfigEntry:
+    """Set Guard Mode up with the remote engine, arm, and wait until the engine hears the mic."""
+    entry = await setup_entry(hass, satellite_entry(mic.port, **remote_options(engine_server.port)))
+    await arm(hass)
+    await wait_for(lambda: engine_server.worker.stats.windows_tagged > 0, limit=20)
+    return entry
+
+
 async def test_disarming_during_an_outage_does_not_say_the_engine_is_back(
     hass: HomeAssistant,
     engine_server: EngineServer,
     alarm_mic: MicServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
-    entry = await setup_entry(hass, entry)
+    entry = await listening_through(hass, engine_server, alarm_mic)
     engine = entry.runtime_data.engine
-    await arm(hass)
-    await wait_for(lambda: engine_server.worker.stats.windows_tagged > 0, limit=20)
     await engine_server.stop()  # the add-on goes away while guard mode listens
     await wait_for(lambda: not engine.available, limit=10)
     assert caplog.text.count("The remote engine is unreachable") == 1
@@ -186,10 +193,7 @@ async def test_a_token_changed_while_guard_mode_listens_asks_for_the_new_one(
     alarm_mic: MicServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    entry = satellite_entry(alarm_mic.port, **remote_options(engine_server.port))
-    entry = await setup_entry(hass, entry)
-    await arm(hass)
-    await wait_for(lambda: engine_server.worker.stats.windows_tagged > 0, limit=20)
+    await listening_through(hass, engine_server, alarm_mic)
     port = engine_server.port
     await engine_server.stop()  # the add-on restarts with a new token
     changed = EngineServer(load_tagger(), token="a-brand-new-token-0123456789")
