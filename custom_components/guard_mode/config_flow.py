@@ -80,7 +80,7 @@ from .const import (
 )
 from .discovery import async_identify, async_resolves_to
 from .engine import RemoteEngineError, normalize_fingerprint
-from .engine.protocol import MIN_TOKEN_LENGTH
+from .engine.protocol import token_ok
 from .notifications import ASSIST_SATELLITE, MEDIA_PLAYER, notify_choices
 from .remote import async_describe, settings_from_options
 from .sources import create_source, new_push_key, source_unique_id
@@ -142,7 +142,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             token = user_input[CONF_ENGINE_TOKEN].strip()
             options = {**entry.options, CONF_ENGINE_TOKEN: token}
-            if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+            if not token_ok(token):
                 errors[CONF_ENGINE_TOKEN] = "bad_token"
             else:
                 try:
@@ -492,7 +492,7 @@ class GuardModeOptionsFlow(OptionsFlow):
             }
             token = options[CONF_ENGINE_TOKEN]
             pin = options[CONF_ENGINE_FINGERPRINT]
-            if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+            if not token_ok(token):
                 errors[CONF_ENGINE_TOKEN] = "bad_token"
             if pin and normalize_fingerprint(pin) is None:
                 errors[CONF_ENGINE_FINGERPRINT] = "bad_fingerprint"

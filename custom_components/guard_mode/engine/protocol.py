@@ -123,6 +123,11 @@ async def read_event(
     return Event(type=kind, data=data, payload=payload)
 
 
+def token_ok(token: str) -> bool:
+    """Return whether a token is one the engine takes: 16 printable characters or more, no space."""
+    return len(token) >= MIN_TOKEN_LENGTH and token.isprintable() and " " not in token
+
+
 def fingerprint(der: bytes) -> str:
     """Return a certificate's SHA-256 fingerprint as colon-separated hex (what clients pin)."""
     return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())

@@ -71,6 +71,7 @@ from .protocol import (
     ProtocolError,
     fingerprint,
     read_event,
+    token_ok,
 )
 from .tagger import Backend, ModelError, Tagger, load_shipped_tagger
 from .worker import DEFAULT_QUEUE_S, EngineStream, EngineWorker
@@ -747,7 +748,7 @@ def load_token(token_file: str | None) -> str:
             f"no token: set ${TOKEN_ENV} or use --token-file (the same token as in Guard "
             "Mode's options): the engine never listens without one"
         )
-    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+    if not token_ok(token):
         raise ValueError(
             f"the token must be at least {MIN_TOKEN_LENGTH} characters without spaces "
             "(Guard Mode's options suggest one)"
