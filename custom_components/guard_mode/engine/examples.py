@@ -12,18 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 import numpy.typing as npt
 
 from .analyzer import DEFAULT_GATE_DB
 from .audio import read_audio
 from .evidence import WindowEvidence
 from .frontend import (
-    FRAME_HOP,
     FRAME_LENGTH,
     PATCH_SAMPLES,
     SAMPLE_RATE,
-    frame_count,
+    frame_view,
     log_mel,
     patches,
     stft_magnitude,
@@ -49,18 +47,14 @@ def frame_levels(samples: Floats) -> Floats:
     As the engine's gate and onsets measure it: a short click counts at its loudest moment, and
     the end of a file is measured too.
     """
-    count = frame_count(len(samples))
-    if count == 0:
-        return np.zeros(0, np.float32)
-    step = samples.strides[0]
-    frames = as_strided(samples, (count, FRAME_LENGTH), (FRAME_HOP * step, step), writeable=False)
+    frames = frame_view(samples)
     power = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
     return np.asarray(10 * np.log10(np.maximum(power, 1e-12)), np.float32)
 
 
 def check_example(samples: Floats, name: str) -> None:
     """Raise TeachError when a file holds no sound event (silent, or steady throughout)."""
-    levels = frame_levels(np.ascontiguousarray(samples, np.float32))
+    levels = frame_levels(samples)
     peak = float(levels.max()) if len(levels) else -120.0
     if peak < DEFAULT_GATE_DB:
         raise TeachError(

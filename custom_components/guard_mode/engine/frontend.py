@@ -64,13 +64,19 @@ def frame_count(num_samples: int) -> int:
     return 0 if num_samples < FRAME_LENGTH else 1 + (num_samples - FRAME_LENGTH) // FRAME_HOP
 
 
+def frame_view(samples: Floats) -> Floats:
+    """Return the [frames, 400] 25 ms frames of samples, 10 ms apart, as a read-only view."""
+    samples = np.ascontiguousarray(samples)
+    step = samples.strides[0]  # strided by hand: sliding_window_view costs more per call
+    shape = (frame_count(len(samples)), FRAME_LENGTH)
+    return as_strided(samples, shape, (FRAME_HOP * step, step), writeable=False)
+
+
 def stft_magnitude(samples: Floats) -> Floats:
     """Return the [frames, 257] magnitude spectrogram of 16 kHz float samples (no padding)."""
-    count = frame_count(len(samples))
-    if count == 0:
+    if frame_count(len(samples)) == 0:
         return np.zeros((0, SPECTRUM_BINS), np.float32)
-    frames = sliding_window_view(samples[: (count - 1) * FRAME_HOP + FRAME_LENGTH], FRAME_LENGTH)
-    frames = frames[::FRAME_HOP] * _window()
+    frames = frame_view(samples) * _window()
     return np.abs(np.fft.rfft(frames, FFT_LENGTH)).astype(np.float32)
 
 
@@ -131,9 +137,7 @@ class StreamingFrontend:
             self._pending = np.array(audio, np.float32)
             empty = np.zeros((0, SPECTRUM_BINS), np.float32)
             return FrontendChunk(first, empty, _NO_FLOATS, _NO_FLOATS)
-        audio = np.ascontiguousarray(audio, np.float32)
-        step = audio.strides[0]  # frames as a strided view (sliding_window_view costs more)
-        frames = as_strided(audio, (count, FRAME_LENGTH), (FRAME_HOP * step, step), writeable=False)
+        frames = frame_view(audio)
         energy = np.einsum("ij,ij->i", frames, frames) / np.float32(FRAME_LENGTH)
         if len(self._fft_in) < count:
             self._fft_in = np.zeros((count, FFT_LENGTH), np.float32)
