@@ -11,7 +11,7 @@ in-process and the remote engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 import logging
@@ -46,6 +46,7 @@ from .engine import (
     ALARM_SOUNDS,
     MAX_REMEMBERED,
     ClipRecorder,
+    CustomSound,
     DcBlocker,
     DeciderConfig,
     Detection,
@@ -93,6 +94,11 @@ def satellite_settings(subentry: ConfigSubentry) -> tuple[str, dict[str, Any]]:
     """
     live = (CONF_ZEROCONF_NAME, CONF_MEDIA_PLAYERS)
     return subentry.title, {k: v for k, v in subentry.data.items() if k not in live}
+
+
+def every_sound(custom: Iterable[CustomSound]) -> frozenset[str]:
+    """Return the built-in sounds' keys and those of the custom sounds given."""
+    return frozenset({*Sound, *(sound.key for sound in custom)})
 
 
 def voice_listener_unique_id(entry_id: str) -> str:
@@ -278,7 +284,8 @@ class Satellite:
 
     def _set_enabled_sounds(self, alarms_only: bool) -> None:
         assert self.decision is not None
-        self._configure(enabled=ALARM_SOUNDS if alarms_only else self.learned_config().enabled)
+        everything = every_sound(self.decision.config.custom)  # the custom sounds it has
+        self._configure(enabled=ALARM_SOUNDS if alarms_only else everything)
 
     def learned_config(self) -> DeciderConfig:
         """Return what this satellite decides with while guard mode listens.
@@ -293,7 +300,7 @@ class Satellite:
             custom=custom,
             sensitivity=factor,
             noise_margin_db=margin_db,
-            enabled=frozenset({*Sound, *(sound.key for sound in custom)}),
+            enabled=every_sound(custom),
         )
 
     def _configure(self, **changes: Any) -> None:
@@ -314,8 +321,8 @@ class Satellite:
             custom=config.custom,
             sensitivity=config.sensitivity,
             noise_margin_db=config.noise_margin_db,
+            enabled=ALARM_SOUNDS if self.hub.listen_state.alarms_only else config.enabled,
         )
-        self._set_enabled_sounds(self.hub.listen_state.alarms_only)
         self._sync_embeddings()
 
     def _sync_embeddings(self) -> None:

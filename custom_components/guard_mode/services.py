@@ -53,7 +53,7 @@ from .engine import (
     teach,
 )
 from .models import GuardModeConfigEntry
-from .satellite import Satellite
+from .satellite import Satellite, every_sound
 
 SERVICE_SIMULATE = "simulate"
 SERVICE_ANALYZE_FILE = "analyze_file"
@@ -205,9 +205,7 @@ async def _analyze(call: ServiceCall) -> ServiceResponse:
         config = _satellite(hass, device_id).learned_config()
     else:  # every custom sound too, none of the marks (they are a satellite's)
         custom = entry.runtime_data.learning.all_custom()
-        config = DeciderConfig(
-            custom=custom, enabled=frozenset({*Sound, *(sound.key for sound in custom)})
-        )
+        config = DeciderConfig(custom=custom, enabled=every_sound(custom))
     tagger = await entry.runtime_data.engine.async_tagger(hass)
     try:
         result = await hass.async_add_executor_job(
