@@ -105,15 +105,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     """
     try:
         engine = await async_start_engine(hass, {**DEFAULT_OPTIONS, **entry.options})
-    except EngineAuthFailed as err:
-        await (await async_voice_devices(hass)).async_restore_others([])  # see below
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN, translation_key="remote_engine_refused_token"
-        ) from err
-    except EngineNotReady as err:
+    except (EngineAuthFailed, EngineNotReady) as err:
         # Voice devices left pointed at Guard Mode (a restart while armed) would not work as
         # voice assistants while it can't listen: put back (taken up again once it starts).
-        await (await async_voice_devices(hass)).async_restore_others([])
+        await _async_put_back_voice_devices(hass)
+        if isinstance(err, EngineAuthFailed):
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="remote_engine_refused_token"
+            ) from err
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key=err.issue,
@@ -216,13 +215,18 @@ async def async_unload_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
     """Put back the voice devices still pointed at it; forget what it saved and its repairs."""
-    await (await async_voice_devices(hass)).async_restore_others([])  # removed while not loaded
+    await _async_put_back_voice_devices(hass)  # removed while not loaded
     await state_store(hass).async_remove()
     await learning_store(hass).async_remove()
     issues = ir.async_get(hass).issues
     for domain, issue_id in list(issues):
         if domain == DOMAIN:
             ir.async_delete_issue(hass, DOMAIN, issue_id)
+
+
+async def _async_put_back_voice_devices(hass: HomeAssistant) -> None:
+    """Put back every voice device still pointed at Guard Mode."""
+    await (await async_voice_devices(hass)).async_restore_others([])
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:
