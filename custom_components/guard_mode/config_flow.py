@@ -144,14 +144,8 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
             options = {**entry.options, CONF_ENGINE_TOKEN: token}
             if not token_ok(token):
                 errors[CONF_ENGINE_TOKEN] = "bad_token"
-            else:
-                try:
-                    await async_describe(settings_from_options(options))
-                except RemoteEngineError as err:
-                    errors["base"] = err.reason
-                    placeholders["detail"] = f"\n\n**{err}**"
-                else:
-                    return self.async_update_reload_and_abort(entry, options=options)
+            elif await _engine_accepts(options, errors, placeholders):
+                return self.async_update_reload_and_abort(entry, options=options)
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema(
@@ -501,16 +495,9 @@ class GuardModeOptionsFlow(OptionsFlow):
             in_use[CONF_ENGINE_FINGERPRINT] = saved.get(CONF_ENGINE_FINGERPRINT) or ""
             if not errors and saved.get(CONF_ENGINE) == ENGINE_REMOTE and options == in_use:
                 return await self._async_next()  # nothing new to test: saved while it is away
-            if not errors:
-                try:
-                    info = await async_describe(settings_from_options(options))
-                except RemoteEngineError as err:
-                    errors["base"] = err.reason
-                    placeholders["detail"] = f"\n\n**{err}**"
-                else:
-                    self._options.update(options)
-                    LOGGER.debug("The remote engine runs %s", info.backend)
-                    return await self._async_next()
+            if not errors and await _engine_accepts(options, errors, placeholders):
+                self._options.update(options)
+                return await self._async_next()
         schema = vol.Schema(
             {
                 vol.Required(CONF_ENGINE_HOST): TextSelector(),
@@ -544,6 +531,23 @@ class GuardModeOptionsFlow(OptionsFlow):
             result: ConfigFlowResult = await getattr(self, f"async_step_{step}")()
             return result
         return self.async_create_entry(data=self._options)
+
+
+async def _engine_accepts(
+    options: dict[str, Any], errors: dict[str, str], placeholders: dict[str, str]
+) -> bool:
+    """Return whether the remote engine the options point at answers and takes the token.
+
+    If not, errors and placeholders (``detail``) say why, for the form.
+    """
+    try:
+        info = await async_describe(settings_from_options(options))
+    except RemoteEngineError as err:
+        errors["base"] = err.reason
+        placeholders["detail"] = f"\n\n**{err}**"
+        return False
+    LOGGER.debug("The remote engine runs %s", info.backend)
+    return True
 
 
 def _name_and_area(defaults: dict[str, Any]) -> dict[Any, Any]:
