@@ -89,6 +89,7 @@ async def async_migrate_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) 
                 DOMAIN,
                 push_key_issue(subentry.subentry_id),
                 is_fixable=False,
+                is_persistent=True,  # shown until the agent has the key, across restarts
                 severity=ir.IssueSeverity.WARNING,
                 translation_key="push_key_created",
                 translation_placeholders={"name": subentry.title, "key": key},

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 import pytest
-from pytest_homeassistant_custom_component.common import async_capture_events
+from pytest_homeassistant_custom_component.common import async_capture_events, flush_store
 
 from custom_components.guard_mode import push_view
 from custom_components.guard_mode.alerts import EVENT_DETECTION
@@ -350,6 +350,26 @@ async def test_push_satellites_get_their_own_key_on_upgrade(
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None  # the agent has it
     await ws.close()
     assert key not in caplog.text
+
+
+async def test_the_key_repair_survives_a_restart(hass: HomeAssistant) -> None:
+    """Restarting before the agent has its key must not lose the key's instructions."""
+    satellites = [
+        satellite_subentry("Garage mic", f"push:{GARAGE_ID}", source="push", push_id=GARAGE_ID)
+    ]
+    entry = await setup_entry(hass, make_entry(satellites=satellites, minor_version=1))
+    subentry = next(iter(entry.subentries.values()))
+    registry = ir.async_get(hass)
+    await flush_store(registry._store)
+    restarted = ir.IssueRegistry(hass)  # what Home Assistant reads from storage at its next start
+    await restarted.async_load()
+    issue = restarted.async_get_issue(DOMAIN, push.push_key_issue(subentry.subentry_id))
+    assert issue is not None
+    assert issue.active
+    assert issue.translation_placeholders == {
+        "name": "Garage mic",
+        "key": subentry.data[CONF_PUSH_KEY],
+    }
 
 
 async def test_a_key_repair_goes_with_its_satellite(hass: HomeAssistant) -> None:
