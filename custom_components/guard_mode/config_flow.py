@@ -41,6 +41,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util.hass_dict import HassKey
 import probatio as vol
 
+from .alerts import SOUND_PHRASES
 from .const import (
     ALARM_STATES_OPTIONAL,
     CONF_ALARM_PANEL,
@@ -390,17 +391,24 @@ class GuardModeOptionsFlow(OptionsFlow):
         data = entry.runtime_data
         names = {sat.id: sat.name for sat in data.satellites.values()}
         summary = data.learning.summary()
+        customs = summary["custom_sounds"]
+
+        def named(sound: str) -> str:
+            if sound in customs:
+                return str(customs[sound]["name"])
+            return SOUND_PHRASES.get(sound, sound)  # type: ignore[call-overload,no-any-return]
+
         choices = [
             SelectOptionDict(
                 value=f"mark|{satellite}|{sound}",
-                label=f"{names.get(satellite, satellite)}: {sound} ({count} not a threat)",
+                label=f"{names.get(satellite, satellite)}: {named(sound)} ({count} not a threat)",
             )
             for satellite, sounds in summary["false_alarms"].items()
             for sound, count in sounds.items()
         ]
         choices += [
             SelectOptionDict(value=f"custom|{key}", label=f"Custom sound: {item['name']}")
-            for key, item in summary["custom_sounds"].items()
+            for key, item in customs.items()
         ]
         return choices
 

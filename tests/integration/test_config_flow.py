@@ -154,7 +154,14 @@ def learned(kitchen: str) -> dict[str, Any]:
                             "added": "2026-01-01T00:00:00+00:00",
                             "vectors": encode(rng.standard_normal((2, 1024)).astype(np.float32)),
                         }
-                    ]
+                    ],
+                    "custom_doorbell": [
+                        {
+                            "id": "d-2",
+                            "added": "2026-01-02T00:00:00+00:00",
+                            "vectors": encode(rng.standard_normal((1, 1024)).astype(np.float32)),
+                        }
+                    ],
                 }
             },
             "custom_sounds": {
@@ -194,7 +201,8 @@ async def test_what_was_learned_can_be_forgotten_in_the_options(
         for option in selector.config["options"]
     }
     assert choices == {
-        f"mark|{kitchen_id}|dog_bark": "Kitchen mic: dog_bark (1 not a threat)",
+        f"mark|{kitchen_id}|dog_bark": "Kitchen mic: a dog barking (1 not a threat)",
+        f"mark|{kitchen_id}|custom_doorbell": "Kitchen mic: Doorbell (1 not a threat)",
         "custom|custom_doorbell": "Custom sound: Doorbell",
     }
     answers = {"arming_mode": "manual", "always_listen_alarms": False, "evidence_clips": False}
@@ -205,7 +213,7 @@ async def test_what_was_learned_can_be_forgotten_in_the_options(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert entry.runtime_data is data  # forgetting a mark needs no reload
-    assert data.learning.summary()["false_alarms"] == {}
+    assert data.learning.summary()["false_alarms"] == {kitchen_id: {"custom_doorbell": 1}}
     assert hass.states.get(doorbell) is not None
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
