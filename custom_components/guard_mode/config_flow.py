@@ -19,7 +19,7 @@ from homeassistant.config_entries import (
     SubentryFlowResult,
 )
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT, CONF_URL
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.selector import (
     AreaSelector,
@@ -146,7 +146,9 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
             if not token_ok(token):
                 errors[CONF_ENGINE_TOKEN] = "bad_token"
             elif await _engine_accepts(options, errors, placeholders):
-                return self.async_update_reload_and_abort(entry, options=options)
+                return self.async_update_reload_and_abort(
+                    entry, options=options, reason="reauth_successful"
+                )
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema(
@@ -227,9 +229,7 @@ class GuardModeConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             data = {key: value for key, value in found.items() if key != CONF_NAME}
             data.update({key: user_input[key] for key in SUGGESTED if user_input.get(key)})
-            try:
-                await create_source(data, self.hass).probe()
-            except SourceError as err:
+            if err := await _async_test_source(self.hass, data):
                 errors["base"] = err.reason
                 placeholders["detail"] = f"\n\n**{err}**"
             else:
@@ -554,8 +554,24 @@ async def _engine_accepts(
         errors["base"] = err.reason
         placeholders["detail"] = f"\n\n**{err}**"
         return False
+    except Exception:  # a form says "unknown"; the log has the traceback
+        LOGGER.exception("Unexpected error while testing the remote engine")
+        errors["base"] = "unknown"
+        return False
     LOGGER.debug("The remote engine runs %s", info.backend)
     return True
+
+
+async def _async_test_source(hass: HomeAssistant, data: dict[str, Any]) -> SourceError | None:
+    """Test the microphone the form describes; return why it can't be used, or None."""
+    try:
+        await create_source(data, hass).probe()
+    except SourceError as err:
+        return err
+    except Exception:  # a form says "unknown"; the log has the traceback
+        LOGGER.exception("Unexpected error while testing the microphone")
+        return SourceError("Unexpected error (see the log)")
+    return None
 
 
 def _name_and_area(defaults: dict[str, Any]) -> dict[Any, Any]:
@@ -709,12 +725,10 @@ class SatelliteSubentryFlow(ConfigSubentryFlow):
             )
             if duplicate:
                 return self.async_abort(reason="already_configured")
-            if kind is not SourceType.PUSH:  # a push agent can only connect once saved
-                try:
-                    await create_source(data, self.hass).probe()
-                except SourceError as err:
-                    errors["base"] = err.reason
-                    placeholders["detail"] = f"\n\n**{err}**"
+            # (a push agent can only connect once saved)
+            if kind is not SourceType.PUSH and (err := await _async_test_source(self.hass, data)):
+                errors["base"] = err.reason
+                placeholders["detail"] = f"\n\n**{err}**"
             if not errors:
                 picked = next((data[key] for key in ENTITY_FIELDS if key in data), None)
                 entity = self.hass.states.get(picked) if picked else None

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.guard_mode import engine_runtime as runtime
+from custom_components.guard_mode import config_flow, engine_runtime as runtime
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.guard_mode.learned import encode
+from custom_components.guard_mode.sources.wyoming import WyomingMicSource
 
-from ..helpers import make_entry, satellite_subentry, setup_entry
+from ..helpers import choose_remote_engine, make_entry, satellite_subentry, setup_entry
 
 
 async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:
@@ -245,3 +246,35 @@ async def test_options_can_be_changed_while_guard_mode_cant_start(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options["always_listen_alarms"] is True
+
+
+async def test_an_unexpected_failure_while_testing_is_shown_and_logged(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug met while testing a microphone or the engine: the form says so, the log has it."""
+
+    async def broken(*_: Any) -> None:
+        raise RuntimeError("a bug in the test")
+
+    monkeypatch.setattr(WyomingMicSource, "probe", broken)
+    monkeypatch.setattr(config_flow, "async_describe", broken)
+    entry = await setup_entry(hass, make_entry())
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": "wyoming"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"name": "Mic", "host": "192.0.2.7", "port": 10600}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert not entry.subentries
+    assert "Unexpected error while testing the microphone" in caplog.text
+
+    result = await choose_remote_engine(hass, entry, 10700)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while testing the remote engine" in caplog.text
+    assert caplog.text.count("RuntimeError: a bug in the test") == 2  # each with its traceback

@@ -182,6 +182,7 @@ async def test_a_refused_token_asks_for_the_new_one(
     )
     await hass.async_block_till_done()
     assert result["reason"] == "reauth_successful"
+    assert result.get("translation_domain") is None  # our own words: Guard Mode restarted with it
     assert entry.options["engine_token"] == TOKEN
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.engine.backend == "remote"
