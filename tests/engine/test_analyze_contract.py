@@ -1,8 +1,8 @@
 """The command line other tools rely on: ``python -m custom_components.guard_mode.engine analyze``.
 
-DESIGN.md's contract: one JSON object per file on its own line; a file that can't be read gives
-an object with "error" and exit status 1 at the end, after the other files are processed. Files are
-bounded in length (``--max-seconds``).
+Its contract (README, "Command line"): one JSON object per file on its own line; a file that can't
+be read gives an object with "error" and exit status 1 at the end, after the other files are
+processed. Files are bounded in length (``--max-seconds``).
 """
 
 from __future__ import annotations
