@@ -15,8 +15,10 @@ from typing import Any
 from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
@@ -217,3 +219,15 @@ def stream_threads() -> list[threading.Thread]:
 async def wait_for_threads(limit: float) -> float:
     """Wait until no decoder thread is left; return how long that took."""
     return await wait_for(lambda: not stream_threads(), limit)
+
+
+async def persistent_notifications(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator
+) -> dict[str, dict[str, Any]]:
+    """The persistent notifications Home Assistant shows, by id (as the frontend reads them)."""
+    assert await async_setup_component(hass, "persistent_notification", {})
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id({"type": "persistent_notification/get"})
+    response = await client.receive_json()
+    assert response["success"], response
+    return {n["notification_id"]: n for n in response["result"]}

@@ -164,6 +164,7 @@ def test_evidence_round_trips_exactly() -> None:
     for sent, got in zip(evidence, decoded, strict=True):
         if isinstance(sent, WindowEvidence):
             assert isinstance(got, WindowEvidence)
+            assert (got.embedding is None) == (sent.embedding is None)
             assert sent.embedding is None or np.array_equal(sent.embedding, got.embedding)
             assert replace(got, embedding=None) == replace(sent, embedding=None)
         else:

@@ -16,6 +16,7 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
     async_mock_service,
 )
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
 from custom_components.guard_mode.const import DOMAIN
@@ -23,13 +24,23 @@ from custom_components.guard_mode.engine.decider import DeciderEvent, Detection,
 from custom_components.guard_mode.engine.labels import Sound
 from tests import synth
 
-from ..helpers import arm, entity_id, satellite_entry, setup_entry, the_satellite, wait_for
+from ..helpers import (
+    arm,
+    entity_id,
+    persistent_notifications,
+    satellite_entry,
+    setup_entry,
+    the_satellite,
+    wait_for,
+)
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
-async def test_a_smoke_alarm_goes_all_the_way(hass: HomeAssistant, alarm_mic: MicServer) -> None:
+async def test_a_smoke_alarm_goes_all_the_way(
+    hass: HomeAssistant, alarm_mic: MicServer, hass_ws_client: WebSocketGenerator
+) -> None:
     phone = async_mock_service(hass, "notify", "mobile_app_phone")
     entry = await setup_entry(
         hass, satellite_entry(alarm_mic.port, notify_targets=["notify.mobile_app_phone"])
@@ -67,8 +78,9 @@ async def test_a_smoke_alarm_goes_all_the_way(hass: HomeAssistant, alarm_mic: Mi
     assert "smoke alarm" in call.data["message"]
     assert "Kitchen" in call.data["message"]
     assert call.data["data"]["push"]["sound"]["critical"] == 1  # a critical alert
-    notifications = hass.states.async_all("persistent_notification")
-    assert notifications or hass.data.get("persistent_notification")
+    shown = (await persistent_notifications(hass, hass_ws_client))["guard_mode_smoke_alarm"]
+    assert "smoke alarm" in shown["message"]
+    assert "Kitchen" in shown["message"]
 
     # The alarm stops (the recording goes quiet): after the hold time the sensor goes off.
     await wait_for(lambda: hass.states.get(smoke).state == "off", limit=20)

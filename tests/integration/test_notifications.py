@@ -8,7 +8,6 @@ from typing import Any
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.data_entry_flow import InvalidData
 from homeassistant.helpers import area_registry as ar, device_registry as dr, issue_registry as ir
-from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import probatio as vol
 import pytest
@@ -28,6 +27,7 @@ from ..helpers import (
     gathered,
     hear,
     make_entry,
+    persistent_notifications,
     push_satellite_entry,
     satellite_subentry,
     setup_entry,
@@ -38,17 +38,6 @@ from .ha_devices import Phone, async_add_devices
 
 PHONE = "notify.ann_s_phone"
 APP = "notify.mobile_app_bob"
-
-
-async def persistent_notifications(
-    hass: HomeAssistant, hass_ws_client: WebSocketGenerator
-) -> dict[str, dict[str, Any]]:
-    assert await async_setup_component(hass, "persistent_notification", {})
-    client = await hass_ws_client(hass)
-    await client.send_json_auto_id({"type": "persistent_notification/get"})
-    response = await client.receive_json()
-    assert response["success"], response
-    return {n["notification_id"]: n for n in response["result"]}
 
 
 def notify_options(result: dict[str, Any]) -> list[str]:
