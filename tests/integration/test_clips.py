@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import os
 from pathlib import Path
 import time
@@ -20,17 +19,9 @@ from custom_components.guard_mode.clips import remove_old_clips
 from custom_components.guard_mode.const import DOMAIN
 
 from ..helpers import arm, satellite_entry, setup_entry, the_satellite, wait_for
-from ..synth import pcm16, smoke_alarm_audio
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-@pytest.fixture
-async def alarm_mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(smoke_alarm_audio()), speed=3.0).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ espeak-ng and network: ``PY314_PACKAGES="ffmpeg espeak-ng"``); skipped if it can
 
 from __future__ import annotations
 
-import asyncio
 from bisect import bisect_right
 import json
 from pathlib import Path
@@ -30,11 +29,12 @@ import pytest
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine.frontend import WINDOW_HOP_S
 from custom_components.guard_mode.engine.labels import Sound
 from scripts.tools.demo_mic import RoomMic
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, Segment, ensure_scenario
 
-from ..helpers import make_entry, satellite_subentry, setup_entry
+from ..helpers import make_entry, satellite_subentry, setup_entry, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("socket_enabled")]
 
@@ -50,7 +50,6 @@ DEFAULT_TARGET_S = 1.5
 # the engine's windows are 0.96 s, so a detection may start a little before a segment.
 EARLY_S = 1.0
 LATE_S = 5.0
-TAIL_S = 4.0  # after the last sample: let the engine finish its last windows
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +173,10 @@ async def _play(
         )
 
     total = len(scenario.pcm) // 2
-    deadline = time.monotonic() + scenario.duration_s + 60
-    while timeline.last_end < total:
-        assert time.monotonic() < deadline, "the recording was not streamed in time"
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(TAIL_S)
+    await wait_for(lambda: timeline.last_end >= total, scenario.duration_s + 60)  # streamed
+    # ... and heard: the engine's last complete window of it has been decided on
+    last_window_s = scenario.duration_s - WINDOW_HOP_S
+    await wait_for(lambda: satellite.decision.time_s >= last_window_s, 30)
     await hass.async_block_till_done()
     return _evaluate(scenario, timeline, events, sensor_on, windows, mic.connections)
 

@@ -172,7 +172,7 @@ async def test_a_flood_is_taken_at_a_bounded_rate(
         await asyncio.sleep(2.0)
         elapsed = time.monotonic() - started
         taken = len(sink.chunks)  # seconds of audio delivered
-        assert taken <= bounds.BURST_S + bounds.RATE_FACTOR * elapsed + 1 < 12
+        assert taken <= bounds.BURST_S + bounds.RATE_FACTOR * elapsed + 1
         await wait_for(lambda: len(sink.chunks) == 12, 10)  # nothing is lost, only paced
         assert time.monotonic() - started >= (12 - bounds.BURST_S - 1) / bounds.RATE_FACTOR
     await ws.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -10,19 +9,10 @@ from homeassistant.helpers import area_registry as ar, device_registry as dr, en
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from .. import synth
 from ..helpers import arm, make_entry, satellite_subentry, setup_entry, wait_for
-from ..synth import pcm16
 from .wyoming_mic import MicServer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled", "fast_timeouts")
-
-
-@pytest.fixture
-async def mic() -> AsyncIterator[MicServer]:
-    server = await MicServer(audio=pcm16(synth.tone(440.0, 2.0, peak_db=-10.5))).start()
-    yield server
-    await server.stop()
 
 
 def kitchen_mic(port: int, **data: Any) -> MockConfigEntry:

@@ -14,7 +14,15 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.notifications import issue_notify_failed
 
-from ..helpers import gathered, hear, push_satellite_entry, setup_entry, simulate, the_satellite
+from ..helpers import (
+    arm,
+    gathered,
+    hear,
+    push_satellite_entry,
+    setup_entry,
+    simulate,
+    the_satellite,
+)
 from .ha_devices import Speaker, Voice, async_add_devices
 
 SPEAKER = "media_player.kitchen_speaker"
@@ -52,15 +60,6 @@ async def in_kitchen(hass: HomeAssistant) -> None:
     )
     kitchen = ar.async_get(hass).async_create("Kitchen")
     dr.async_get(hass).async_update_device(device.id, area_id=kitchen.id)
-
-
-async def arm(hass: HomeAssistant, on: bool = True) -> None:
-    await hass.services.async_call(
-        "switch",
-        "turn_on" if on else "turn_off",
-        {"entity_id": "switch.guard_mode_guard_mode"},
-        blocking=True,
-    )
 
 
 async def test_spoken_on_speakers_and_voice_satellites_while_armed(

@@ -454,21 +454,26 @@ async def test_arming_points_the_devices_at_guard_mode_and_disarming_puts_them_b
     assert listener is not None
     assert listener.state == "unknown"
     nabu_heard = home.nabu.heard
+    assert hall.stream is not None
+    heard_s = hall.stream.stats.seconds_in
     home.hall.play(pcm16(smoke_alarm_audio()[: 16000 * 5]))
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: hall.stream is not None and hall.stream.stats.seconds_in > heard_s + 0.5)
     assert home.nabu.heard == nabu_heard  # its own wake word engine hears nothing while armed
 
     await arm(hass, False)
-    await wait_for(lambda: home.selects(home.kitchen) == before["kitchen"])
-    assert home.selects(home.hall) == before["hall"]
+    await wait_for(
+        lambda: (home.selects(home.kitchen), home.selects(home.hall))
+        == (before["kitchen"], before["hall"])
+    )
     assert home.guard_pipelines() == []
     assert not hall.state.listening
     assert not kitchen.state.listening
     await wait_for(lambda: home.kitchen.runs[-1] == "preferred")  # a voice assistant again
     await wait_for(lambda: home.nabu.heard > nabu_heard)
     dropped = kitchen.source.dropped
-    await asyncio.sleep(0.3)
-    assert kitchen.source.dropped == dropped  # Guard Mode's listener receives nothing
+    nabu_heard = home.nabu.heard
+    await wait_for(lambda: home.nabu.heard >= nabu_heard + 8000)  # 0.25 s more streamed ...
+    assert kitchen.source.dropped == dropped  # ... and Guard Mode's listener receives nothing
 
 
 async def test_a_restart_while_armed_keeps_them_and_disarming_then_puts_them_back(
