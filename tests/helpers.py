@@ -27,7 +27,7 @@ from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.satellite import Satellite
 from custom_components.guard_mode.timeouts import Timeouts
 
-SWITCH = "switch.guard_mode_guard_mode"
+SWITCH = "switch.guard_mode"
 ENGINE_TOKEN = "remote-token-0123456789"  # the token of the engine_server fixture
 # Stream sources give up in about a second instead of 5-10 s.
 FAST_STREAM_TIMEOUTS = Timeouts(probe_s=3.0, stall_s=1.0, open_s=1.0)

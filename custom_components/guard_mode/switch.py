@@ -14,7 +14,8 @@ from .models import GuardModeConfigEntry
 
 PARALLEL_UPDATES = 0
 
-GUARD_SWITCH = SwitchEntityDescription(key="guard_mode", translation_key="guard_mode")
+# The hub's main feature: named after its device ("Guard Mode", switch.guard_mode).
+GUARD_SWITCH = SwitchEntityDescription(key="guard_mode", translation_key="guard_mode", name=None)
 
 
 async def async_setup_entry(

@@ -45,7 +45,9 @@ from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, Segment, 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config"
 TRACKED = {"configuration.yaml", "README.md"}  # what --reset keeps
-SWITCH = "switch.guard_mode_guard_mode"
+# The hub's switch; a demo config made before it was named after its device has it as
+# switch.guard_mode_guard_mode (Home Assistant keeps an entity's id).
+SWITCH_PREFIX = "switch.guard_mode"
 RESTART_EXIT_CODE = 100  # Home Assistant asks to be restarted
 STOP_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 300.0
@@ -377,7 +379,9 @@ class Demo:
         armed = connected = None
         while time.monotonic() < deadline:
             states = {s["entity_id"]: s for s in await client.get("/api/states")}
-            armed = states.get(SWITCH, {}).get("state")
+            armed = next(
+                (s["state"] for e, s in states.items() if e.startswith(SWITCH_PREFIX)), None
+            )
             connected = next(
                 (
                     s["state"]
@@ -400,7 +404,7 @@ class Demo:
             say("hears the scenario (150 s, in a loop): watch the Guard Mode dashboard and its")
             say("logbook; this terminal tells what the mic hears and what Home Assistant reported.")
         else:
-            say(f"Guard mode is {armed}: turn the Guard mode switch on to listen.")
+            say(f"Guard mode is {armed}: turn the Guard Mode switch on to listen.")
         say("Ctrl-C stops Home Assistant and the microphone.")
         say("")
 
@@ -408,7 +412,7 @@ class Demo:
 def switch_changed(event: dict[str, Any]) -> None:
     """Say when guard mode is armed or disarmed."""
     data = event.get("data", {})
-    if data.get("entity_id") != SWITCH:
+    if not str(data.get("entity_id")).startswith(SWITCH_PREFIX):
         return
     new = (data.get("new_state") or {}).get("state")
     old = (data.get("old_state") or {}).get("state")

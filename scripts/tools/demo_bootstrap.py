@@ -348,7 +348,7 @@ async def ensure_dashboard(
 
 
 async def arm(hass: HomeAssistant, switch: str) -> None:
-    """Turn the Guard mode switch on."""
+    """Turn the Guard Mode switch on."""
     await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
 
 

@@ -27,7 +27,7 @@ async def main(config_dir: Path) -> dict[str, object]:
         await hass.async_block_till_done()
         entry = hass.config_entries.async_entries("guard_mode")[0]
         module = sys.modules["custom_components.guard_mode"]
-        switch = hass.states.get("switch.guard_mode_guard_mode")
+        switch = hass.states.get("switch.guard_mode")
         return {
             "result": str(result["type"]),
             "loaded": entry.state is ConfigEntryState.LOADED,

@@ -24,7 +24,7 @@ from custom_components.guard_mode.hub import STORAGE_KEY
 
 from ..helpers import make_entry, setup_entry
 
-SWITCH = "switch.guard_mode_guard_mode"
+SWITCH = "switch.guard_mode"
 PANEL = "alarm_control_panel.house"
 
 

@@ -73,7 +73,7 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
     assert subentry.unique_id == f"camera:{PORCH}"
 
     await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_on", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     satellite = entry.runtime_data.satellites[subentry.subentry_id]
     await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
@@ -84,7 +84,7 @@ async def test_a_camera_entity_becomes_a_satellite_that_listens(
     assert "hunter2" not in caplog.text
 
     await hass.services.async_call(
-        "switch", "turn_off", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_off", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     assert await wait_for_threads(1.0) < 1.0
 
@@ -104,13 +104,13 @@ async def test_a_renamed_camera_entity_is_followed(
     assert subentry.unique_id == "camera:camera.front_door"
 
     await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_on", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     satellite = entry.runtime_data.satellites[subentry_id]
     await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
     assert satellite.source.describe() == "camera camera.front_door"
     await hass.services.async_call(
-        "switch", "turn_off", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_off", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     assert await wait_for_threads(1.0) < 1.0
 

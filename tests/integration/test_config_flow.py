@@ -36,7 +36,7 @@ async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:
     entry = result["result"]
     assert entry.unique_id == DOMAIN
     assert entry.options == DEFAULT_OPTIONS
-    assert hass.states.get("switch.guard_mode_guard_mode") is not None
+    assert hass.states.get("switch.guard_mode") is not None
 
 
 async def test_second_hub_is_refused(hass: HomeAssistant, entry: MockConfigEntry) -> None:

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 BLUEPRINTS = REPO / "blueprints" / "automation" / "guard_mode"
 NOTIFY_BLUEPRINT = "notify_on_detection.yaml"
 BREAK_IN_BLUEPRINT = "lights_and_siren_on_break_in.yaml"
-SWITCH = "switch.guard_mode_guard_mode"
+SWITCH = "switch.guard_mode"
 KITCHEN, HALL = "kitchen-sub", "hall-sub"
 
 

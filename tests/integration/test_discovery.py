@@ -234,7 +234,7 @@ async def test_discovery_before_the_hub_sets_guard_mode_up(
     entry = result["result"]
     assert entry.unique_id == DOMAIN
     assert [s.title for s in entry.subentries.values()] == ["Kitchen mic"]
-    assert hass.states.get("switch.guard_mode_guard_mode") is not None
+    assert hass.states.get("switch.guard_mode") is not None
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
     assert result["reason"] == "single_instance_allowed"  # still one hub
 

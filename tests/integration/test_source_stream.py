@@ -443,14 +443,14 @@ async def test_armed_satellite_listens_to_the_camera(hass: HomeAssistant, rtsp: 
     assert not stream_threads()  # disarmed: the camera's microphone stays closed
 
     await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_on", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     satellite = entry.runtime_data.satellites[subentry_id]
     await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 2, 5.0)
     assert state(hass, connected) == "on"
 
     await hass.services.async_call(
-        "switch", "turn_off", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+        "switch", "turn_off", {"entity_id": "switch.guard_mode"}, blocking=True
     )
     assert await wait_for_threads(1.0) < 1.0  # the decoder thread is gone within a second …
     # … and told the camera (the request may still be on its way to the server)

@@ -462,8 +462,10 @@ async def test_arming_points_the_devices_at_guard_mode_and_disarming_puts_them_b
 
     await arm(hass, False)
     await wait_for(
-        lambda: (home.selects(home.kitchen), home.selects(home.hall))
-        == (before["kitchen"], before["hall"])
+        lambda: (
+            (home.selects(home.kitchen), home.selects(home.hall))
+            == (before["kitchen"], before["hall"])
+        )
     )
     assert home.guard_pipelines() == []
     assert not hall.state.listening
