@@ -215,7 +215,7 @@ def dashboard_config(ids: dict[str, str], names: dict[str, str], device_id: str)
         "This demo's **Living room mic** is simulated: it hears a 2.5-minute recording, in a "
         "loop. The TV plays a war film (its gunfire is *ignored*: it comes from the TV), then, "
         "with the TV turned down, a **dog barks** (1:30), a **window breaks** (1:44) and a "
-        "**smoke alarm** goes off (1:52). Turn *Guard mode* off and on to start the story again."
+        "**smoke alarm** goes off (1:52). Turn *Guard Mode* off and on to start the story again."
     )
     sound_tiles = [tile(ids[sound], state_content="state") for sound in SOUNDS]
     return {
