@@ -92,6 +92,7 @@ class SatelliteDetections:
 
     active: dict[str, Alert] = field(default_factory=dict)  # by sound key
     last: dict[str, Alert] = field(default_factory=dict)
+    alerted: Alert | None = None  # the last alert (what the satellite's event entity shows)
     # The sound of each recent alert (and re-detection in its cooldown) by detection id: a
     # notification's "Not a threat" still finds its alert after the sound was heard again.
     recent: OrderedDict[str, str] = field(default_factory=OrderedDict)
@@ -148,6 +149,7 @@ class AlertManager:
         satellite.async_notify()
         if detection.reason is Reason.COOLDOWN:
             return None  # heard again moments after an alert: the sensor is on, no new alert
+        detections.alerted = alert
         self._hass.bus.async_fire(EVENT_DETECTION, alert.event_data())
         async_dispatcher_send(self._hass, SIGNAL_ALERT.format(satellite.id), alert)
         self.last = alert

@@ -25,7 +25,11 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    entity_registry as er,
+)
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.service import async_register_admin_service
 from homeassistant.util import slugify
@@ -230,11 +234,28 @@ async def _mark_false_alarm(call: ServiceCall) -> ServiceResponse:
     hass = call.hass
     detection_id = call.data.get(ATTR_DETECTION_ID)
     if detection_id is None:
-        state = hass.states.get(call.data[ATTR_ENTITY_ID])
-        detection_id = state.attributes.get("detection_id") if state else None
+        detection_id = _shown_detection_id(hass, call.data[ATTR_ENTITY_ID])
     if not detection_id:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_detection")
     return mark_false_alarm(hass, str(detection_id))
+
+
+def _shown_detection_id(hass: HomeAssistant, entity_id: str) -> str | None:
+    """Return the last detection an entity shows (an unavailable one's from its satellite)."""
+    state = hass.states.get(entity_id)
+    if state is not None and (shown := state.attributes.get("detection_id")):
+        return str(shown)
+    entity = er.async_get(hass).async_get(entity_id)
+    if entity is None or entity.platform != DOMAIN:
+        return None
+    for satellite in _entry(hass).runtime_data.satellites.values():
+        detections = satellite.detections
+        key = entity.unique_id.removeprefix(f"{satellite.id}-")
+        if key == entity.unique_id:
+            continue
+        alert = detections.alerted if key == "detection" else detections.last.get(key)
+        return alert.detection_id if alert else None
+    return None
 
 
 def mark_false_alarm(hass: HomeAssistant, detection_id: str) -> dict[str, Any]:

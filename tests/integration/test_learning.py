@@ -607,6 +607,34 @@ async def test_notification_button_marks_the_detection(
     await arm(hass, False)
 
 
+async def test_not_a_threat_by_entity_while_the_microphone_is_unreachable(
+    hass: HomeAssistant, shatter_mic: MicServer
+) -> None:
+    """The mic went away after the alert: its entities are unavailable, the mark still works."""
+    detections = await _armed_until_the_first_alert(hass, shatter_mic)
+    satellite = the_satellite(hass)
+    registry = er.async_get(hass)
+    event = registry.async_get_entity_id("event", DOMAIN, f"{satellite.id}-detection")
+    glass = registry.async_get_entity_id("binary_sensor", DOMAIN, f"{satellite.id}-glass_break")
+    shown = hass.states.get(event).attributes["detection_id"]
+    assert shown == detections[-1].data["detection_id"]
+    await shatter_mic.stop()
+    await wait_for(lambda: hass.states.get(event).state == "unavailable", limit=15)
+    assert "detection_id" not in hass.states.get(event).attributes
+    result = await hass.services.async_call(
+        DOMAIN, "mark_false_alarm", {"entity_id": event}, blocking=True, return_response=True
+    )
+    assert result == {"satellite": "Kitchen mic", "sound": "glass_break", "marks": 1}
+    learning = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.learning
+    marked = learning.data["false_alarms"][satellite.id]["glass_break"]
+    assert [mark["id"] for mark in marked] == [shown]  # the alert the user saw
+    result = await hass.services.async_call(
+        DOMAIN, "mark_false_alarm", {"entity_id": glass}, blocking=True, return_response=True
+    )
+    assert result["marks"] >= 1  # the sensor's last detection (maybe a later repeat)
+    await arm(hass, False)
+
+
 async def test_not_a_threat_from_the_sensor_a_user_looks_at(
     hass: HomeAssistant, shatter_mic: MicServer
 ) -> None:
