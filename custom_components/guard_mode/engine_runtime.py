@@ -176,19 +176,19 @@ async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto
     """Load the model and its detection head (in an executor) and start the worker.
 
     A missing or damaged file raises EngineNotReady with a repair issue that tells the user
-    what to do. (The head is read on the worker's first window: damaged, it would stop every
-    stream's evidence, the smoke alarm's too.)
+    what to do. Both are kept from then on: an update that writes newer files while Home
+    Assistant runs changes nothing until it restarts.
     """
     checking = MODEL_FILE
     try:
         tagger = await hass.async_add_executor_job(load_shipped_tagger, MODEL_FILE, backend)
         checking = HEAD_FILE
-        await hass.async_add_executor_job(read_head, HEAD_FILE, HEAD_SHA256)
+        head = await hass.async_add_executor_job(read_head, HEAD_FILE, HEAD_SHA256)
     except (ModelError, HeadError) as err:
         error = str(err).removeprefix(f"{checking}: ")  # the message names the file already
         raise _not_ready(hass, ISSUE_MODEL, {"file": str(checking), "error": error}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
-    worker = EngineWorker(tagger)
+    worker = EngineWorker(tagger, head=head)
     worker.start()
     _LOGGER.debug("Engine started with the %s backend (%s)", tagger.backend, MODEL_FILE)
     return EngineRuntime(hass, worker)

@@ -22,15 +22,19 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
+    async_capture_events,
     async_fire_time_changed,
     mock_restore_cache,
 )
 
 from custom_components.guard_mode import engine_runtime as runtime
+from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
+from custom_components.guard_mode.engine import head as head_module, shipped_head
 from custom_components.guard_mode.hub import STORAGE_KEY
 
-from ..helpers import make_entry, satellite_subentry, setup_entry
+from ..helpers import arm, make_entry, satellite_entry, satellite_subentry, setup_entry, wait_for
+from .wyoming_mic import MicServer
 
 SWITCH = "switch.guard_mode"
 PANEL = "alarm_control_panel.house"
@@ -171,6 +175,25 @@ async def test_a_damaged_detection_head_gives_the_same_repair(
         "file": str(head),
         "error": "the file is damaged (it is not the head Guard Mode ships)",
     }
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_a_head_replaced_while_running_changes_nothing_until_restart(
+    hass: HomeAssistant, alarm_mic: MicServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update (HACS) writes new model files while Home Assistant runs, to be used after a
+    restart: the running engine keeps the head it checked at start, and hears on."""
+    shipped_head.cache_clear()  # as in a fresh Home Assistant: nothing read yet
+    await setup_entry(hass, satellite_entry(alarm_mic.port))
+    newer = tmp_path / "head.npz"
+    newer.write_bytes(b"a head of another version")
+    monkeypatch.setattr(head_module, "DEFAULT_HEAD", newer)
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=15)
+    assert detections[0].data["sound"] == "smoke_alarm"
+    await arm(hass, False)
+    shipped_head.cache_clear()
 
 
 def engine_threads() -> list[threading.Thread]:

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .analyzer import PendingWindows, StreamAnalyzer
+from .analyzer import DEFAULT_GATE_DB, PendingWindows, StreamAnalyzer
 from .audio import Pcm16, sanitize, to_float
 from .bounds import QUEUE_BYTES
 from .evidence import Evidence, EvidenceCallback
 from .frontend import SAMPLE_RATE
+from .head import DetectionHead
 from .tagger import Tagger
 
 _LOGGER = logging.getLogger(__name__)
@@ -219,9 +220,16 @@ class _Work:
 class EngineWorker:
     """Runs the tagger for all streams in one thread, batching windows that are ready together."""
 
-    def __init__(self, tagger: Tagger, *, max_batch: int = 32) -> None:
-        """Create the worker (call :meth:`start`)."""
+    def __init__(
+        self, tagger: Tagger, *, head: DetectionHead | None = None, max_batch: int = 32
+    ) -> None:
+        """Create the worker (call :meth:`start`).
+
+        head: the detection head every stream uses, read and checked when the engine started
+        (None: the shipped one, read on the first window).
+        """
         self.tagger = tagger
+        self.head = head
         self.max_batch = max_batch
         self.stats = EngineStats()
         self._streams: list[EngineStream] = []
@@ -247,7 +255,9 @@ class EngineWorker:
         queue_bytes: int = QUEUE_BYTES,
     ) -> EngineStream:
         """Open a stream; callback gets its evidence on the worker thread."""
-        analyzer = StreamAnalyzer() if gate_db is None else StreamAnalyzer(gate_db=gate_db)
+        analyzer = StreamAnalyzer(
+            head=self.head, gate_db=DEFAULT_GATE_DB if gate_db is None else gate_db
+        )
         stream = EngineStream(self, name, callback, analyzer, queue_s, max_queued_bytes=queue_bytes)
         with self._lock:
             self._streams.append(stream)
