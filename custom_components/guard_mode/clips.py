@@ -86,6 +86,7 @@ def remove_old_clips(root: Path, days: float) -> int:
         return 0
     cutoff = time.time() - days * 86400
     removed = 0
+    failed: list[str] = []
     for path in root.rglob("*"):
         try:  # a clip being written may be renamed or its folder created meanwhile
             if path.suffix in (".wav", ".part") and path.stat().st_mtime < cutoff:
@@ -93,6 +94,15 @@ def remove_old_clips(root: Path, days: float) -> int:
                 removed += 1
         except FileNotFoundError:
             continue
+        except OSError as err:  # one clip that can't go (permissions) keeps none of the others
+            failed.append(f"{path.name} ({err.strerror})")
+    if failed:
+        _LOGGER.warning(
+            "Could not remove %s old evidence clip(s) in %s: %s",
+            len(failed),
+            root,
+            ", ".join(failed[:3]) + (", …" if len(failed) > 3 else ""),
+        )
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
         with contextlib.suppress(OSError):  # not empty (any more), or gone
             folder.rmdir()

@@ -122,3 +122,21 @@ def test_retention_removes_only_old_clips(tmp_path: Path) -> None:
     assert remove_old_clips(root, days=7) == 2
     assert files_under(root) == [new]
     assert not (root / "hall").exists()  # emptied folders go too
+
+
+def test_a_clip_that_cant_be_removed_keeps_none_of_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / DOMAIN
+    stuck = root / "attic" / "stuck.wav"  # unlink fails on it (as on a clip of another owner)
+    (stuck / "inside").mkdir(parents=True)
+    old = root / "kitchen_mic" / "old.wav"
+    old.parent.mkdir()
+    old.write_bytes(b"RIFF")
+    ten_days_ago = time.time() - 10 * 86400
+    for path in (stuck, old):
+        os.utime(path, (ten_days_ago, ten_days_ago))
+    assert remove_old_clips(root, days=7) == 1
+    assert not old.exists()
+    assert "Could not remove 1 old evidence clip(s)" in caplog.text
+    assert "stuck.wav" in caplog.text
