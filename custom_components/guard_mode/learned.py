@@ -8,8 +8,11 @@ from which the audio cannot be played back; no audio is ever stored here.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections import Counter
 from collections.abc import Callable, Collection
+import logging
+import math
 from typing import Any, TypedDict
 
 from homeassistant.core import HomeAssistant, callback
@@ -27,6 +30,7 @@ STORAGE_VERSION = 1
 MAX_MARKS = 50  # per satellite and sound: the oldest are forgotten first
 
 Floats = npt.NDArray[np.float32]
+_LOGGER = logging.getLogger(__name__)
 
 
 def encode(vectors: Vectors) -> str:
@@ -38,6 +42,71 @@ def decode(text: str) -> Floats:
     """Return the vectors encode() wrote."""
     flat = np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32)
     return unit(flat.reshape(-1, 1024))
+
+
+def _vectors_ok(text: object) -> bool:
+    """Return True when text holds at least one whole, finite vector."""
+    if not isinstance(text, str):
+        return False
+    try:
+        vectors = decode(text)
+    except binascii.Error, ValueError:
+        return False
+    return len(vectors) > 0 and bool(np.isfinite(vectors).all())
+
+
+def _mark_ok(mark: object) -> bool:
+    return (
+        isinstance(mark, dict)
+        and isinstance(mark.get("id"), str)
+        and isinstance(mark.get("added"), str)
+        and _vectors_ok(mark.get("vectors"))
+    )
+
+
+def _custom_ok(sound: object) -> bool:
+    threshold = sound.get("threshold") if isinstance(sound, dict) else None
+    return (
+        isinstance(sound, dict)
+        and isinstance(sound.get("name"), str)
+        and isinstance(sound.get("satellites"), list)
+        and all(isinstance(satellite, str) for satellite in sound["satellites"])
+        and _vectors_ok(sound.get("prototypes"))
+        and isinstance(threshold, int | float)
+        and not isinstance(threshold, bool)
+        and math.isfinite(threshold)
+        and isinstance(sound.get("created"), str)
+        and isinstance(sound.get("figures", {}), dict)
+    )
+
+
+def usable(stored: object) -> tuple[_Stored, int]:
+    """Return what of stored data is usable, and how many items were not (a damaged file)."""
+    data: _Stored = {"false_alarms": {}, "custom_sounds": {}}
+    if not isinstance(stored, dict):
+        return data, 1
+    dropped = 0
+    false_alarms = stored.get("false_alarms", {})
+    if not isinstance(false_alarms, dict):
+        false_alarms, dropped = {}, dropped + 1
+    for satellite, sounds in false_alarms.items():
+        if not isinstance(sounds, dict):
+            dropped += 1
+            continue
+        for sound, marks in sounds.items():
+            good = [mark for mark in marks if _mark_ok(mark)] if isinstance(marks, list) else []
+            dropped += len(marks) - len(good) if isinstance(marks, list) else 1
+            if good:
+                data["false_alarms"].setdefault(satellite, {})[sound] = good
+    custom_sounds = stored.get("custom_sounds", {})
+    if not isinstance(custom_sounds, dict):
+        custom_sounds, dropped = {}, dropped + 1
+    for key, sound in custom_sounds.items():
+        if _custom_ok(sound):
+            data["custom_sounds"][key] = {"figures": {}, **sound}  # type: ignore[typeddict-item]
+        else:
+            dropped += 1
+    return data, dropped
 
 
 class _Mark(TypedDict):
@@ -76,8 +145,17 @@ class Learning:
 
     async def async_load(self) -> None:
         """Read what was learned before."""
-        if (stored := await self._store.async_load()) is not None:
-            self.data = stored
+        if (stored := await self._store.async_load()) is None:
+            return
+        self.data, dropped = usable(stored)
+        if dropped:
+            _LOGGER.warning(
+                "Some of what Guard Mode learned could not be read (%s damaged item(s) in "
+                ".storage/%s): they were left out; the rest is kept",
+                dropped,
+                STORAGE_KEY,
+            )
+            self._store.async_schedule()  # saved without them
 
     async def async_save(self) -> None:
         """Write now (before a reload reads it back)."""

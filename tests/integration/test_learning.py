@@ -24,7 +24,7 @@ from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSE
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
-from custom_components.guard_mode.learned import STORAGE_KEY
+from custom_components.guard_mode.learned import STORAGE_KEY, encode
 from tests import synth
 
 from ..helpers import (
@@ -684,3 +684,54 @@ async def test_actions_refuse_devices_that_are_not_satellites_and_an_unloaded_gu
         await hass.services.async_call(
             DOMAIN, "list_learned", {}, blocking=True, return_response=True
         )
+
+
+async def test_damaged_learned_data_loses_only_what_is_damaged(
+    hass: HomeAssistant,
+    shatter_mic: MicServer,
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hand-edited or half-written file: Guard Mode starts, arms and hears with the rest."""
+    entry = satellite_entry(shatter_mic.port)
+    satellite_id = next(iter(entry.subentries))
+    good = encode(synth.rng(1).standard_normal((2, 1024)).astype(np.float32))
+    mark = {"id": "d-1", "added": "2026-01-01T00:00:00+00:00", "vectors": good}
+    doorbell = {
+        "name": "Doorbell",
+        "satellites": [satellite_id],
+        "prototypes": good,
+        "threshold": 0.8,
+        "created": "2026-01-01T00:00:00+00:00",
+        "figures": {},
+    }
+    hass_storage[STORAGE_KEY] = {
+        "version": 1,
+        "data": {
+            "false_alarms": {
+                satellite_id: {
+                    "dog_bark": [mark, {**mark, "id": "d-2", "vectors": "not base64!"}],
+                    "baby_cry": [{**mark, "vectors": encode(np.ones((1, 7), np.float32))}],
+                    "gunshot": "a string, not marks",
+                },
+                "another": ["not", "a", "dict"],
+            },
+            "custom_sounds": {
+                "custom_doorbell": doorbell,
+                "custom_empty": {**doorbell, "name": "Empty", "prototypes": ""},
+                "custom_odd": {**doorbell, "name": "Odd", "threshold": "high"},
+            },
+        },
+    }
+    await setup_entry(hass, entry)
+    learning = entry.runtime_data.learning
+    assert learning.data["false_alarms"] == {satellite_id: {"dog_bark": [mark]}}
+    assert list(learning.data["custom_sounds"]) == ["custom_doorbell"]
+    assert caplog.text.count("could not be read (6 damaged item(s)") == 1
+    detections = async_capture_events(hass, EVENT_DETECTION)
+    await _high_sensitivity(hass)
+    await arm(hass)
+    await wait_for(lambda: bool(detections), limit=30)  # it hears as before
+    await arm(hass, False)
+    await learning.async_flush()
+    assert set(_flush(hass_storage)["custom_sounds"]) == {"custom_doorbell"}  # saved without
