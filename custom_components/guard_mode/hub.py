@@ -88,10 +88,20 @@ class GuardHub:
 
     async def async_load(self) -> None:
         """Restore the armed state saved before the last stop."""
-        if (stored := await self._store.async_load()) is not None:
-            self.armed = stored["armed"]
-            self.source = ArmSource(stored["source"])
-            self._restored_verdict = stored["followed_verdict"]
+        if (stored := await self._store.async_load()) is None:
+            return
+        try:
+            armed, verdict = stored["armed"], stored["followed_verdict"]
+            source = ArmSource(stored["source"])
+            if not isinstance(armed, bool) or not isinstance(verdict, bool | None):
+                raise TypeError  # noqa: TRY301 - one way out for every damage
+        except (KeyError, TypeError, ValueError):
+            _LOGGER.warning(
+                "The saved armed state could not be read (%s): Guard Mode starts disarmed",
+                stored,
+            )
+            return
+        self.armed, self.source, self._restored_verdict = armed, source, verdict
 
     @callback
     def async_start(self) -> None:

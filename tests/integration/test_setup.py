@@ -213,6 +213,23 @@ async def test_a_failed_set_up_leaves_no_engine_running(
     assert hass.states.get(SWITCH) is None
 
 
+async def test_an_unreadable_armed_state_starts_disarmed(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state saved by a newer Guard Mode (a way of arming this one doesn't know): disarmed."""
+    hass_storage[STORAGE_KEY] = {
+        "version": 1,
+        "data": {"armed": True, "source": "schedule", "followed_verdict": None},
+    }
+    await setup_entry(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    assert hass.states.get(SWITCH).state == "off"
+    assert caplog.text.count("The saved armed state could not be read") == 1
+
+
 async def test_a_stale_not_a_threat_button_is_only_logged(
     hass: HomeAssistant, entry: MockConfigEntry, caplog: pytest.LogCaptureFixture
 ) -> None:
