@@ -95,7 +95,7 @@ class GuardHub:
             source = ArmSource(stored["source"])
             if not isinstance(armed, bool) or not isinstance(verdict, bool | None):
                 raise TypeError  # noqa: TRY301 - one way out for every damage
-        except (KeyError, TypeError, ValueError):
+        except KeyError, TypeError, ValueError:
             _LOGGER.warning(
                 "The saved armed state could not be read (%s): Guard Mode starts disarmed",
                 stored,

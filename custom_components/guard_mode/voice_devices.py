@@ -74,6 +74,21 @@ class _Saved(TypedDict):
     pipeline_id: str  # Guard Mode's pipeline for the satellite
 
 
+def _saved_ok(saved: object) -> bool:
+    """Return True when a stored record has what putting its device back needs."""
+    if not isinstance(saved, dict):
+        return False
+    texts = ("pipeline_select", "pipeline_option", "pipeline_id")
+    maybe = ("location_select", "location_option")  # None where the device has none
+    return (
+        all(isinstance(saved.get(key), str) for key in texts)
+        and all(key in saved and isinstance(saved[key], str | None) for key in maybe)
+        and all(
+            isinstance(saved.get(key), str | None) for key in ("wake_switch_state", "wake_switch")
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSelects:
     """A voice satellite's device: its id, pipeline select, wake-word location and switch."""
@@ -144,7 +159,19 @@ class VoiceDevices:
     async def async_load(self) -> None:
         """Read what was saved before the last stop (once); follow renamed entities."""
         if not self._loaded:
-            self._saved = dict(await self._store.async_load() or {})
+            stored = await self._store.async_load()
+            self._saved = {
+                satellite_id: saved
+                for satellite_id, saved in (stored.items() if isinstance(stored, dict) else ())
+                if _saved_ok(saved)
+            }
+            if stored and len(self._saved) != len(stored):
+                _LOGGER.warning(
+                    "What %s voice device(s) had before Guard Mode pointed them at its pipeline "
+                    "could not be read (.storage/%s); put them back by hand if needed",
+                    len(stored) - len(self._saved) if isinstance(stored, dict) else "some",
+                    STORAGE_KEY,
+                )
             self._loaded = True
             self.hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._renamed)
 

@@ -52,7 +52,11 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
-from custom_components.guard_mode.voice_devices import LOCATION_IN_HA, pipeline_name
+from custom_components.guard_mode.voice_devices import (
+    DATA_VOICE_DEVICES,
+    LOCATION_IN_HA,
+    pipeline_name,
+)
 from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
 
 from ..helpers import arm, make_entry, remote_options, satellite_subentry, setup_entry, wait_for
@@ -516,6 +520,26 @@ async def test_started_disarmed_after_a_crash_while_armed_puts_the_devices_back(
     await wait_for(lambda: home.selects(home.hall) == before)
     assert home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)
     assert home.guard_pipelines() == []
+
+
+async def test_a_damaged_put_back_record_loses_only_that_device(
+    hass: HomeAssistant,
+    home: Home,
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = home.selects(home.hall)
+    entry = await stopped_while_armed(hass)
+    saved_armed(hass_storage, False)
+    saved = hass_storage["guard_mode.voice_devices"]["data"]
+    kitchen_id = next(s.subentry_id for s in entry.subentries.values() if s.title == "Kitchen mic")
+    del saved[kitchen_id]["pipeline_select"]  # a half-written file
+    del hass.data[DATA_VOICE_DEVICES]  # read again from .storage, as after a restart
+
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(lambda: home.selects(home.hall) == before)  # the other one is put back
+    assert caplog.text.count("What 1 voice device(s) had before") == 1
 
 
 @pytest.mark.usefixtures("socket_enabled")  # the remote engine is tried (and not there)
