@@ -27,7 +27,7 @@ token = options.get("token")
 if not isinstance(token, str) or not token.strip():
     print(
         "Cannot start: set the add-on's `token` option (Configuration tab) to the token shown "
-        "in Guard Mode's options (Engine: remote). The engine never listens without one.",
+        "in Guard Mode's options (Engine: Remote engine). The engine never listens without one.",
         file=sys.stderr,
     )
     sys.exit(2)

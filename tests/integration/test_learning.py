@@ -644,7 +644,7 @@ async def test_not_a_threat_from_the_sensor_a_user_looks_at(
     glass = er.async_get(hass).async_get_entity_id(
         "binary_sensor", DOMAIN, f"{satellite.id}-glass_break"
     )
-    with pytest.raises(ServiceValidationError, match="has a last detection"):
+    with pytest.raises(ServiceValidationError, match="Sound event entity that has fired"):
         await hass.services.async_call(
             DOMAIN, "mark_false_alarm", {"entity_id": glass}, blocking=True
         )
