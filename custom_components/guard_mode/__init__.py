@@ -122,12 +122,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
     try:
         entry.runtime_data = await _async_runtime_data(hass, entry, engine)
         await _async_start(hass, entry)
-    except BaseException:  # a failed set-up leaves no microphone or worker thread behind
+    except BaseException as err:  # a failed set-up leaves no microphone or worker thread behind
         if isinstance(data := getattr(entry, "runtime_data", None), GuardModeData):
             for satellite in data.satellites.values():
                 await satellite.async_stop()
             data.satellites.clear()
         await engine.async_stop(hass)
+        if isinstance(err, Exception):  # nor voice devices pointed at it (a restart while armed)
+            try:
+                await _async_put_back_voice_devices(hass)
+            except Exception:
+                _LOGGER.exception("Could not put the voice devices back")
         raise
     return True
 

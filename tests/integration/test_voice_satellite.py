@@ -522,6 +522,22 @@ async def test_started_disarmed_after_a_crash_while_armed_puts_the_devices_back(
     assert home.guard_pipelines() == []
 
 
+async def test_devices_are_put_back_when_set_up_fails(
+    hass: HomeAssistant, home: Home, hass_storage: dict[str, Any]
+) -> None:
+    """A restart while armed, then set-up fails (a newer version's state, after a downgrade):
+    the devices must not stay pointed at a Guard Mode that doesn't run."""
+    before = home.selects(home.hall)
+    entry = await stopped_while_armed(hass)
+    hass_storage["guard_mode.state"] = {"version": 99, "key": "guard_mode.state", "data": {}}
+
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert home.selects(home.hall) == before
+    assert home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA)
+    assert home.guard_pipelines() == []
+
+
 async def test_a_damaged_put_back_record_loses_only_that_device(
     hass: HomeAssistant,
     home: Home,
