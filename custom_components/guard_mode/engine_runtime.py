@@ -36,6 +36,7 @@ type Engine = EngineRuntime | RemoteEngine
 
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
+ISSUE_TAGGER = "model_failing"
 MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx) ...
 HEAD_FILE = DEFAULT_HEAD  # ... and its detection head (engine/data/head.npz)
 ISSUE_NUMPY_BUSY = "numpy_backend_busy"
@@ -109,9 +110,30 @@ class EngineRuntime:
         else:
             ir.async_delete_issue(hass, DOMAIN, ISSUE_NUMPY_BUSY)
 
+    def tagger_failing(self, error: str | None) -> None:
+        """Show that the model fails (error), or no more (None); called on the worker thread."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: Home Assistant stopped
+            self.hass.loop.call_soon_threadsafe(self._async_tagger_failing, error)
+
+    @callback
+    def _async_tagger_failing(self, error: str | None) -> None:
+        if error is None:
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_TAGGER)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            ISSUE_TAGGER,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=ISSUE_TAGGER,
+            translation_placeholders={"error": error[:200]},
+        )
+
     async def async_stop(self, hass: HomeAssistant) -> None:
         """Stop the worker thread (joined in an executor)."""
         await hass.async_add_executor_job(self.worker.stop)
+        ir.async_delete_issue(hass, DOMAIN, ISSUE_TAGGER)  # a new start tries the model afresh
 
 
 class EngineNotReady(Exception):
@@ -189,6 +211,8 @@ async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto
         raise _not_ready(hass, ISSUE_MODEL, {"file": str(checking), "error": error}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
     worker = EngineWorker(tagger, head=head)
+    engine = EngineRuntime(hass, worker)
+    worker.on_tagger_failing = engine.tagger_failing
     worker.start()
     _LOGGER.debug("Engine started with the %s backend (%s)", tagger.backend, MODEL_FILE)
-    return EngineRuntime(hass, worker)
+    return engine

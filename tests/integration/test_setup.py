@@ -30,7 +30,12 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
-from custom_components.guard_mode.engine import head as head_module, shipped_head
+from custom_components.guard_mode.engine import (
+    Tagger,
+    head as head_module,
+    load_shipped_tagger,
+    shipped_head,
+)
 from custom_components.guard_mode.hub import STORAGE_KEY
 
 from ..helpers import arm, make_entry, satellite_entry, satellite_subentry, setup_entry, wait_for
@@ -194,6 +199,40 @@ async def test_a_head_replaced_while_running_changes_nothing_until_restart(
     assert detections[0].data["sound"] == "smoke_alarm"
     await arm(hass, False)
     shipped_head.cache_clear()
+
+
+class BreakableTagger:
+    """The real tagger, and a switch that makes every inference fail (a broken session)."""
+
+    def __init__(self, inner: Tagger) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.model_path = inner.model_path
+        self.broken = False
+
+    def infer(self, patches: Any, *, embeddings: bool = False) -> Any:
+        if self.broken:
+            raise RuntimeError("the inference session is broken")
+        return self.inner.infer(patches, embeddings=embeddings)
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_a_failing_model_is_shown_and_clears_when_it_works_again(
+    hass: HomeAssistant, mic: MicServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only alarm patterns are heard while the model fails: the user must know."""
+    tagger = BreakableTagger(load_shipped_tagger())
+    monkeypatch.setattr(runtime, "load_shipped_tagger", lambda *_: tagger)
+    await setup_entry(hass, satellite_entry(mic.port))
+    await arm(hass)
+    tagger.broken = True
+    registry = ir.async_get(hass)
+    await wait_for(lambda: registry.async_get_issue(DOMAIN, runtime.ISSUE_TAGGER) is not None)
+    issue = registry.async_get_issue(DOMAIN, runtime.ISSUE_TAGGER)
+    assert issue.translation_placeholders == {"error": "the inference session is broken"}
+    tagger.broken = False
+    await wait_for(lambda: registry.async_get_issue(DOMAIN, runtime.ISSUE_TAGGER) is None)
+    await arm(hass, False)
 
 
 def engine_threads() -> list[threading.Thread]:

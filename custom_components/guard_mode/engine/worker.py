@@ -16,6 +16,7 @@ under the stream's lock.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 import logging
 import threading
@@ -238,6 +239,8 @@ class EngineWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tagger_failing = False  # logged once until a batch succeeds again
+        # Told (on the worker thread) why the tagger started failing, and None once it works.
+        self.on_tagger_failing: Callable[[str | None], None] | None = None
 
     @property
     def streams(self) -> list[EngineStream]:
@@ -316,10 +319,11 @@ class EngineWorker:
                 _LOGGER.exception("Engine failed on stream %s", stream.name)
         try:
             tagged = self._tag(work)
-        except Exception:  # alarm patterns and hold times must not depend on the tagger
+        except Exception as err:  # alarm patterns and hold times must not depend on the tagger
             self.stats.errors += 1
             if not self._tagger_failing:
                 _LOGGER.exception("Tagger failed; only alarm patterns are detected until it works")
+                self._tagger_state(str(err) or type(err).__name__)
             self._tagger_failing = True
             tagged = 0
             for item in work:
@@ -328,6 +332,7 @@ class EngineWorker:
             if tagged and self._tagger_failing:
                 self._tagger_failing = False
                 _LOGGER.info("Tagger works again")
+                self._tagger_state(None)
         for item in work:
             try:
                 evidence = item.stream.analyzer.complete(item.pending, item.scores, item.embeddings)
@@ -339,6 +344,10 @@ class EngineWorker:
         if work:
             self.stats.busy_seconds += time.perf_counter() - started
         return tagged
+
+    def _tagger_state(self, error: str | None) -> None:
+        if self.on_tagger_failing is not None:
+            self.on_tagger_failing(error)
 
     def _tag(self, work: list[_Work]) -> int:
         """Run the tagger on every pending patch of every stream, in batches."""
