@@ -15,6 +15,7 @@ chosen.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
 import logging
@@ -33,6 +34,7 @@ import probatio as vol
 from .alerts import CRITICAL_SOUNDS, Alert, confidence_text, sound_phrase
 from .const import CONF_ANNOUNCE_TARGETS, CONF_NOTIFY_TARGETS, CONF_TTS_ENGINE, DOMAIN
 from .engine import ALARM_SOUNDS, Sound
+from .timeouts import timeouts
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -265,16 +267,22 @@ class Notifier:
         if not self._hass.services.has_service(domain, service):
             self._failed(target, "it does not exist (any more)")
             return
+        limit = timeouts(self._hass).notify_s
         try:
-            try:
-                await self._hass.services.async_call(domain, service, data, blocking=True)
-            except vol.Invalid:
-                if "data" not in data:
-                    raise
-                # Not a companion app: Signal, Slack, Matrix … refuse its extras; the text alone
-                _LOGGER.debug("%s takes no companion-app extras: sending the text alone", target)
-                data = {key: value for key, value in data.items() if key != "data"}
-                await self._hass.services.async_call(domain, service, data, blocking=True)
+            async with asyncio.timeout(limit):  # a hung target must not pile up a task per alert
+                try:
+                    await self._hass.services.async_call(domain, service, data, blocking=True)
+                except vol.Invalid:
+                    if "data" not in data:
+                        raise
+                    # Not a companion app: Signal, Slack, Matrix … refuse its extras: text alone
+                    _LOGGER.debug(
+                        "%s takes no companion-app extras: sending the text alone", target
+                    )
+                    data = {key: value for key, value in data.items() if key != "data"}
+                    await self._hass.services.async_call(domain, service, data, blocking=True)
+        except TimeoutError:
+            self._failed(target, f"it did not answer within {limit:g} s")
         except Exception as err:  # whatever another integration raises, it must be seen
             self._failed(target, str(err) or type(err).__name__)
         else:

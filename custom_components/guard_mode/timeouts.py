@@ -32,6 +32,7 @@ class Timeouts:
     steady_s: float = 30.0  # ... and start at 1 s again after a connection that lasted this long
     remote: ClientTimeouts = field(default_factory=ClientTimeouts)  # the remote engine's client
     remote_repair_after_s: float = 60.0  # the remote engine unreachable this long: a repair
+    notify_s: float = 30.0  # a notify or speak action not done by then has failed
 
 
 DEFAULT_TIMEOUTS = Timeouts()

@@ -9,6 +9,7 @@ exactly as they reach real ones.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -45,15 +46,18 @@ DOMAIN = "test"
 class Phone(NotifyEntity):
     """A phone's notify entity: keeps what it is sent, or fails like an offline one."""
 
-    def __init__(self, name: str, *, offline: bool = False) -> None:
+    def __init__(self, name: str, *, offline: bool = False, hanging: bool = False) -> None:
         self._attr_name = name
         self._attr_unique_id = name
         self.offline = offline
+        self.hanging = hanging  # its service never answers (a push server that hangs)
         self.messages: list[tuple[str | None, str]] = []
 
     async def async_send_message(self, message: str, title: str | None = None) -> None:
         if self.offline:
             raise HomeAssistantError("the phone is offline")
+        if self.hanging:
+            await asyncio.Event().wait()
         self.messages.append((title, message))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.decider import DeciderEvent, Detection, EventKind
 from custom_components.guard_mode.engine.labels import Sound
 from custom_components.guard_mode.notifications import issue_notify_failed
+from custom_components.guard_mode.timeouts import Timeouts
 
 from ..helpers import (
     gathered,
@@ -33,6 +35,7 @@ from ..helpers import (
     setup_entry,
     simulate,
     the_satellite,
+    wait_for,
 )
 from .ha_devices import Phone, async_add_devices
 
@@ -137,6 +140,24 @@ async def test_a_notify_action_that_takes_no_companion_app_extras_gets_the_text(
     assert not ir.async_get(hass).issues
     started = dt_util.as_local(dt_util.parse_datetime(detections[0].data["started"]))
     assert f" at {started:%H:%M:%S} " in received[0]["message"]  # Home Assistant's time zone
+
+
+async def test_a_target_that_never_answers_is_surfaced(
+    hass: HomeAssistant, use_timeouts: Callable[..., Timeouts]
+) -> None:
+    """A notify action that hangs: reported like a failure, not left waiting for ever."""
+    use_timeouts(notify_s=0.3)
+    await async_add_devices(hass, Phone("Ann's phone", hanging=True))
+    await setup_entry(hass, push_satellite_entry(notify_targets=[PHONE]))
+    hear(hass, Sound.GLASS_BREAK)
+    await gathered(hass)
+    issues = ir.async_get(hass)
+    await wait_for(lambda: issues.async_get_issue(DOMAIN, issue_notify_failed(PHONE)) is not None)
+    issue = issues.async_get_issue(DOMAIN, issue_notify_failed(PHONE))
+    assert issue.translation_placeholders == {
+        "target": PHONE,
+        "error": "it did not answer within 0.3 s",
+    }
 
 
 async def test_a_failing_target_is_surfaced_and_recovers(
