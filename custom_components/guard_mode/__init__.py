@@ -53,6 +53,13 @@ from .sources.push import PushSource, push_key_issue
 from .voice_devices import async_voice_devices
 
 _LOGGER = logging.getLogger(__name__)
+# A satellite's device model: what its microphone is, in the words the "Add satellite" menu uses.
+DEVICE_MODELS: dict[str, str] = {
+    SourceType.WYOMING: "Wyoming microphone",
+    SourceType.STREAM: "Camera or stream",
+    SourceType.PUSH: "Guard Mode agent",
+    SourceType.VOICE: "Voice satellite",
+}
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 EVENT_NOTIFICATION_ACTION = "mobile_app_notification_action"
 PLATFORMS: list[Platform] = [
@@ -321,7 +328,7 @@ def _update_device(hass: HomeAssistant, entry: GuardModeConfigEntry, satellite: 
         identifiers={(DOMAIN, satellite.id)},
         name=satellite.name,
         manufacturer=NAME,
-        model=f"{satellite.source_type.capitalize()} microphone",
+        model=DEVICE_MODELS[satellite.source_type],
         via_device_id=hub.id,
     )
     if known is None and (area := satellite.area_id) is not None:

@@ -38,20 +38,32 @@ from custom_components.guard_mode.engine import (
 )
 from custom_components.guard_mode.hub import STORAGE_KEY
 
-from ..helpers import arm, make_entry, satellite_entry, satellite_subentry, setup_entry, wait_for
+from ..helpers import (
+    arm,
+    make_entry,
+    push_satellite_entry,
+    satellite_entry,
+    satellite_subentry,
+    setup_entry,
+    wait_for,
+)
 from .wyoming_mic import MicServer
 
 SWITCH = "switch.guard_mode"
 PANEL = "alarm_control_panel.house"
 
 
-async def test_hub_device_and_switch(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    await setup_entry(hass, entry)
-    device = dr.async_get(hass).async_get_device_by_identifier(
-        ("guard_mode", entry.entry_id), entry.entry_id
-    )
+async def test_hub_device_and_switch(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass, push_satellite_entry())
+    registry = dr.async_get(hass)
+    device = registry.async_get_device_by_identifier(("guard_mode", entry.entry_id), entry.entry_id)
     assert device is not None
     assert device.name == "Guard Mode"
+    satellite = registry.async_get_device_by_identifier(
+        ("guard_mode", next(iter(entry.subentries))), entry.entry_id
+    )
+    assert satellite is not None
+    assert satellite.model == "Guard Mode agent"  # as the Add satellite menu calls it
     reg_entry = er.async_get(hass).async_get(SWITCH)
     assert reg_entry is not None
     assert reg_entry.unique_id == f"{entry.entry_id}-guard_mode"
