@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import custom_components
+from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 # pytest-homeassistant-custom-component ships a testing_config/custom_components package that
@@ -26,6 +27,15 @@ def auto_enable_custom_integrations(
     enable_custom_integrations: None,
 ) -> None:
     """Let Home Assistant load Guard Mode in every integration test."""
+
+
+@pytest.fixture(scope="session")
+def scenario() -> Scenario:
+    """The demo's scenario recording (built once if missing), with its ground truth."""
+    try:
+        return ensure_scenario()
+    except ScenarioUnavailable as err:
+        pytest.skip(f"the scenario recording can't be built here: {err}")
 
 
 # What may be skipped in CI: a copy of the engine that only an add-on build makes. Anything else

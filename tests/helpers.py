@@ -17,6 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
@@ -24,6 +25,7 @@ from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.guard_mode.engine.decider import DeciderEvent, Detection, EventKind
 from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.engine.tagger import onnxruntime_available
 from custom_components.guard_mode.satellite import Satellite
 from custom_components.guard_mode.timeouts import Timeouts
 
@@ -231,3 +233,15 @@ async def persistent_notifications(
     response = await client.receive_json()
     assert response["success"], response
     return {n["notification_id"]: n for n in response["result"]}
+
+
+# --- the engine's files and backends ----------------------------------------------------------
+
+needs_ort = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime missing")
+BACKENDS = ["numpy", pytest.param("onnxruntime", marks=needs_ort)]  # both, where they run
+
+
+def zero_block(data: bytes) -> bytes:
+    """Zero 4 KiB in the middle of a weights file: still loadable, wrong scores."""
+    middle = len(data) // 2
+    return data[:middle] + bytes(4096) + data[middle + 4096 :]

@@ -18,7 +18,6 @@ import time
 
 import pytest
 
-from scripts.tools.demo_scenario import ScenarioUnavailable, ensure_scenario
 from scripts.tools.screenshot import find_chromium
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,11 +35,8 @@ def free_port() -> int:
     find_chromium() is None,
     reason="chromium is not installed (PY314_PACKAGES=... chromium, or apt install chromium)",
 )
+@pytest.mark.usefixtures("scenario")  # the demo's microphone plays it; built once if missing
 def test_the_dashboard_shows_guard_mode(tmp_path: Path) -> None:
-    try:
-        ensure_scenario()  # the demo's microphone plays it; built once if missing
-    except ScenarioUnavailable as err:
-        pytest.skip(f"the scenario recording can't be built here: {err}")
     out = REPO / "build" / "test_browser" / "screenshot.png"
     out.unlink(missing_ok=True)
     config = tmp_path / "config"

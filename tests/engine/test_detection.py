@@ -11,18 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
+from scripts.tools.demo_scenario import Scenario
 from scripts.tools.make_scenario import verify
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def scenario() -> Scenario:
-    try:
-        return ensure_scenario()
-    except ScenarioUnavailable as err:
-        pytest.skip(f"the scenario recording can't be built here: {err}")
 
 
 def test_the_scenario_is_heard_right_at_every_window_alignment(scenario: Scenario) -> None:

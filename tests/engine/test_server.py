@@ -67,18 +67,12 @@ from custom_components.guard_mode.engine.server import (
 from custom_components.guard_mode.engine.tagger import onnxruntime_available
 
 from .. import synth
+from ..helpers import BACKENDS
 from .service_client import TOKEN, WINDOW, Client, frame, tagger_for, to_pcm, wait_for
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 REPO = Path(__file__).resolve().parents[2]
-BACKENDS = [
-    "numpy",
-    pytest.param(
-        "onnxruntime",
-        marks=pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime missing"),
-    ),
-]
 DEFAULT_BACKEND = "onnxruntime" if onnxruntime_available() else "numpy"
 FAST = 1000.0  # tests of detection stream faster than real time: read them as fast
 

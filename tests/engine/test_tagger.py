@@ -29,15 +29,9 @@ from custom_components.guard_mode.engine.tagger import (
 )
 from custom_components.guard_mode.engine.yamnet_numpy import WEIGHTS_SHA256
 
+from ..helpers import BACKENDS, needs_ort, zero_block
+
 RATE = fe.SAMPLE_RATE
-BACKENDS = [
-    "numpy",
-    pytest.param(
-        "onnxruntime",
-        marks=pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime missing"),
-    ),
-]
-needs_ort = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime missing")
 
 
 def _labels() -> list[str]:
@@ -225,18 +219,13 @@ def test_garbage_file(content: bytes, tmp_path: Path) -> None:
         load_tagger(path, backend="onnxruntime")
 
 
-def _zero_block(data: bytes) -> bytes:
-    middle = len(data) // 2
-    return data[:middle] + bytes(4096) + data[middle + 4096 :]
-
-
 @pytest.mark.parametrize(
     ("damage", "says"),
     [
         (None, "weights file not found"),
         (lambda data: data[: len(data) // 2], "the file is damaged"),
         (lambda data: b"", "the file is damaged"),
-        (_zero_block, "the file is damaged"),
+        (zero_block, "the file is damaged"),
     ],
     ids=["missing", "truncated", "empty", "zeroed"],
 )

@@ -32,7 +32,7 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.frontend import WINDOW_HOP_S
 from custom_components.guard_mode.engine.labels import Sound
 from scripts.tools.demo_mic import RoomMic
-from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, Segment, ensure_scenario
+from scripts.tools.demo_scenario import Scenario, Segment
 
 from ..helpers import make_entry, satellite_subentry, setup_entry, wait_for
 
@@ -50,14 +50,6 @@ DEFAULT_TARGET_S = 1.5
 # the engine's windows are 0.96 s, so a detection may start a little before a segment.
 EARLY_S = 1.0
 LATE_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def scenario() -> Scenario:
-    try:
-        return ensure_scenario()
-    except ScenarioUnavailable as err:
-        pytest.skip(f"the scenario recording can't be built here: {err}")
 
 
 class Timeline:

@@ -46,6 +46,7 @@ from ..helpers import (
     satellite_subentry,
     setup_entry,
     wait_for,
+    zero_block,
 )
 from .wyoming_mic import MicServer
 
@@ -127,19 +128,13 @@ async def test_remove_forgets_everything(
     assert er.async_get(hass).async_get(SWITCH) is None
 
 
-def _zero_block(data: bytes) -> bytes:
-    """Zero 4 KiB in the middle of the weights: still a loadable model, wrong scores."""
-    middle = len(data) // 2
-    return data[:middle] + bytes(4096) + data[middle + 4096 :]
-
-
 @pytest.mark.parametrize(
     ("damage", "says"),
     [
         (None, "model file not found"),
         (lambda data: data[:4096], "not a valid ONNX model"),  # an interrupted copy
         (lambda data: b"", "not a valid ONNX model"),
-        (_zero_block, "the file is damaged"),
+        (zero_block, "the file is damaged"),
     ],
     ids=["missing", "truncated", "empty", "zeroed"],
 )

@@ -57,7 +57,7 @@ from custom_components.guard_mode.voice_devices import (
     LOCATION_IN_HA,
     pipeline_name,
 )
-from scripts.tools.demo_scenario import Scenario, ScenarioUnavailable, ensure_scenario
+from scripts.tools.demo_scenario import Scenario
 
 from ..helpers import arm, make_entry, remote_options, satellite_subentry, setup_entry, wait_for
 from ..synth import pcm16, smoke_alarm_audio
@@ -380,14 +380,6 @@ def saved_armed(hass_storage: dict[str, Any], armed: bool) -> None:
         "key": "guard_mode.state",
         "data": {"armed": armed, "source": "manual", "followed_verdict": None},
     }
-
-
-@pytest.fixture
-def scenario() -> Scenario:
-    try:
-        return ensure_scenario()
-    except ScenarioUnavailable as err:
-        pytest.skip(f"the scenario recording can't be built here: {err}")
 
 
 def excerpt(scenario: Scenario, t0: float, t1: float) -> bytes:
