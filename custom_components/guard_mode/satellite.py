@@ -427,6 +427,7 @@ class Satellite:
             await asyncio.wait([self._closing], timeout=STOP_TIMEOUT_S)
         attempt = 0
         without_offset = DcBlocker()  # a microphone's DC offset is no sound (engine levels)
+        unexpected = ""  # the last unexpected error, logged with its traceback once
         while True:
             first_audio: float | None = None
 
@@ -448,8 +449,10 @@ class Satellite:
             except SourceError as err:
                 error = str(err)
             except Exception as err:  # a source must never take the satellite down
-                _LOGGER.exception("Satellite %s: unexpected error", self.name)
                 error = f"unexpected error: {err}"
+                if repr(err) != unexpected:  # the same bug at every retry: once is enough
+                    _LOGGER.exception("Satellite %s: unexpected error", self.name)
+                unexpected = repr(err)
             self._disconnected(error)
             # Waits start afresh after a connection that lasted, else they grow: a source that
             # sends a moment of audio and fails again is not retried every second for ever.

@@ -29,6 +29,7 @@ from custom_components.guard_mode import satellite as satellite_module
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine.labels import Sound
+from custom_components.guard_mode.sources.wyoming import WyomingMicSource
 from custom_components.guard_mode.timeouts import Timeouts
 
 from .. import synth
@@ -330,6 +331,31 @@ async def test_a_source_that_fails_at_once_each_time_is_retried_less_and_less_of
         await arm(hass, False)
     finally:
         await flapping.stop()
+
+
+async def test_a_bug_met_at_every_reconnect_is_logged_with_its_traceback_once(
+    hass: HomeAssistant,
+    mic: MicServer,
+    use_timeouts: Callable[..., Timeouts],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    use_timeouts(backoff_start_s=0.05, backoff_max_s=0.1)
+    attempts = 0
+
+    async def buggy(self: Any, sink: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("a bug in the source")
+
+    monkeypatch.setattr(WyomingMicSource, "run", buggy)
+    await setup_entry(hass, satellite_entry(mic.port))
+    await arm(hass)
+    await wait_for(lambda: attempts >= 4)
+    assert caplog.text.count("Kitchen mic: unexpected error") == 1
+    assert caplog.text.count("Traceback") == 1
+    assert caplog.text.count("Kitchen mic is unreachable") == 1  # what the user reads, once
+    await arm(hass, False)
 
 
 async def test_a_flapping_microphone_is_one_outage_and_gets_its_repair(
