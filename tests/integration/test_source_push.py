@@ -263,7 +263,7 @@ async def test_agent_disconnect_fails_the_run(client: TestClient, source: PushSo
 async def test_no_agent_fails_the_run_after_the_stall_timeout(
     client: TestClient, source: PushSource
 ) -> None:
-    source.timeouts = replace(source.timeouts, stall_s=1.0)
+    source.timeouts = replace(source.timeouts, stall_s=0.3)
     started = asyncio.get_running_loop().time()
     with pytest.raises(CannotConnect, match="no agent connected") as err:
         await asyncio.wait_for(source.run(Recorder()), 2)
@@ -284,14 +284,14 @@ async def test_agent_arriving_late_is_started(client: TestClient, source: PushSo
 
 
 async def test_silent_agent_fails_the_run(client: TestClient, source: PushSource) -> None:
-    source.timeouts = replace(source.timeouts, stall_s=0.3)
+    source.timeouts = replace(source.timeouts, stall_s=1.0)
     ws = await connect(client)
     assert await next_json(ws) == {"type": "stop"}
     sink = Recorder()
     async with running(source, sink) as task:
         assert await next_json(ws) == {"type": "start"}
         for _ in range(3):  # audio keeps it alive …
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
             await ws.send_bytes(PCM)
         with pytest.raises(NoAudio, match="sent no audio"):  # … silence doesn't
             await asyncio.wait_for(task, 4)
