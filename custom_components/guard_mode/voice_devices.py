@@ -165,13 +165,16 @@ class VoiceDevices:
                 for satellite_id, saved in (stored.items() if isinstance(stored, dict) else ())
                 if _saved_ok(saved)
             }
-            if stored and len(self._saved) != len(stored):
+            if stored is not None and (
+                not isinstance(stored, dict) or len(self._saved) != len(stored)
+            ):
                 _LOGGER.warning(
                     "What %s voice device(s) had before Guard Mode pointed them at its pipeline "
-                    "could not be read (.storage/%s); put them back by hand if needed",
+                    "could not be read (.storage/%s): the next arming starts them afresh",
                     len(stored) - len(self._saved) if isinstance(stored, dict) else "some",
                     STORAGE_KEY,
                 )
+                await self._store.async_save(self._saved)  # without them: warned once
             self._loaded = True
             self.hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._renamed)
 
@@ -218,6 +221,12 @@ class VoiceDevices:
                 raise CannotConnect(f"{satellite_entity_id}'s device is unavailable")
             saved = self._saved.get(satellite_id)
             ours = _pipeline(self.hass, saved["pipeline_id"]) if saved else None
+            # One of ours that the device still names, its record lost (a damaged file): it goes,
+            # and what is put back later is the preferred pipeline.
+            selected = _pipeline_by_option(self.hass, current) if saved is None else None
+            if selected is not None and selected.wake_word_entity == listener:
+                await _delete_pipeline(self.hass, selected.id)
+                current = OPTION_PREFERRED
             if saved is not None and saved["pipeline_select"] != selects.pipeline:
                 await self._let_go(satellite_id, saved, name)  # it names another device now
                 saved = None

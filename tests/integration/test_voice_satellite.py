@@ -548,6 +548,13 @@ async def test_a_damaged_put_back_record_loses_only_that_device(
     await hass.async_block_till_done()
     await wait_for(lambda: home.selects(home.hall) == before)  # the other one is put back
     assert caplog.text.count("What 1 voice device(s) had before") == 1
+    # The kitchen still names Guard Mode's pipeline: the next arming starts it afresh, and
+    # disarming gives it the preferred pipeline, not Guard Mode's old one, for good.
+    await arm(hass)
+    await wait_for(lambda: connected(hass, satellite_of(entry, "Kitchen mic")))
+    await arm(hass, False)
+    await wait_for(lambda: home.selects(home.kitchen) == ("preferred", LOCATION_IN_HA))
+    assert home.guard_pipelines() == []
 
 
 @pytest.mark.usefixtures("socket_enabled")  # the remote engine is tried (and not there)
