@@ -136,10 +136,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) ->
             data.satellites.clear()
         await engine.async_stop(hass)
         if isinstance(err, Exception):  # nor voice devices pointed at it (a restart while armed)
-            try:
-                await _async_put_back_voice_devices(hass)
-            except Exception:
-                _LOGGER.exception("Could not put the voice devices back")
+            await _async_put_back_voice_devices(hass)
         raise
     return True
 
@@ -238,8 +235,14 @@ async def async_remove_entry(hass: HomeAssistant, entry: GuardModeConfigEntry) -
 
 
 async def _async_put_back_voice_devices(hass: HomeAssistant) -> None:
-    """Put back every voice device still pointed at Guard Mode."""
-    await (await async_voice_devices(hass)).async_restore_others([])
+    """Put back every voice device still pointed at Guard Mode.
+
+    A failure is logged only: it must not hide why the set-up failed.
+    """
+    try:
+        await (await async_voice_devices(hass)).async_restore_others([])
+    except Exception:
+        _LOGGER.exception("Could not put the voice devices back")
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: GuardModeConfigEntry) -> None:

@@ -14,9 +14,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import CONF_ENGINE, DOMAIN, ENGINE_REMOTE
 from .engine import (
-    DEFAULT_HEAD,
     DEFAULT_MODEL,
-    HEAD_SHA256,
     Backend,
     EngineWorker,
     Evidence,
@@ -27,7 +25,7 @@ from .engine import (
     RemoteEngineError,
     Tagger,
     load_shipped_tagger,
-    read_head,
+    shipped_head,
 )
 from .remote import ISSUE_REMOTE, RemoteEngine, async_describe, settings_from_options
 from .timeouts import timeouts
@@ -37,8 +35,7 @@ type Engine = EngineRuntime | RemoteEngine
 _LOGGER = logging.getLogger(__name__)
 ISSUE_MODEL = "model_unusable"
 ISSUE_TAGGER = "model_failing"
-MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx) ...
-HEAD_FILE = DEFAULT_HEAD  # ... and its detection head (engine/data/head.npz)
+MODEL_FILE = DEFAULT_MODEL  # the model Guard Mode ships (engine/data/yamnet.onnx)
 ISSUE_NUMPY_BUSY = "numpy_backend_busy"
 NUMPY_SATELLITE_LIMIT = 4  # from here on the numpy backend takes a noticeable share of a core
 
@@ -201,14 +198,14 @@ async def async_start_local_engine(hass: HomeAssistant, backend: Backend = "auto
     what to do. Both are kept from then on: an update that writes newer files while Home
     Assistant runs changes nothing until it restarts.
     """
-    checking = MODEL_FILE
     try:
         tagger = await hass.async_add_executor_job(load_shipped_tagger, MODEL_FILE, backend)
-        checking = HEAD_FILE
-        head = await hass.async_add_executor_job(read_head, HEAD_FILE, HEAD_SHA256)
-    except (ModelError, HeadError) as err:
-        error = str(err).removeprefix(f"{checking}: ")  # the message names the file already
-        raise _not_ready(hass, ISSUE_MODEL, {"file": str(checking), "error": error}) from err
+        head = await hass.async_add_executor_job(shipped_head)  # kept for streams and files
+    except ModelError as err:
+        error = str(err).removeprefix(f"{MODEL_FILE}: ")  # the message names the file already
+        raise _not_ready(hass, ISSUE_MODEL, {"file": str(MODEL_FILE), "error": error}) from err
+    except HeadError as err:
+        raise _not_ready(hass, ISSUE_MODEL, {"file": str(err.path), "error": err.problem}) from err
     ir.async_delete_issue(hass, DOMAIN, ISSUE_MODEL)
     worker = EngineWorker(tagger, head=head)
     engine = EngineRuntime(hass, worker)

@@ -38,6 +38,7 @@ from custom_components.guard_mode.engine import (
 )
 from custom_components.guard_mode.hub import STORAGE_KEY
 
+from .. import synth
 from ..helpers import (
     arm,
     make_entry,
@@ -176,8 +177,9 @@ async def test_a_damaged_detection_head_gives_the_same_repair(
     hass: HomeAssistant, entry: MockConfigEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     head = tmp_path / "head.npz"
-    head.write_bytes(runtime.DEFAULT_HEAD.read_bytes()[:-100])  # an interrupted update
-    monkeypatch.setattr(runtime, "HEAD_FILE", head)
+    head.write_bytes(head_module.DEFAULT_HEAD.read_bytes()[:-100])  # an interrupted update
+    monkeypatch.setattr(head_module, "DEFAULT_HEAD", head)
+    shipped_head.cache_clear()  # as in a fresh Home Assistant
     entry.add_to_hass(hass)
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_RETRY
@@ -205,6 +207,12 @@ async def test_a_head_replaced_while_running_changes_nothing_until_restart(
     await wait_for(lambda: bool(detections), limit=15)
     assert detections[0].data["sound"] == "smoke_alarm"
     await arm(hass, False)
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    synth.write_wav(alarm := tmp_path / "alarm.wav", synth.smoke_alarm_audio())
+    response = await hass.services.async_call(  # files are heard with the same head
+        DOMAIN, "analyze_file", {"path": str(alarm)}, blocking=True, return_response=True
+    )
+    assert [d["sound"] for d in response["detections"]] == ["smoke_alarm"]
     shipped_head.cache_clear()
 
 

@@ -33,6 +33,12 @@ EMBEDDING_SIZE = 1024
 class HeadError(ValueError):
     """The head file is missing, damaged or not a head."""
 
+    def __init__(self, path: Path, problem: str) -> None:
+        """Say which file and what is wrong with it."""
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
 
 @dataclass(frozen=True, slots=True)
 class DetectionHead:
@@ -53,22 +59,26 @@ def read_head(path: Path, sha256: str | None = None) -> DetectionHead:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise HeadError(f"{path}: cannot read the detection head ({err.strerror})") from None
+        raise HeadError(path, f"cannot read the detection head ({err.strerror})") from None
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise HeadError(f"{path}: the file is damaged (it is not the head Guard Mode ships)")
+        raise HeadError(path, "the file is damaged (it is not the head Guard Mode ships)")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             classes = tuple(str(name) for name in arrays["classes"])
             weights = np.asarray(arrays["weights"], np.float32)
             bias = np.asarray(arrays["bias"], np.float32)
     except (OSError, KeyError, ValueError) as err:
-        raise HeadError(f"{path}: not a detection head ({err})") from None
+        raise HeadError(path, f"not a detection head ({err})") from None
     if weights.shape != (EMBEDDING_SIZE, len(classes)) or bias.shape != (len(classes),):
-        raise HeadError(f"{path}: weights {weights.shape} and bias {bias.shape} don't match")
+        raise HeadError(path, f"weights {weights.shape} and bias {bias.shape} don't match")
     return DetectionHead(classes, weights, bias)
 
 
 @cache
 def shipped_head() -> DetectionHead:
-    """Return the head Guard Mode ships (read once)."""
+    """Return the head Guard Mode ships, read and checked once.
+
+    It is kept: an update that writes a newer file while the process runs changes nothing until
+    it restarts.
+    """
     return read_head(DEFAULT_HEAD, HEAD_SHA256)
