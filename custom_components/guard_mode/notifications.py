@@ -269,7 +269,7 @@ class Notifier:
             return
         limit = timeouts(self._hass).notify_s
         try:
-            async with asyncio.timeout(limit):  # a hung target must not pile up a task per alert
+            async with asyncio.timeout(limit) as deadline:  # a hung target: no task per alert
                 try:
                     await self._hass.services.async_call(domain, service, data, blocking=True)
                 except vol.Invalid:
@@ -281,8 +281,10 @@ class Notifier:
                     )
                     data = {key: value for key, value in data.items() if key != "data"}
                     await self._hass.services.async_call(domain, service, data, blocking=True)
-        except TimeoutError:
-            self._failed(target, f"it did not answer within {limit:g} s")
+        except TimeoutError as err:
+            late = deadline.expired()  # else: the target's own time-out (an HTTP call, say)
+            own = str(err) or type(err).__name__
+            self._failed(target, f"it did not answer within {limit:g} s" if late else own)
         except Exception as err:  # whatever another integration raises, it must be seen
             self._failed(target, str(err) or type(err).__name__)
         else:

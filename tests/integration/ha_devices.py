@@ -51,6 +51,7 @@ class Phone(NotifyEntity):
         self._attr_unique_id = name
         self.offline = offline
         self.hanging = hanging  # its service never answers (a push server that hangs)
+        self.timing_out = False  # its service gives up by itself (its own HTTP time-out)
         self.messages: list[tuple[str | None, str]] = []
 
     async def async_send_message(self, message: str, title: str | None = None) -> None:
@@ -58,6 +59,8 @@ class Phone(NotifyEntity):
             raise HomeAssistantError("the phone is offline")
         if self.hanging:
             await asyncio.Event().wait()
+        if self.timing_out:
+            raise TimeoutError("the push server timed out")
         self.messages.append((title, message))
 
 

@@ -147,7 +147,7 @@ async def test_a_target_that_never_answers_is_surfaced(
 ) -> None:
     """A notify action that hangs: reported like a failure, not left waiting for ever."""
     use_timeouts(notify_s=0.3)
-    await async_add_devices(hass, Phone("Ann's phone", hanging=True))
+    await async_add_devices(hass, phone := Phone("Ann's phone", hanging=True))
     await setup_entry(hass, push_satellite_entry(notify_targets=[PHONE]))
     hear(hass, Sound.GLASS_BREAK)
     await gathered(hass)
@@ -158,6 +158,17 @@ async def test_a_target_that_never_answers_is_surfaced(
         "target": PHONE,
         "error": "it did not answer within 0.3 s",
     }
+    phone.hanging, phone.timing_out = False, True  # its own time-out is told as it is
+    hear(hass, Sound.DOG_BARK)
+    await gathered(hass)
+    await wait_for(
+        lambda: (
+            issues.async_get_issue(DOMAIN, issue_notify_failed(PHONE)).translation_placeholders[
+                "error"
+            ]
+            == "the push server timed out"
+        )
+    )
 
 
 async def test_a_failing_target_is_surfaced_and_recovers(
