@@ -150,6 +150,14 @@ async def _async_runtime_data(
     learning = Learning(hass)
     await learning.async_load()
     learning.async_keep_only(entry.subentries)  # satellites removed while it was not loaded
+    keys_shown = {push_key_issue(subentry_id) for subentry_id in entry.subentries}
+    for domain, issue_id in list(ir.async_get(hass).issues):  # ... and their keys' repairs
+        if (
+            domain == DOMAIN
+            and issue_id.startswith(push_key_issue(""))
+            and issue_id not in keys_shown
+        ):
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
     notifier = Notifier(hass, lambda: hub.options, lambda: hub.armed)
     return GuardModeData(
         hub=hub,

@@ -352,6 +352,23 @@ async def test_push_satellites_get_their_own_key_on_upgrade(
     assert key not in caplog.text
 
 
+async def test_a_key_repair_of_a_satellite_removed_meanwhile_goes(hass: HomeAssistant) -> None:
+    """Removed while Guard Mode was not loaded: its repair, which shows its key, goes too."""
+    stale = push.push_key_issue("01GONE")
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        stale,
+        is_fixable=False,
+        is_persistent=True,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="push_key_created",
+        translation_placeholders={"name": "Old mic", "key": "old-key"},
+    )
+    await setup_entry(hass, make_entry())
+    assert ir.async_get(hass).async_get_issue(DOMAIN, stale) is None
+
+
 async def test_the_key_repair_survives_a_restart(hass: HomeAssistant) -> None:
     """Restarting before the agent has its key must not lose the key's instructions."""
     satellites = [
