@@ -452,6 +452,32 @@ async def test_break_in_blueprint(hass: HomeAssistant, entry: MockConfigEntry) -
     assert len(siren_off) == 2
 
 
+async def test_break_in_blueprint_with_the_switch_id_of_an_older_install(
+    hass: HomeAssistant,
+) -> None:
+    """Installed before the switch was named after its device: Home Assistant kept its id
+    (switch.guard_mode_guard_mode); the blueprint's default still finds it."""
+    config = two_satellites()
+    config.add_to_hass(hass)
+    er.async_get(hass).async_get_or_create(
+        "switch",
+        DOMAIN,
+        f"{config.entry_id}-guard_mode",
+        suggested_object_id="guard_mode_guard_mode",
+        config_entry=config,
+    )
+    assert await hass.config_entries.async_setup(config.entry_id)
+    await hass.async_block_till_done()
+    assert hass.states.get("switch.guard_mode_guard_mode") is not None
+    light_on = async_mock_service(hass, "light", "turn_on")
+    await blueprint_automation(hass, BREAK_IN_BLUEPRINT, {"lights": {"area_id": "hall"}})
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": "switch.guard_mode_guard_mode"}, blocking=True
+    )
+    await simulate(hass, HALL, "gunshot")
+    assert len(light_on) == 1
+
+
 async def test_break_in_blueprint_lights_only(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     """Only lights chosen: no siren, no notification, and nothing waits."""
     light_on = async_mock_service(hass, "light", "turn_on")
