@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import logging
 import random
 import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigSubentry
@@ -427,7 +428,7 @@ class Satellite:
             await asyncio.wait([self._closing], timeout=STOP_TIMEOUT_S)
         attempt = 0
         without_offset = DcBlocker()  # a microphone's DC offset is no sound (engine levels)
-        unexpected = ""  # the last unexpected error, logged with its traceback once
+        unexpected: list[object] = []  # the last unexpected error: its type and where it was
         while True:
             first_audio: float | None = None
 
@@ -450,9 +451,11 @@ class Satellite:
                 error = str(err)
             except Exception as err:  # a source must never take the satellite down
                 error = f"unexpected error: {err}"
-                if repr(err) != unexpected:  # the same bug at every retry: once is enough
+                # The same bug at every retry (its message may vary): its traceback once.
+                bug = [type(err), *traceback.extract_tb(err.__traceback__)[-1:]]
+                if bug != unexpected:
                     _LOGGER.exception("Satellite %s: unexpected error", self.name)
-                unexpected = repr(err)
+                unexpected = bug
             self._disconnected(error)
             # Waits start afresh after a connection that lasted, else they grow: a source that
             # sends a moment of audio and fails again is not retried every second for ever.
