@@ -80,10 +80,10 @@ def write_clip(path: Path, pcm: Pcm16) -> None:
     partial.replace(path)
 
 
-def remove_old_clips(root: Path, days: float) -> int:
-    """Delete clips older than days (blocking); return how many went."""
+def remove_old_clips(root: Path, days: float) -> tuple[int, list[str]]:
+    """Delete clips older than days (blocking); return how many went, and those that can't."""
     if not root.is_dir():
-        return 0
+        return 0, []
     cutoff = time.time() - days * 86400
     removed = 0
     failed: list[str] = []
@@ -95,18 +95,11 @@ def remove_old_clips(root: Path, days: float) -> int:
         except FileNotFoundError:
             continue
         except OSError as err:  # one clip that can't go (permissions) keeps none of the others
-            failed.append(f"{path.name} ({err.strerror})")
-    if failed:
-        _LOGGER.warning(
-            "Could not remove %s old evidence clip(s) in %s: %s",
-            len(failed),
-            root,
-            ", ".join(failed[:3]) + (", …" if len(failed) > 3 else ""),
-        )
+            failed.append(f"{path.name} ({err.strerror or err})")
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
         with contextlib.suppress(OSError):  # not empty (any more), or gone
             folder.rmdir()
-    return removed
+    return removed, failed
 
 
 class ClipJanitor:
@@ -117,12 +110,20 @@ class ClipJanitor:
         self._hass = hass
         self.days = days
         self._unsub: CALLBACK_TYPE | None = None
+        self._stuck: list[str] = []  # clips that could not be removed, warned about once
 
     async def async_run(self, _now: object = None) -> None:
         """Remove old clips now."""
-        removed = await self._hass.async_add_executor_job(
-            remove_old_clips, clips_root(self._hass), self.days
-        )
+        root = clips_root(self._hass)
+        removed, stuck = await self._hass.async_add_executor_job(remove_old_clips, root, self.days)
+        if stuck and stuck != self._stuck:
+            _LOGGER.warning(
+                "Could not remove %s old evidence clip(s) in %s: %s",
+                len(stuck),
+                root,
+                ", ".join(stuck[:3]) + (", …" if len(stuck) > 3 else ""),
+            )
+        self._stuck = stuck
         if removed:
             _LOGGER.debug("Removed %s evidence clips older than %s days", removed, self.days)
 

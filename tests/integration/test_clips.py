@@ -15,7 +15,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.guard_mode.alerts import EVENT_DETECTION
-from custom_components.guard_mode.clips import remove_old_clips
+from custom_components.guard_mode.clips import ClipJanitor, remove_old_clips
 from custom_components.guard_mode.const import DOMAIN
 
 from ..helpers import arm, satellite_entry, setup_entry, the_satellite, wait_for
@@ -119,14 +119,12 @@ def test_retention_removes_only_old_clips(tmp_path: Path) -> None:
     ten_days_ago = time.time() - 10 * 86400
     os.utime(old, (ten_days_ago, ten_days_ago))
     os.utime(older, (ten_days_ago, ten_days_ago))
-    assert remove_old_clips(root, days=7) == 2
+    assert remove_old_clips(root, days=7) == (2, [])
     assert files_under(root) == [new]
     assert not (root / "hall").exists()  # emptied folders go too
 
 
-def test_a_clip_that_cant_be_removed_keeps_none_of_the_others(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_clip_that_cant_be_removed_keeps_none_of_the_others(tmp_path: Path) -> None:
     root = tmp_path / DOMAIN
     stuck = root / "attic" / "stuck.wav"  # unlink fails on it (as on a clip of another owner)
     (stuck / "inside").mkdir(parents=True)
@@ -136,7 +134,22 @@ def test_a_clip_that_cant_be_removed_keeps_none_of_the_others(
     ten_days_ago = time.time() - 10 * 86400
     for path in (stuck, old):
         os.utime(path, (ten_days_ago, ten_days_ago))
-    assert remove_old_clips(root, days=7) == 1
+    removed, stuck = remove_old_clips(root, days=7)
+    assert removed == 1
     assert not old.exists()
-    assert "Could not remove 1 old evidence clip(s)" in caplog.text
+    assert [name.split(" ")[0] for name in stuck] == ["stuck.wav"]
+
+
+async def test_a_stuck_clip_is_warned_about_once(
+    hass: HomeAssistant, media: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The clean-up runs every few hours: the same stuck clip is told once, not every time."""
+    stuck = media / DOMAIN / "attic" / "stuck.wav"
+    (stuck / "inside").mkdir(parents=True)
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(stuck, (ten_days_ago, ten_days_ago))
+    janitor = ClipJanitor(hass, 7)
+    for _ in range(3):
+        await janitor.async_run()
+    assert caplog.text.count("Could not remove 1 old evidence clip(s)") == 1
     assert "stuck.wav" in caplog.text
