@@ -1,7 +1,8 @@
 """How long Guard Mode waits: for audio, for a push agent, for the remote engine, to reconnect.
 
-Every wait on the Home Assistant side is a field of :class:`Timeouts`. Sources, satellites, the
-push view and the remote engine take theirs from :func:`timeouts`: ``hass.data[DATA_TIMEOUTS]``
+The waits on the Home Assistant side that tests shorten are fields of :class:`Timeouts` (a few
+fixed ones stay module constants, see docs/architecture.md). Sources, satellites, the push view,
+the remote engine and the notifier take theirs from :func:`timeouts`: ``hass.data[DATA_TIMEOUTS]``
 when it is set, else the defaults. That is how tests (and the load test) give them short waits
 instead of patching module constants. The engine service's own limits are in engine/bounds.py.
 """
