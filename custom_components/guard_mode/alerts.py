@@ -32,7 +32,7 @@ EVENT_SUPPRESSED = f"{DOMAIN}_suppressed"
 SIGNAL_ALERT = f"{DOMAIN}_alert_{{}}"  # per satellite id: for its event entity
 
 # How a sound reads in a sentence ("Kitchen mic heard glass breaking").
-SOUND_PHRASES: dict[Sound, str] = {
+SOUND_PHRASES: dict[str, str] = {
     Sound.GLASS_BREAK: "glass breaking",
     Sound.SMOKE_ALARM: "a smoke alarm",
     Sound.CO_ALARM: "a carbon monoxide alarm",
@@ -44,7 +44,7 @@ SOUND_PHRASES: dict[Sound, str] = {
 
 def sound_phrase(alert: Alert) -> str:
     """Return how the alert's sound reads in a sentence (a custom sound: its name)."""
-    return SOUND_PHRASES.get(alert.sound) or alert.label  # type: ignore[call-overload]
+    return SOUND_PHRASES.get(alert.sound) or alert.label
 
 
 def confidence_text(confidence: float) -> str:

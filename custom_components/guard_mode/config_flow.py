@@ -394,9 +394,7 @@ class GuardModeOptionsFlow(OptionsFlow):
         customs = summary["custom_sounds"]
 
         def named(sound: str) -> str:
-            if sound in customs:
-                return str(customs[sound]["name"])
-            return SOUND_PHRASES.get(sound, sound)  # type: ignore[call-overload,no-any-return]
+            return SOUND_PHRASES.get(sound) or str(customs.get(sound, {}).get("name", sound))
 
         choices = [
             SelectOptionDict(

@@ -19,7 +19,7 @@ from homeassistant.helpers import entity_registry as er
 
 from .alerts import EVENT_DETECTION, EVENT_SUPPRESSED, SOUND_PHRASES, confidence_text
 from .const import DOMAIN, NAME
-from .engine import Reason, Sound
+from .engine import Reason
 
 # Why a detection was ignored, as it reads after "ignored: ".
 REASON_PHRASES: dict[str, str] = {
@@ -33,10 +33,7 @@ REASON_PHRASES: dict[str, str] = {
 def sound_phrase(data: Mapping[str, Any]) -> str:
     """Return how an event's sound reads ("glass breaking"; a taught sound: its name)."""
     sound = str(data.get("sound"))
-    try:
-        return SOUND_PHRASES[Sound(sound)]
-    except ValueError:
-        return str(data.get("label") or sound.replace("_", " "))
+    return SOUND_PHRASES.get(sound) or str(data.get("label") or sound.replace("_", " "))
 
 
 def detection_message(data: Mapping[str, Any]) -> str:
