@@ -25,7 +25,7 @@ from custom_components.guard_mode.config_flow import GuardModeConfigFlow
 from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.guard_mode.engine.decider import DeciderEvent, Detection, EventKind
 from custom_components.guard_mode.engine.labels import Sound
-from custom_components.guard_mode.engine.tagger import onnxruntime_available
+from custom_components.guard_mode.engine.tagger import Tagger, onnxruntime_available
 from custom_components.guard_mode.satellite import Satellite
 from custom_components.guard_mode.timeouts import Timeouts
 
@@ -245,3 +245,18 @@ def zero_block(data: bytes) -> bytes:
     """Zero 4 KiB in the middle of a weights file: still loadable, wrong scores."""
     middle = len(data) // 2
     return data[:middle] + bytes(4096) + data[middle + 4096 :]
+
+
+class BreakableTagger:
+    """The real tagger, and a switch that makes every inference fail (a broken session)."""
+
+    def __init__(self, inner: Tagger) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.model_path = inner.model_path
+        self.broken = False
+
+    def infer(self, patches: Any, *, embeddings: bool = False) -> Any:
+        if self.broken:
+            raise RuntimeError("the inference session is broken")
+        return self.inner.infer(patches, embeddings=embeddings)

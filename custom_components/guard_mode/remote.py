@@ -45,6 +45,7 @@ from .redact import error_text
 _LOGGER = logging.getLogger(__name__)
 
 ISSUE_REMOTE = "remote_engine_unreachable"
+ISSUE_REMOTE_MODEL = "remote_model_failing"
 
 
 def settings_from_options(options: Mapping[str, Any]) -> RemoteSettings:
@@ -97,6 +98,7 @@ class RemoteEngine:
         self.available = True
         self._connector = connector(settings, timeouts)
         self._repair_after_s = repair_after_s
+        self._model_error = ""  # why the engine's model fails, as its last status said
         self._streams: list[RemoteStream] = []
         self._failing: dict[EngineClient, str] = {}  # streams whose connection is down: why
         self._listeners: list[Callable[[], None]] = []
@@ -163,6 +165,7 @@ class RemoteEngine:
             self._repair_timer.cancel()
             self._repair_timer = None
         ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE)
+        ir.async_delete_issue(hass, DOMAIN, ISSUE_REMOTE_MODEL)
 
     def _forget(self, stream: RemoteStream) -> None:
         if stream in self._streams:
@@ -179,6 +182,27 @@ class RemoteEngine:
         if not self.available:
             _LOGGER.debug("Remote engine still unreachable (%s): %s", stream.name, error)
         self._update(exc)
+
+    @callback
+    def _model(self, error: str) -> None:
+        """Follow what the engine's statuses say of its model: a repair while it fails."""
+        if error == self._model_error:
+            return
+        self._model_error = error
+        if not error:
+            _LOGGER.info("The remote engine's sound model works again")
+            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_REMOTE_MODEL)
+            return
+        _LOGGER.warning("The remote engine's sound model fails: %s", error)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            ISSUE_REMOTE_MODEL,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=ISSUE_REMOTE_MODEL,
+            translation_placeholders={"error": error},
+        )
 
     @callback
     def _refused(self) -> None:
@@ -249,6 +273,7 @@ class RemoteStream(EngineClient):
             on_up=engine._up,
             on_down=engine._down,
             on_refused=engine._refused,
+            on_model=engine._model,
         )
         self._engine = engine
 

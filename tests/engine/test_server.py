@@ -131,6 +131,11 @@ async def client(server: EngineServer) -> AsyncIterator[Client]:
 def test_events_round_trip() -> None:
     status = GuardModeStatus(segment=1, time_s=5.0, seconds_dropped=0.5, bad_chunks=1)
     assert GuardModeStatus.from_event(status.event()) == status
+    assert "model_error" not in status.event().data  # said only while the model fails
+    failing = GuardModeStatus(
+        segment=1, time_s=5.0, seconds_dropped=0, bad_chunks=0, model_error="x"
+    )
+    assert GuardModeStatus.from_event(failing.event()) == failing
     settings = GuardModeStream("Kitchen", embeddings=True)
     assert settings.event().data == {"name": "Kitchen", "embeddings": True}
     assert GuardModeStream.from_event(settings.event()) == settings

@@ -21,6 +21,7 @@ from custom_components.guard_mode.engine.tagger import load_tagger
 
 from ..helpers import (
     ENGINE_TOKEN as TOKEN,
+    BreakableTagger,
     arm,
     choose_remote_engine,
     remote_engine_form,
@@ -291,3 +292,29 @@ async def test_a_microphone_outage_through_the_remote_engine(
     finally:
         await arm(hass, False)
         await again.stop()
+
+
+async def test_the_remote_engine_s_failing_model_is_shown(
+    hass: HomeAssistant, mic: MicServer
+) -> None:
+    """The add-on's model fails: Home Assistant says so (only alarms are heard), until it works."""
+    tagger = BreakableTagger(load_tagger())
+    server = EngineServer(tagger, token=TOKEN)
+    await start_server(server)
+    try:
+        await listening_through(hass, server, mic)
+        registry = ir.async_get(hass)
+        tagger.broken = True
+        await wait_for(
+            lambda: registry.async_get_issue(DOMAIN, remote.ISSUE_REMOTE_MODEL) is not None,
+            limit=20,
+        )
+        issue = registry.async_get_issue(DOMAIN, remote.ISSUE_REMOTE_MODEL)
+        assert issue.translation_placeholders == {"error": "the inference session is broken"}
+        tagger.broken = False
+        await wait_for(
+            lambda: registry.async_get_issue(DOMAIN, remote.ISSUE_REMOTE_MODEL) is None, limit=20
+        )
+        await arm(hass, False)
+    finally:
+        await server.stop()

@@ -31,7 +31,6 @@ from custom_components.guard_mode import engine_runtime as runtime
 from custom_components.guard_mode.alerts import EVENT_DETECTION
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.engine import (
-    Tagger,
     head as head_module,
     load_shipped_tagger,
     shipped_head,
@@ -40,6 +39,7 @@ from custom_components.guard_mode.hub import STORAGE_KEY
 
 from .. import synth
 from ..helpers import (
+    BreakableTagger,
     arm,
     make_entry,
     push_satellite_entry,
@@ -214,21 +214,6 @@ async def test_a_head_replaced_while_running_changes_nothing_until_restart(
     )
     assert [d["sound"] for d in response["detections"]] == ["smoke_alarm"]
     shipped_head.cache_clear()
-
-
-class BreakableTagger:
-    """The real tagger, and a switch that makes every inference fail (a broken session)."""
-
-    def __init__(self, inner: Tagger) -> None:
-        self.inner = inner
-        self.backend = inner.backend
-        self.model_path = inner.model_path
-        self.broken = False
-
-    def infer(self, patches: Any, *, embeddings: bool = False) -> Any:
-        if self.broken:
-            raise RuntimeError("the inference session is broken")
-        return self.inner.infer(patches, embeddings=embeddings)
 
 
 @pytest.mark.usefixtures("socket_enabled")

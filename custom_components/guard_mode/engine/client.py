@@ -54,6 +54,7 @@ type ErrorText = Callable[[BaseException], str]
 type UpHook = Callable[[EngineClient], None]
 type DownHook = Callable[[EngineClient, str, BaseException | None], None]
 type RefusedHook = Callable[[], None]
+type ModelHook = Callable[[str], None]
 
 
 class RemoteEngineError(Exception):
@@ -236,7 +237,8 @@ class EngineClient:
 
     ``callback`` gets the stream's evidence in stream time, on the event loop. ``on_down`` hears
     why the connection failed (and the exception when it was a bug); ``on_up`` that an event the
-    client could use arrived; ``on_refused`` that the engine refused the token (it was changed).
+    client could use arrived; ``on_refused`` that the engine refused the token (it was changed);
+    ``on_model`` each status's model error ("" while the engine's model works).
     """
 
     def __init__(
@@ -249,6 +251,7 @@ class EngineClient:
         on_up: UpHook = _ignore,
         on_down: DownHook = _ignore,
         on_refused: RefusedHook = _ignore,
+        on_model: ModelHook = _ignore,
     ) -> None:
         """Relay the stream called name through connector (call :meth:`start`)."""
         self.name = name
@@ -260,6 +263,7 @@ class EngineClient:
         self._on_up = on_up
         self._on_down = on_down
         self._on_refused = on_refused
+        self._on_model = on_model
         self._queue: deque[Pcm16] = deque()
         self._queued_s = 0.0
         self._queued_bytes = 0
@@ -494,6 +498,7 @@ class EngineClient:
             return len(message.items)
         if protocol.GuardModeStatus.is_type(event.type):
             self._status = protocol.GuardModeStatus.from_event(event)
+            self._on_model(self._status.model_error)
         elif Error.is_type(event.type):
             error = Error.from_event(event)
             if error.code in (protocol.ERROR_UNAUTHORIZED, protocol.ERROR_TIMEOUT):

@@ -60,6 +60,7 @@ MAX_PAYLOAD: Final = bounds.MAX_CHUNK_BYTES
 MAX_EVIDENCE_ITEMS: Final = 16  # windows, alarm hits and gaps in one evidence event
 MAX_MAP: Final = 64  # entries in one of a window's score maps
 EMBEDDING_BYTES: Final = EMBEDDING_SIZE * 2  # one float16 embedding
+MAX_MODEL_ERROR: Final = 200  # characters of a status's model error
 
 AUTH_TYPE: Final = "guard-mode-auth"
 STREAM_TYPE: Final = "guard-mode-stream"
@@ -475,6 +476,9 @@ class GuardModeStatus(Eventable):
     seconds_dropped: float  # audio dropped because the engine fell behind
     bad_chunks: int  # chunks that could not be converted
     ended: bool = False  # after audio-stop: all the segment's evidence has been sent
+    model_error: str = (
+        ""  # why the engine's model fails (only alarm patterns are heard), if it does
+    )
 
     @staticmethod
     def is_type(event_type: str) -> bool:
@@ -491,6 +495,7 @@ class GuardModeStatus(Eventable):
                 "seconds_dropped": round(_finite(self.seconds_dropped, 0.0), 2),
                 "bad_chunks": self.bad_chunks,
                 "ended": self.ended,
+                **({"model_error": self.model_error[:MAX_MODEL_ERROR]} if self.model_error else {}),
             },
         )
 
@@ -504,4 +509,7 @@ class GuardModeStatus(Eventable):
             seconds_dropped=_number(data, "seconds_dropped"),
             bad_chunks=_count(data, "bad_chunks"),
             ended=_flag(data, "ended") if data.get("ended") is not None else False,
+            model_error=_text(data, "model_error")[:MAX_MODEL_ERROR]
+            if data.get("model_error") is not None
+            else "",
         )

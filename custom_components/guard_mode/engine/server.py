@@ -160,6 +160,7 @@ class _Segment:
         queue_s: float,
     ) -> None:
         self.number = number
+        self._worker = worker
         self._post = post
         self._status_interval_s = status_interval_s
         self._next_status_s = status_interval_s
@@ -194,6 +195,7 @@ class _Segment:
             seconds_dropped=self.stream.stats.seconds_dropped,
             bad_chunks=0,
             ended=ended,
+            model_error=self._worker.tagger_error or "",
         )
 
 

@@ -239,6 +239,7 @@ class EngineWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tagger_failing = False  # logged once until a batch succeeds again
+        self.tagger_error: str | None = None  # why the tagger fails, while it does
         # Told (on the worker thread) why the tagger started failing, and None once it works.
         self.on_tagger_failing: Callable[[str | None], None] | None = None
 
@@ -346,6 +347,7 @@ class EngineWorker:
         return tagged
 
     def _tagger_state(self, error: str | None) -> None:
+        self.tagger_error = error
         if self.on_tagger_failing is not None:
             self.on_tagger_failing(error)
 
