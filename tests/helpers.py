@@ -122,6 +122,19 @@ async def choose_remote_engine(
     )
 
 
+async def add_satellite(
+    hass: HomeAssistant, entry: MockConfigEntry, kind: str, answers: dict[str, Any]
+) -> dict[str, Any]:
+    """Add a satellite through its flow: Add satellite → kind → answers; the last result."""
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, "satellite"), context={"source": "user"}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": kind}
+    )
+    return dict(await hass.config_entries.subentries.async_configure(result["flow_id"], answers))
+
+
 async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
     """Add entry to hass and set it up."""
     entry.add_to_hass(hass)

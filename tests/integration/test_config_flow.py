@@ -19,7 +19,13 @@ from custom_components.guard_mode.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.guard_mode.learned import encode
 from custom_components.guard_mode.sources.wyoming import WyomingMicSource
 
-from ..helpers import choose_remote_engine, make_entry, satellite_subentry, setup_entry
+from ..helpers import (
+    add_satellite,
+    choose_remote_engine,
+    make_entry,
+    satellite_subentry,
+    setup_entry,
+)
 
 
 async def test_user_flow_creates_the_hub(hass: HomeAssistant) -> None:
@@ -259,14 +265,8 @@ async def test_an_unexpected_failure_while_testing_is_shown_and_logged(
     monkeypatch.setattr(WyomingMicSource, "probe", broken)
     monkeypatch.setattr(config_flow, "async_describe", broken)
     entry = await setup_entry(hass, make_entry())
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, "satellite"), context={"source": "user"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": "wyoming"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"name": "Mic", "host": "192.0.2.7", "port": 10600}
+    result = await add_satellite(
+        hass, entry, "wyoming", {"name": "Mic", "host": "192.0.2.7", "port": 10600}
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "unknown"}

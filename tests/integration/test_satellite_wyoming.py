@@ -34,6 +34,7 @@ from custom_components.guard_mode.timeouts import Timeouts
 
 from .. import synth
 from ..helpers import (
+    add_satellite,
     arm,
     hear,
     make_entry,
@@ -105,14 +106,8 @@ async def test_flow_says_what_is_wrong(
         await server.stop()
     try:
         entry = await setup_entry(hass, make_entry())
-        result = await hass.config_entries.subentries.async_init(
-            (entry.entry_id, "satellite"), context={"source": "user"}
-        )
-        result = await hass.config_entries.subentries.async_configure(
-            result["flow_id"], {"next_step_id": "wyoming"}
-        )
-        result = await hass.config_entries.subentries.async_configure(
-            result["flow_id"], {"name": "Mic", "host": "127.0.0.1", "port": port}
+        result = await add_satellite(
+            hass, entry, "wyoming", {"name": "Mic", "host": "127.0.0.1", "port": port}
         )
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {"base": error}
@@ -124,14 +119,8 @@ async def test_flow_says_what_is_wrong(
 
 async def test_duplicate_satellite_is_refused(hass: HomeAssistant, mic: MicServer) -> None:
     entry = await setup_entry(hass, satellite_entry(mic.port))
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, "satellite"), context={"source": "user"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": "wyoming"}
-    )
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"name": "Again", "host": "127.0.0.1", "port": mic.port}
+    result = await add_satellite(
+        hass, entry, "wyoming", {"name": "Again", "host": "127.0.0.1", "port": mic.port}
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
