@@ -27,7 +27,13 @@ from .engine import (
     load_shipped_tagger,
     shipped_head,
 )
-from .remote import ISSUE_REMOTE, RemoteEngine, async_describe, settings_from_options
+from .remote import (
+    ISSUE_REMOTE,
+    RemoteEngine,
+    async_describe,
+    async_engine_repair,
+    settings_from_options,
+)
 from .timeouts import timeouts
 
 type Engine = EngineRuntime | RemoteEngine
@@ -109,23 +115,9 @@ class EngineRuntime:
 
     def tagger_failing(self, error: str | None) -> None:
         """Show that the model fails (error), or no more (None); called on the worker thread."""
+        shown = None if error is None else {"error": error[:200]}
         with contextlib.suppress(RuntimeError):  # the loop is closed: Home Assistant stopped
-            self.hass.loop.call_soon_threadsafe(self._async_tagger_failing, error)
-
-    @callback
-    def _async_tagger_failing(self, error: str | None) -> None:
-        if error is None:
-            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_TAGGER)
-            return
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            ISSUE_TAGGER,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_TAGGER,
-            translation_placeholders={"error": error[:200]},
-        )
+            self.hass.loop.call_soon_threadsafe(async_engine_repair, self.hass, ISSUE_TAGGER, shown)
 
     async def async_stop(self, hass: HomeAssistant) -> None:
         """Stop the worker thread (joined in an executor)."""
@@ -153,15 +145,7 @@ def _not_ready(hass: HomeAssistant, issue: str, placeholders: dict[str, str]) ->
     The set-up turns it into ConfigEntryNotReady, so Home Assistant retries by itself; the issue
     is deleted when a later set-up succeeds.
     """
-    ir.async_create_issue(
-        hass,
-        DOMAIN,
-        issue,
-        is_fixable=False,
-        severity=ir.IssueSeverity.ERROR,
-        translation_key=issue,
-        translation_placeholders=placeholders,
-    )
+    async_engine_repair(hass, issue, placeholders)
     return EngineNotReady(issue, placeholders)
 
 

@@ -48,6 +48,25 @@ ISSUE_REMOTE = "remote_engine_unreachable"
 ISSUE_REMOTE_MODEL = "remote_model_failing"
 
 
+@callback
+def async_engine_repair(
+    hass: HomeAssistant, issue: str, placeholders: dict[str, str] | None
+) -> None:
+    """Show an engine's repair issue (its own translation key) with what it says, or clear it."""
+    if placeholders is None:
+        ir.async_delete_issue(hass, DOMAIN, issue)
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue,
+        is_fixable=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=issue,
+        translation_placeholders=placeholders,
+    )
+
+
 def settings_from_options(options: Mapping[str, Any]) -> RemoteSettings:
     """Return the remote engine's settings that the integration's options hold."""
     pin = options.get(CONF_ENGINE_FINGERPRINT) or None
@@ -189,20 +208,11 @@ class RemoteEngine:
         if error == self._model_error:
             return
         self._model_error = error
-        if not error:
+        if error:
+            _LOGGER.warning("The remote engine's sound model fails: %s", error)
+        else:
             _LOGGER.info("The remote engine's sound model works again")
-            ir.async_delete_issue(self.hass, DOMAIN, ISSUE_REMOTE_MODEL)
-            return
-        _LOGGER.warning("The remote engine's sound model fails: %s", error)
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            ISSUE_REMOTE_MODEL,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_REMOTE_MODEL,
-            translation_placeholders={"error": error},
-        )
+        async_engine_repair(self.hass, ISSUE_REMOTE_MODEL, {"error": error} if error else None)
 
     @callback
     def _refused(self) -> None:
@@ -249,15 +259,7 @@ class RemoteEngine:
         self._repair_timer = None
         if self.available or not self._failing:
             return
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            ISSUE_REMOTE,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_REMOTE,
-            translation_placeholders={"error": next(iter(self._failing.values()))},
-        )
+        async_engine_repair(self.hass, ISSUE_REMOTE, {"error": next(iter(self._failing.values()))})
 
 
 class RemoteStream(EngineClient):
