@@ -94,8 +94,11 @@ def usable(stored: object) -> tuple[_Stored, int]:
             dropped += 1
             continue
         for sound, marks in sounds.items():
-            good = [mark for mark in marks if _mark_ok(mark)] if isinstance(marks, list) else []
-            dropped += len(marks) - len(good) if isinstance(marks, list) else 1
+            if not isinstance(marks, list):
+                dropped += 1
+                continue
+            good = [mark for mark in marks if _mark_ok(mark)]
+            dropped += len(marks) - len(good)
             if good:
                 data["false_alarms"].setdefault(satellite, {})[sound] = good
     custom_sounds = stored.get("custom_sounds", {})

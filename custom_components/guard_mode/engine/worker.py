@@ -238,8 +238,8 @@ class EngineWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._tagger_failing = False  # logged once until a batch succeeds again
-        self.tagger_error: str | None = None  # why the tagger fails, while it does
+        # Why the tagger fails, while it does (logged once, until a batch succeeds again).
+        self.tagger_error: str | None = None
         # Told (on the worker thread) why the tagger started failing, and None once it works.
         self.on_tagger_failing: Callable[[str | None], None] | None = None
 
@@ -322,16 +322,14 @@ class EngineWorker:
             tagged = self._tag(work)
         except Exception as err:  # alarm patterns and hold times must not depend on the tagger
             self.stats.errors += 1
-            if not self._tagger_failing:
+            if self.tagger_error is None:
                 _LOGGER.exception("Tagger failed; only alarm patterns are detected until it works")
                 self._tagger_state(str(err) or type(err).__name__)
-            self._tagger_failing = True
             tagged = 0
             for item in work:
                 item.pending, item.scores, item.embeddings = item.pending.gated(), None, None
         else:
-            if tagged and self._tagger_failing:
-                self._tagger_failing = False
+            if tagged and self.tagger_error is not None:
                 _LOGGER.info("Tagger works again")
                 self._tagger_state(None)
         for item in work:
