@@ -476,9 +476,7 @@ class GuardModeStatus(Eventable):
     seconds_dropped: float  # audio dropped because the engine fell behind
     bad_chunks: int  # chunks that could not be converted
     ended: bool = False  # after audio-stop: all the segment's evidence has been sent
-    model_error: str = (
-        ""  # why the engine's model fails (only alarm patterns are heard), if it does
-    )
+    model_error: str = ""  # why the engine's model fails, while it does (alarms only meanwhile)
 
     @staticmethod
     def is_type(event_type: str) -> bool:
