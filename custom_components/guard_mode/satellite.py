@@ -327,9 +327,10 @@ class Satellite:
         self._sync_embeddings()
 
     def _sync_embeddings(self) -> None:
-        """Ask the engine for the windows' embeddings while learning needs them."""
+        """Ask the engine for the windows' embeddings, and every window, as learning needs."""
         if self.stream is not None and self.decision is not None:
             self.stream.set_embeddings(self.decision.wants_embeddings)
+            self.stream.set_every_window(self.decision.wants_every_window)
 
     @callback
     def async_set_sensitivity(self, level: str) -> None:

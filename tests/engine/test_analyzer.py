@@ -122,3 +122,37 @@ def test_windows_are_heard_by_the_head_the_stream_was_given() -> None:
     assert heard["given"]
     assert all(head == {"dog_bark": pytest.approx(1.0)} for head in heard["given"])
     assert all(set(head) == set(shipped_head().classes) for head in heard["shipped"])
+
+
+def _windows(analyzer: StreamAnalyzer, audio: np.ndarray) -> list[WindowEvidence]:
+    tagger = load_tagger()
+    return [
+        item
+        for i in range(0, len(audio), 1280)
+        for item in analyzer.process(audio[i : i + 1280], tagger)
+        if isinstance(item, WindowEvidence)
+    ]
+
+
+def test_steady_noise_is_tagged_half_as_often_unless_every_window_is_wanted() -> None:
+    """A fan's hum: after a calm window the next is skipped; its neighbours cover its audio."""
+    fan = synth.pink_noise(8.0, -35.0, synth.rng(5))
+    windows = _windows(StreamAnalyzer(), fan)
+    skipped = [w.skipped for w in windows]
+    assert not any(w.aligned for w in windows)
+    assert sum(skipped) >= len(windows) // 2 - 1
+    assert not any(a and b for a, b in itertools.pairwise(skipped))  # never two in a row
+    assert all(not w.scores for w in windows if w.skipped)
+    assert not skipped[0]
+    learning = StreamAnalyzer(every_window=True)  # custom sounds match every window
+    assert not any(w.skipped or w.gated for w in _windows(learning, fan))
+    assert learning.skipped_windows == 0
+
+
+@pytest.mark.parametrize("at_s", [3.0, 3.13, 3.27, 3.41])
+def test_a_sound_after_calm_is_tagged_whole_wherever_it_falls(at_s: float) -> None:
+    """A knock in a calm room gets a tagged window that starts just before it."""
+    room = synth.pink_noise(6.0, -45.0, synth.rng(6))
+    windows = _windows(StreamAnalyzer(), synth.mix(room, synth.place(click(), at_s, 6.0)))
+    assert any(w.skipped for w in windows if w.end_s < at_s)  # the room alone was calm
+    assert any(w.scores and at_s - 0.2 <= w.start_s <= at_s for w in windows)

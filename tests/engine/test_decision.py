@@ -8,6 +8,7 @@ import numpy as np
 
 from custom_components.guard_mode.engine import (
     AlarmHit,
+    CustomSound,
     DeciderConfig,
     EventKind,
     Gap,
@@ -95,6 +96,19 @@ def test_embeddings_are_wanted_only_while_learning_needs_them() -> None:
     assert [w.embedding is embedding for w in recorded] == [True]
     decision.configure(remember=True)  # "not a threat" needs a detection's windows
     assert decision.wants_embeddings
+
+
+def test_every_window_is_wanted_only_while_learning_matches_each_one() -> None:
+    """Custom sounds and teaching recordings compare every window; "not a threat" does not."""
+    decision = StreamDecision(DeciderConfig(remember=True))
+    assert not decision.wants_every_window
+    stop = decision.record(lambda _window: None)
+    assert decision.wants_every_window
+    stop()
+    assert not decision.wants_every_window
+    doorbell = CustomSound("custom_doorbell", "Doorbell", np.eye(1, 1024, dtype=np.float32), 0.8)
+    decision.configure(custom=(doorbell,))
+    assert decision.wants_every_window
 
 
 def test_background_is_what_no_sound_was_heard_in() -> None:

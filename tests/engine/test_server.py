@@ -139,6 +139,9 @@ def test_events_round_trip() -> None:
     settings = GuardModeStream("Kitchen", embeddings=True)
     assert settings.event().data == {"name": "Kitchen", "embeddings": True}
     assert GuardModeStream.from_event(settings.event()) == settings
+    sparse = GuardModeStream(every_window=False)
+    assert sparse.event().data == {"every_window": False}
+    assert GuardModeStream.from_event(sparse.event()) == sparse
     assert GuardModeStream.from_event(Event(type="guard-mode-stream")) == GuardModeStream()
     info = GuardModeInfo("1.2.3", "numpy", "yamnet.onnx")
     assert GuardModeInfo.from_event(info.event()) == info
@@ -504,6 +507,23 @@ async def test_embeddings_only_when_asked(client: Client) -> None:
     assert tagged[-1].embedding is not None
     assert tagged[-1].embedding.dtype == np.float16
     assert np.linalg.norm(tagged[-1].embedding.astype(np.float32)) == pytest.approx(1.0, abs=1e-2)
+
+
+async def test_calm_windows_are_skipped_once_the_client_allows_it(client: Client) -> None:
+    """Until a client says it needs no calm window tagged (an older one never says), all are."""
+    fan = to_pcm(synth.pink_noise(6.0, -35.0, synth.rng(5)))
+    await client.stream(fan)
+    await client.until(STATUS_TYPE, ended=True, segment=0)
+    await client.send(GuardModeStream(every_window=False).event())
+    await client.stream(fan)
+    await client.until(STATUS_TYPE, ended=True, segment=1)
+    windows: dict[int, list[WindowEvidence]] = {0: [], 1: []}
+    for message in client.evidence():
+        windows[message.segment] += [w for w in message.items if isinstance(w, WindowEvidence)]
+    assert windows[0]
+    assert not any(w.skipped or w.gated for w in windows[0])
+    assert sum(w.skipped for w in windows[1]) >= len(windows[1]) // 2 - 1
+    assert all(not w.scores for w in windows[1] if w.skipped)
 
 
 async def test_two_streams_at_once(server: EngineServer) -> None:

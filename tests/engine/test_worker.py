@@ -128,8 +128,8 @@ def test_a_tagger_that_works_again_is_used_again(caplog: pytest.LogCaptureFixtur
         flaky.broken = False
         heard.clear()
         push_and_run(worker, stream, noise)
-    assert heard
-    assert all(window.scores for window in heard)
+    assert any(window.scores for window in heard)
+    assert all(window.scores for window in heard if not window.skipped)  # skipped: after calm
     messages = [record.getMessage() for record in caplog.records]
     assert messages.count("Tagger works again") == 1
     assert len([m for m in messages if "Tagger failed" in m]) == 1

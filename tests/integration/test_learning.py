@@ -25,6 +25,7 @@ from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
 from custom_components.guard_mode.engine.server import EngineServer
 from custom_components.guard_mode.learned import STORAGE_KEY, encode
+from custom_components.guard_mode.satellite import Satellite
 from tests import synth
 
 from ..helpers import (
@@ -245,18 +246,7 @@ async def test_a_custom_sound_is_forgotten_for_one_satellite_or_everywhere(
     entry = await setup_entry(hass, make_entry({}, mics))
     hall, porch = entry.runtime_data.satellites.values()
     hass.config.allowlist_external_dirs = {str(tmp_path)}
-    await hass.services.async_call(
-        DOMAIN,
-        "teach",
-        {
-            "name": "Doorbell",
-            "satellites": [device_id(hass, hall), device_id(hass, porch)],
-            "files": doorbell_examples(tmp_path),
-        },
-        blocking=True,
-        return_response=True,
-    )
-    await hass.async_block_till_done()
+    await _teach_doorbell(hass, tmp_path, hall, porch)
     marks = entry.runtime_data.learning
     marks.async_mark(hall.id, "custom_doorbell", "d-1", np.ones((1, 1024), np.float32) / 32)
 
@@ -304,6 +294,22 @@ async def test_unknown_detection_is_refused(hass: HomeAssistant, shatter_mic: Mi
         await hass.services.async_call(
             DOMAIN, "mark_false_alarm", {"detection_id": "nope-1"}, blocking=True
         )
+
+
+async def _teach_doorbell(hass: HomeAssistant, folder: Path, *satellites: Satellite) -> None:
+    """Teach the doorbell of doorbell_examples to the satellites; the entry reloads with it."""
+    await hass.services.async_call(
+        DOMAIN,
+        "teach",
+        {
+            "name": "Doorbell",
+            "satellites": [device_id(hass, satellite) for satellite in satellites],
+            "files": doorbell_examples(folder),
+        },
+        blocking=True,
+        return_response=True,
+    )
+    await hass.async_block_till_done()
 
 
 def doorbell_examples(folder: Path) -> list[str]:
@@ -394,15 +400,7 @@ async def test_a_taught_sound_marked_not_a_threat_is_ignored_after(
     try:
         await setup_entry(hass, satellite_entry(server.port))
         hass.config.allowlist_external_dirs = {str(media)}
-        device = device_id(hass, the_satellite(hass))
-        await hass.services.async_call(
-            DOMAIN,
-            "teach",
-            {"name": "Doorbell", "satellites": [device], "files": doorbell_examples(media)},
-            blocking=True,
-            return_response=True,
-        )
-        await hass.async_block_till_done()  # the entry reloads with the new sound's entities
+        await _teach_doorbell(hass, media, the_satellite(hass))
         detections = async_capture_events(hass, EVENT_DETECTION)
         suppressed = async_capture_events(hass, EVENT_SUPPRESSED)
         await arm(hass)
@@ -431,18 +429,7 @@ async def test_removing_a_satellite_forgets_what_it_learned(
     await _mark(hass, detections[0].data["detection_id"])
     hass.config.allowlist_external_dirs = {str(tmp_path)}
     satellite = the_satellite(hass)
-    await hass.services.async_call(
-        DOMAIN,
-        "teach",
-        {
-            "name": "Doorbell",
-            "satellites": [device_id(hass, satellite)],
-            "files": doorbell_examples(tmp_path),
-        },
-        blocking=True,
-        return_response=True,
-    )
-    await hass.async_block_till_done()
+    await _teach_doorbell(hass, tmp_path, satellite)
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert hass.config_entries.async_remove_subentry(entry, satellite.id)
     await hass.async_block_till_done()
@@ -735,3 +722,30 @@ async def test_damaged_learned_data_loses_only_what_is_damaged(
     await arm(hass, False)
     await learning.async_flush()
     assert set(_flush(hass_storage)["custom_sounds"]) == {"custom_doorbell"}  # saved without
+
+
+@pytest.mark.parametrize("engine", ["local", "remote"])
+async def test_calm_audio_is_tagged_sparsely_but_a_custom_sound_hears_every_window(
+    hass: HomeAssistant, tmp_path: Path, engine_server: EngineServer, engine: str
+) -> None:
+    """A fan's hum costs half the tagging, unless a taught sound must be matched each window."""
+    media = tmp_path / "media"
+    media.mkdir()
+    fan = synth.pink_noise(20.0, -35.0, synth.rng(5))
+    server = await MicServer(audio=pcm16(fan), speed=4.0).start()
+    options = remote_options(engine_server.port) if engine == "remote" else {}
+    try:
+        await setup_entry(hass, satellite_entry(server.port, **options))
+        hass.config.allowlist_external_dirs = {str(media)}
+        await arm(hass)
+        satellite = the_satellite(hass)
+        await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 8)
+        assert satellite.decision is not None
+        assert satellite.decision.skipped_windows > 0
+        await _teach_doorbell(hass, media, satellite)
+        taught = the_satellite(hass)
+        await wait_for(lambda: taught.decision is not None and taught.decision.windows >= 8)
+        assert taught.decision is not None
+        assert taught.decision.skipped_windows == 0
+    finally:
+        await server.stop()

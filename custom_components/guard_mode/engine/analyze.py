@@ -66,7 +66,11 @@ class DetectingStream:
     ) -> None:
         """Start a stream with the decider's settings (and another detection head, if given)."""
         self.decision = StreamDecision(decider_config)
-        self.analyzer = StreamAnalyzer(embeddings=self.decision.wants_embeddings, head=head)
+        self.analyzer = StreamAnalyzer(
+            embeddings=self.decision.wants_embeddings,
+            every_window=self.decision.wants_every_window,
+            head=head,
+        )
 
     @property
     def decider(self) -> Decider:
@@ -81,6 +85,7 @@ class DetectingStream:
     def process(self, samples: Floats, tagger: Tagger) -> list[DeciderEvent]:
         """Analyze samples and decide on their evidence; return the detections' changes."""
         self.analyzer.embeddings = self.decision.wants_embeddings
+        self.analyzer.every_window = self.decision.wants_every_window
         evidence = self.analyzer.process(samples, tagger)
         return self.decision.push(evidence, self.analyzer.time_s)
 

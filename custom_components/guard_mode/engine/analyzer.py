@@ -15,6 +15,17 @@ also tagged whole, near the start of a window, wherever the regular windows fall
 than a window hop share the first one's windows, and a window that a regular one nearly matches
 is not added, which keeps the extra tagging small (a few per minute in a quiet home).
 
+Uneventful sound (a fan, traffic, rain) is tagged about half as often. A tagged regular window is
+calm when it heard nothing the decision uses: every tagger group below :data:`CALM_SCORE` of its
+threshold, the head below :data:`CALM_HEAD` for each sound it alerts on, media evidence below
+:data:`CALM_MEDIA`. After two calm tagged windows in a row (a dog between two barks is not
+calm), the next regular window is not tagged (:attr:`WindowEvidence.skipped`) unless something
+starts in it: an onset anywhere in it, or an octave band whose loudest frame rose
+:data:`CALM_RISE_DB` over the window before (a bark in a street's roar raises its bands, not the
+broadband level). The windows either side of a skipped one cover all of its audio, and never
+two in a row are skipped. Learning that matches every window (custom sounds, a teaching
+recording) turns this off (:attr:`every_window`).
+
 A quiet event (glass breaking in another room) is tagged at a normal level: an aligned window's
 tagger input is amplified so that its loudest frame reaches :data:`EVENT_LEVEL_DB`, by at most
 :data:`MAX_GAIN_DB`, and never so much that the room it rose from would exceed
@@ -32,6 +43,7 @@ from .alarm_pattern import AlarmHit, AlarmPatternDetector
 from .blas import one_blas_thread
 from .evidence import Evidence, Gap, WindowEvidence
 from .frontend import (
+    FFT_LENGTH,
     FRAME_HOP,
     FRAME_LENGTH,
     PATCH_FRAMES,
@@ -40,7 +52,7 @@ from .frontend import (
     StreamingFrontend,
 )
 from .head import DetectionHead, shipped_head
-from .labels import media_evidence, tagger_groups
+from .labels import Sound, media_evidence, tagger_groups
 from .learning import unit
 from .onset import MATURE_FRAMES, Onset, OnsetTracker
 from .tagger import Tagger
@@ -58,6 +70,14 @@ _ENERGY_FRAMES = PATCH_FRAMES + PATCH_HOP_FRAMES + max(ALIGNED_LEADS)  # energy 
 EVENT_LEVEL_DB = -20.0  # an aligned window's loudest frame is tagged at this level ...
 MAX_GAIN_DB = 20.0  # ... amplified by at most this much ...
 ROOM_CEILING_DB = -60.0  # ... keeping the room it rose from below this
+CALM_SCORE = 0.3  # a calm window's groups stay below this share of their thresholds, ...
+CALM_HEAD = 0.45  # ... the head below this for each sound it alerts on, ...
+CALM_MEDIA = 0.3  # ... its media evidence below this
+CALM_RISE_DB = 6.0  # a band's peak rising this much over the window before starts something
+# Octave bands 125 Hz-8 kHz as FFT bins (31.25 Hz each).
+_OCTAVES = np.zeros((FFT_LENGTH // 2 + 1, 6), np.float32)
+for _band in range(6):
+    _OCTAVES[4 << _band : 8 << _band, _band] = 1.0
 
 
 def to_db(mean_square: float | npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -78,6 +98,14 @@ class WindowInfo:
     aligned: bool = False  # an extra window aligned to an onset, not a regular one
     onset: Onset | None = None  # the onset it is aligned to, or one early in a regular window
     gain_db: float = 0.0  # how much the tagger's input was amplified (aligned windows)
+    frame: int = 0  # the frame it ends at (the frontend's count)
+    rose: bool = False  # a band's peak rose CALM_RISE_DB over the regular window before it
+    skipped: bool = False  # a regular window after a calm one: the tagger is skipped
+
+    @property
+    def tagged(self) -> bool:
+        """Return True when the tagger runs on the window."""
+        return not self.gated and not self.skipped
 
 
 @dataclass(slots=True)
@@ -108,15 +136,18 @@ class StreamAnalyzer:
         *,
         gate_db: float = DEFAULT_GATE_DB,
         embeddings: bool = False,
+        every_window: bool = False,
         head: DetectionHead | None = None,
     ) -> None:
         """Start a stream; windows whose loudest frame is below gate_db skip the tagger.
 
         embeddings: whether the evidence carries each window's embedding (learning needs it).
+        every_window: tag every regular window, calm or not (learning that matches each one).
         head: the detection head (None: the one Guard Mode ships; evaluation may give another).
         """
         self.gate_db = gate_db
         self.embeddings = embeddings
+        self.every_window = every_window
         self.head = head
         self.frontend = StreamingFrontend()
         self.alarms = AlarmPatternDetector()
@@ -125,6 +156,7 @@ class StreamAnalyzer:
         self._fed = 0  # samples fed to the current frontend
         self.windows = 0  # regular windows
         self.gated_windows = 0
+        self.skipped_windows = 0  # regular windows after a calm one, not tagged
         self.aligned_windows = 0  # extra windows aligned to onsets, tagged
 
     @property
@@ -159,9 +191,14 @@ class StreamAnalyzer:
         self.frontend = StreamingFrontend(history_frames=PATCH_FRAMES + max(ALIGNED_LEADS))
         self.onsets = OnsetTracker()
         self._energy = np.zeros(_ENERGY_FRAMES, np.float32)  # the last frames' energies
+        self._bands = np.zeros((PATCH_FRAMES, len(_OCTAVES.T)), np.float32)  # ... octave bands'
         self._aligned: list[tuple[int, int]] = []  # (start frame, onset frame) to be tagged
         self._measured: dict[int, Onset] = {}  # recent measured onsets by frame
         self._last_aligned_onset = -(10**9)
+        self._was_calm = False  # the latest tagged regular window was calm
+        self._calm: int | None = None  # end frame of a second calm one in a row: skip the next
+        self._band_peaks: tuple[int, Floats] = (-1, np.zeros(0, np.float32))  # the last regular
+        self._last_onset = -(10**9)  # frame of the latest onset found
 
     def feed(self, samples: Floats) -> PendingWindows:
         """Run the signal processing on new samples; return windows awaiting the tagger."""
@@ -179,30 +216,52 @@ class StreamAnalyzer:
         if not len(chunk.energy):
             return pending
         self._energy = np.concatenate([self._energy, chunk.energy])  # trimmed below
+        bands = np.square(chunk.magnitude) @ _OCTAVES
+        self._bands = np.concatenate([self._bands, bands])  # trimmed below
         new, mature = self.onsets.push(to_db(chunk.energy), chunk.high_db)
         for onset in mature:
             self._measured[onset.frame] = onset
         for frame in new:
             self._schedule(frame)
+        if new:
+            self._last_onset = new[-1]
         frames = self.frontend.frames
         infos: list[tuple[int, WindowInfo]] = []
         for end in chunk.patch_end_frames:
-            infos.append((end, self._window_info(end, aligned=False)))
+            first = len(self._bands) - (frames - end) - PATCH_FRAMES  # the window's first frame
+            peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
+            before, self._band_peaks = self._band_peaks, (end, peaks)
+            rose = before[0] == end - PATCH_HOP_FRAMES and bool(
+                np.any(peaks >= before[1] + CALM_RISE_DB)
+            )
+            info = replace(self._window_info(end, aligned=False), rose=rose)
+            calm, self._calm = self._calm, None  # a calm window counts for the next one only
+            if (
+                calm == end - PATCH_HOP_FRAMES
+                and not self.every_window
+                and not info.gated
+                and not rose
+                and self._last_onset < end - PATCH_FRAMES  # nothing starts in it
+            ):
+                info = replace(info, skipped=True)
+            infos.append((end, info))
         due = [item for item in self._aligned if item[0] + PATCH_FRAMES <= frames]
         self._aligned = [item for item in self._aligned if item[0] + PATCH_FRAMES > frames]
         for start, onset_frame in due:
             info = self._window_info(start + PATCH_FRAMES, aligned=True, onset=onset_frame)
-            if not info.gated and info.onset is not None:
+            if info.tagged and info.onset is not None:
                 infos.append((start + PATCH_FRAMES, info))
         infos.sort(key=lambda item: item[0])
         self._energy = self._energy[-_ENERGY_FRAMES:]
+        self._bands = self._bands[-PATCH_FRAMES:]
         self._measured = {f: o for f, o in self._measured.items() if f > frames - 2 * PATCH_FRAMES}
         pending.windows = [info for _, info in infos]
         regular = [info for info in pending.windows if not info.aligned]
         self.windows += len(regular)
         self.gated_windows += sum(info.gated for info in regular)
+        self.skipped_windows += sum(info.skipped for info in regular)
         self.aligned_windows += len(pending.windows) - len(regular)
-        keep = [(end, info.gain_db) for end, info in infos if not info.gated]
+        keep = [(end, info.gain_db) for end, info in infos if info.tagged]
         if keep:
             ends, gains = zip(*keep, strict=True)
             pending.patches = self.frontend.patches(list(ends), list(gains))
@@ -290,6 +349,7 @@ class StreamAnalyzer:
             aligned=aligned,
             onset=measured,
             gain_db=gain,
+            frame=end_frame,
         )
 
     def _evidence(
@@ -316,7 +376,7 @@ class StreamAnalyzer:
             classes: dict[str, float] = {}
             media_score = 0.0
             embedding = None
-            if not info.gated:
+            if info.tagged:
                 groups = {key: float(group_score[row, k]) for k, key in enumerate(keys)}
                 confidence = {key: float(raw_best[row, k]) for k, key in enumerate(keys)}
                 labels = {key: table.label(k, int(best[row, k])) for k, key in enumerate(keys)}
@@ -325,6 +385,11 @@ class StreamAnalyzer:
                     classes = dict(zip(head.classes, heard[row].tolist(), strict=True))
                     embedding = embeddings[row].astype(np.float16) if keep else None
                 row += 1
+                if not info.aligned:
+                    calm = _calm(groups, classes, media_score)
+                    if calm and self._was_calm and not info.rose:  # what rose is heard whole next
+                        self._calm = info.frame
+                    self._was_calm = calm
             out.append(
                 WindowEvidence(
                     start_s=info.start_s,
@@ -340,6 +405,16 @@ class StreamAnalyzer:
                     aligned=info.aligned,
                     onset=info.onset,
                     head=classes,
+                    skipped=info.skipped,
                 )
             )
         return out
+
+
+def _calm(groups: dict[str, float], head: dict[str, float], media: float) -> bool:
+    """Return True when a tagged window heard nothing the decision uses (see the docstring)."""
+    return (
+        max(groups.values(), default=0.0) < CALM_SCORE
+        and all(head.get(sound, 0.0) < CALM_HEAD for sound in Sound)
+        and media < CALM_MEDIA
+    )

@@ -322,8 +322,15 @@ class EngineClient:
 
     def set_embeddings(self, wanted: bool) -> None:
         """Ask the engine to send each window's embedding (learning needs them) or not."""
-        if wanted != self._settings.embeddings:
-            self._settings = replace(self._settings, embeddings=wanted)
+        self._change(replace(self._settings, embeddings=wanted))
+
+    def set_every_window(self, wanted: bool) -> None:
+        """Ask the engine to tag every regular window, calm ones too (learning needs it) or not."""
+        self._change(replace(self._settings, every_window=wanted))
+
+    def _change(self, settings: protocol.GuardModeStream) -> None:
+        if settings != self._settings:
+            self._settings = settings
             self._settings_dirty = True
             self._wake.set()
 

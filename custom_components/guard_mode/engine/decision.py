@@ -30,6 +30,7 @@ class StreamDecision:
         self.decider = Decider(config)
         self.windows = 0  # regular windows heard
         self.gated_windows = 0  # ... of which too quiet for the tagger
+        self.skipped_windows = 0  # ... or not tagged after a calm one
         self.time_s = 0.0  # stream time of the latest evidence
         self._peak_level_db: float | None = None  # loudest window since take_peak_level
         self._recorders = 0  # teaching recordings that want every window's embedding
@@ -39,13 +40,19 @@ class StreamDecision:
         """Return True when learning needs the windows' embeddings in the evidence."""
         return self._recorders > 0 or self.decider.config.wants_embeddings
 
+    @property
+    def wants_every_window(self) -> bool:
+        """Return True when learning matches every window (custom sounds, a recording)."""
+        return self._recorders > 0 or bool(self.decider.config.custom)
+
     def push(self, evidence: Iterable[Evidence], time_s: float) -> list[DeciderEvent]:
         """Take evidence the engine produced up to stream time time_s; return detection changes."""
         items = list(evidence)
         for item in items:
             if isinstance(item, WindowEvidence) and not item.aligned:
                 self.windows += 1
-                self.gated_windows += item.gated
+                self.gated_windows += item.gated and not item.skipped
+                self.skipped_windows += item.skipped
                 if self._peak_level_db is None or item.level_db > self._peak_level_db:
                     self._peak_level_db = item.level_db
         self.time_s = max(self.time_s, time_s)
@@ -107,6 +114,7 @@ class StreamDecision:
         return {
             "windows": self.windows,
             "windows_below_gate": self.gated_windows,
+            "windows_skipped_calm": self.skipped_windows,
             "media_s": round(decider.media_s, 1),
             "media_player_playing": decider.media_player_playing,
             "enabled_sounds": sorted(decider.config.enabled),

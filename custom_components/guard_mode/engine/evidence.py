@@ -7,7 +7,8 @@ but audio and whether to ship embeddings (see :mod:`.protocol` for the wire form
 
 * :class:`WindowEvidence`: one 0.96 s window (a regular one every 0.48 s, or one aligned to an
   onset): the tagger's group scores, the detection head's classes, media evidence, level and
-  onset; the window's embedding (float16, unit length) only when learning asked for it;
+  onset (no scores when it was too quiet or :attr:`~WindowEvidence.skipped` after a calm one);
+  the window's embedding (float16, unit length) only when learning asked for it;
 * :class:`.alarm_pattern.AlarmHit`: a confirmed T3 (smoke) or T4 (CO) cycle;
 * :class:`Gap`: audio was lost (a reconnect, or the engine fell behind) up to a stream time.
 """
@@ -44,10 +45,11 @@ class WindowEvidence:
     aligned: bool = False  # an extra window aligned to an onset (not one of the regular ones)
     onset: Onset | None = None  # the measured onset it holds, if any
     head: Mapping[str, float] = field(default_factory=dict)  # the detection head's classes
+    skipped: bool = False  # not tagged: the window before it was calm (see .analyzer)
 
     @property
     def gated(self) -> bool:
-        """Return True when the window was too quiet for the tagger (no scores)."""
+        """Return True when the tagger did not run on the window (no scores)."""
         return not self.scores
 
 
@@ -75,6 +77,9 @@ class EvidenceStream(Protocol):
 
     def set_embeddings(self, wanted: bool) -> None:
         """Ship each window's embedding in the evidence (learning needs them) or not."""
+
+    def set_every_window(self, wanted: bool) -> None:
+        """Tag every regular window, calm ones too (learning that matches each window)."""
 
     def status(self) -> dict[str, Any]:
         """Return the engine side's counters for diagnostics."""

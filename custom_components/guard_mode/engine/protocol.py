@@ -252,6 +252,7 @@ class GuardModeStream(Eventable):
 
     name: str | None = None  # the satellite's name (logs)
     embeddings: bool | None = None  # send each window's embedding (the client's learning)
+    every_window: bool | None = None  # tag calm windows' successors too (until set: yes)
 
     @staticmethod
     def is_type(event_type: str) -> bool:
@@ -265,6 +266,8 @@ class GuardModeStream(Eventable):
             data["name"] = self.name
         if self.embeddings is not None:
             data["embeddings"] = self.embeddings
+        if self.every_window is not None:
+            data["every_window"] = self.every_window
         return Event(type=STREAM_TYPE, data=data)
 
     @staticmethod
@@ -273,7 +276,8 @@ class GuardModeStream(Eventable):
         data = event.data
         name = bounds.printable(_text(data, "name")) if data.get("name") is not None else None
         embeddings = _flag(data, "embeddings") if data.get("embeddings") is not None else None
-        return GuardModeStream(name=name, embeddings=embeddings)
+        every = _flag(data, "every_window") if data.get("every_window") is not None else None
+        return GuardModeStream(name=name, embeddings=embeddings, every_window=every)
 
 
 @dataclass(frozen=True)
@@ -396,7 +400,7 @@ def _window_data(window: WindowEvidence) -> dict[str, Any]:
             float(onset.background_db),
         ],
         "embedding": window.embedding is not None,
-    }
+    } | ({"skipped": True} if window.skipped else {})
 
 
 def _numbers(data: Mapping[str, Any], key: str, *, sounds: bool) -> dict[str, float]:
@@ -449,6 +453,7 @@ def _window_from(data: Mapping[str, Any], embedding: Embedding | None) -> Window
         aligned=_flag(data, "aligned"),
         onset=measured,
         head=_numbers(data, "head", sounds=False),
+        skipped=data.get("skipped") is not None and _flag(data, "skipped"),
     )
 
 

@@ -156,6 +156,7 @@ class _Segment:
         *,
         number: int,
         embeddings: bool,
+        every_window: bool,
         status_interval_s: float,
         queue_s: float,
     ) -> None:
@@ -166,6 +167,7 @@ class _Segment:
         self._next_status_s = status_interval_s
         self.stream = worker.open_stream(name, self._on_evidence, queue_s=queue_s)
         self.stream.set_embeddings(embeddings)
+        self.stream.set_every_window(every_window)
         worker.attach(self)
 
     def _on_evidence(self, stream: EvidenceStream, evidence: list[Evidence], time_s: float) -> None:
@@ -313,6 +315,7 @@ class Connection:
         self._events = bounds.event_budget()
         self._throttled = False
         self._embeddings = False
+        self._every_window = True  # until the client says (an older client never does)
         self._segment: _Segment | None = None
         self._segments = 0  # segments begun on this connection
         self._converter = PcmConverter()  # the segment's audio, to 16 kHz mono
@@ -504,6 +507,7 @@ class Connection:
                 self._post,
                 number=self._segments,
                 embeddings=self._embeddings,
+                every_window=self._every_window,
                 status_interval_s=self.server.status_interval_s,
                 queue_s=self.server.queue_s,
             )
@@ -525,6 +529,10 @@ class Connection:
             self._embeddings = settings.embeddings
             if self._segment is not None:
                 self._segment.stream.set_embeddings(settings.embeddings)
+        if settings.every_window is not None:
+            self._every_window = settings.every_window
+            if self._segment is not None:
+                self._segment.stream.set_every_window(settings.every_window)
 
     def _post(self, segment: _Segment, items: list[_Item], ended: bool) -> None:
         """Hand a segment's events to the event loop (called on the worker thread)."""

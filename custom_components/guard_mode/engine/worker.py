@@ -94,7 +94,9 @@ class EngineStream:
         self._max_queued_s = max_queued_s
         self._max_queued_bytes = max_queued_bytes
         self._lock = threading.Lock()
-        self._embeddings = analyzer.embeddings  # asked for; the worker hands it to the analyzer
+        # Asked for; the worker thread hands them to the analyzer.
+        self._embeddings = analyzer.embeddings
+        self._every_window = analyzer.every_window
         self._needed_s = 0.0  # audio that completes the next window (the worker keeps it)
         self.closed = False
 
@@ -141,6 +143,11 @@ class EngineStream:
         with self._lock:
             self._embeddings = wanted
 
+    def set_every_window(self, wanted: bool) -> None:
+        """Tag every regular window, calm ones too (learning that matches each window)."""
+        with self._lock:
+            self._every_window = wanted
+
     def status(self) -> dict[str, Any]:
         """Return the engine side's counters for diagnostics."""
         with self._lock:
@@ -183,6 +190,7 @@ class EngineStream:
         """
         with self._lock:
             self.analyzer.embeddings = self._embeddings
+            self.analyzer.every_window = self._every_window
             gap = 0.0
             if self._queue and isinstance(first := self._queue[0], float):
                 gap = first
