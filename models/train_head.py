@@ -123,7 +123,7 @@ def window_embeddings(samples: npt.NDArray[np.float32], tagger: Tagger) -> npt.N
             output = tagger.infer(pending.patches, embeddings=True)
             assert output.embeddings is not None
             rows.append(unit(output.embeddings))
-            peaks += [w.peak_db for w in pending.windows if not w.gated]
+            peaks += [w.peak_db for w in pending.windows if w.tagged]
     if not rows:
         return np.zeros((0, 1024), np.float32)
     embeddings, level = np.concatenate(rows), np.array(peaks)

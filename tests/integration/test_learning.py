@@ -23,6 +23,7 @@ import voluptuous as vol
 from custom_components.guard_mode.alerts import EVENT_DETECTION, EVENT_SUPPRESSED
 from custom_components.guard_mode.const import DOMAIN
 from custom_components.guard_mode.diagnostics import async_get_config_entry_diagnostics
+from custom_components.guard_mode.engine import WindowEvidence
 from custom_components.guard_mode.engine.server import EngineServer
 from custom_components.guard_mode.learned import STORAGE_KEY, encode
 from custom_components.guard_mode.satellite import Satellite
@@ -728,7 +729,7 @@ async def test_damaged_learned_data_loses_only_what_is_damaged(
 async def test_calm_audio_is_tagged_sparsely_but_a_custom_sound_hears_every_window(
     hass: HomeAssistant, tmp_path: Path, engine_server: EngineServer, engine: str
 ) -> None:
-    """A fan's hum costs half the tagging, unless a taught sound must be matched each window."""
+    """A fan's hum costs half the tagging, unless a recording or a taught sound needs all."""
     media = tmp_path / "media"
     media.mkdir()
     fan = synth.pink_noise(20.0, -35.0, synth.rng(5))
@@ -742,6 +743,11 @@ async def test_calm_audio_is_tagged_sparsely_but_a_custom_sound_hears_every_wind
         await wait_for(lambda: satellite.decision is not None and satellite.decision.windows >= 8)
         assert satellite.decision is not None
         assert satellite.decision.skipped_windows > 0
+        recorded: list[WindowEvidence] = []  # a teaching recording matches every window
+        stop = satellite.async_record(recorded.append)
+        await wait_for(lambda: len(recorded) >= 14)
+        stop()
+        assert not any(window.skipped for window in recorded[-8:])
         await _teach_doorbell(hass, media, satellite)
         taught = the_satellite(hass)
         await wait_for(lambda: taught.decision is not None and taught.decision.windows >= 8)

@@ -18,13 +18,16 @@ is not added, which keeps the extra tagging small (a few per minute in a quiet h
 Uneventful sound (a fan, traffic, rain) is tagged about half as often. A tagged regular window is
 calm when it heard nothing the decision uses: every tagger group below :data:`CALM_SCORE` of its
 threshold, the head below :data:`CALM_HEAD` for each sound it alerts on, media evidence below
-:data:`CALM_MEDIA`. After two calm tagged windows in a row (a dog between two barks is not
-calm), the next regular window is not tagged (:attr:`WindowEvidence.skipped`) unless something
-starts in it: an onset anywhere in it, or an octave band whose loudest frame rose
-:data:`CALM_RISE_DB` over the window before (a bark in a street's roar raises its bands, not the
-broadband level). The windows either side of a skipped one cover all of its audio, and never
-two in a row are skipped. Learning that matches every window (custom sounds, a teaching
-recording) turns this off (:attr:`every_window`).
+:data:`CALM_MEDIA`. After two calm tagged regular windows (a skipped one between them does not
+break the run; a gated one, or a window the tagger failed on, does), the next regular window is
+not tagged (:attr:`WindowEvidence.skipped`) unless something starts in it: an onset in it or
+less than :data:`CALM_AFTER_ONSET_S` before it (the impulse rule reads such windows), or an
+octave band whose loudest frame rose :data:`CALM_RISE_DB` over the window before (a bark in a
+street's roar raises its bands, not the broadband level). The windows either side of a skipped
+one cover all of its audio, and never two in a row are skipped. A window is judged calm on the
+tagger's result, so of the windows that arrive together (an engine that fell behind) only the
+first can be skipped. Learning that matches every window (custom sounds, a teaching recording)
+turns this off (:attr:`every_window`).
 
 A quiet event (glass breaking in another room) is tagged at a normal level: an aligned window's
 tagger input is amplified so that its loudest frame reaches :data:`EVENT_LEVEL_DB`, by at most
@@ -74,6 +77,8 @@ CALM_SCORE = 0.3  # a calm window's groups stay below this share of their thresh
 CALM_HEAD = 0.45  # ... the head below this for each sound it alerts on, ...
 CALM_MEDIA = 0.3  # ... its media evidence below this
 CALM_RISE_DB = 6.0  # a band's peak rising this much over the window before starts something
+CALM_AFTER_ONSET_S = 0.5  # ... as does an onset this long before it
+_CALM_AFTER_ONSET_FRAMES = round(CALM_AFTER_ONSET_S * SAMPLE_RATE / FRAME_HOP)
 # Octave bands 125 Hz-8 kHz as FFT bins (31.25 Hz each).
 _OCTAVES = np.zeros((FFT_LENGTH // 2 + 1, 6), np.float32)
 for _band in range(6):
@@ -216,7 +221,10 @@ class StreamAnalyzer:
         if not len(chunk.energy):
             return pending
         self._energy = np.concatenate([self._energy, chunk.energy])  # trimmed below
-        bands = np.square(chunk.magnitude) @ _OCTAVES
+        if to_db(float(chunk.energy.max())) >= self.gate_db:  # frames below the gate count as 0
+            bands = np.square(chunk.magnitude) @ _OCTAVES
+        else:  # (only windows above the gate are compared; a quiet stream skips the bands)
+            bands = np.zeros((len(chunk.energy), len(_OCTAVES.T)), np.float32)
         self._bands = np.concatenate([self._bands, bands])  # trimmed below
         new, mature = self.onsets.push(to_db(chunk.energy), chunk.high_db)
         for onset in mature:
@@ -228,20 +236,24 @@ class StreamAnalyzer:
         frames = self.frontend.frames
         infos: list[tuple[int, WindowInfo]] = []
         for end in chunk.patch_end_frames:
-            first = len(self._bands) - (frames - end) - PATCH_FRAMES  # the window's first frame
-            peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
-            before, self._band_peaks = self._band_peaks, (end, peaks)
-            rose = before[0] == end - PATCH_HOP_FRAMES and bool(
-                np.any(peaks >= before[1] + CALM_RISE_DB)
-            )
-            info = replace(self._window_info(end, aligned=False), rose=rose)
+            info = self._window_info(end, aligned=False)
+            if info.gated:  # the calm run starts again after it: nothing to compare with
+                self._band_peaks = (-1, self._band_peaks[1])
+            else:
+                first = len(self._bands) - (frames - end) - PATCH_FRAMES  # its first frame
+                peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
+                before, self._band_peaks = self._band_peaks, (end, peaks)
+                rose = before[0] == end - PATCH_HOP_FRAMES and bool(
+                    np.any(peaks >= before[1] + CALM_RISE_DB)
+                )
+                info = replace(info, rose=rose)
             calm, self._calm = self._calm, None  # a calm window counts for the next one only
             if (
                 calm == end - PATCH_HOP_FRAMES
                 and not self.every_window
                 and not info.gated
-                and not rose
-                and self._last_onset < end - PATCH_FRAMES  # nothing starts in it
+                and not info.rose
+                and self._last_onset < end - PATCH_FRAMES - _CALM_AFTER_ONSET_FRAMES
             ):
                 info = replace(info, skipped=True)
             infos.append((end, info))
@@ -390,6 +402,8 @@ class StreamAnalyzer:
                     if calm and self._was_calm and not info.rose:  # what rose is heard whole next
                         self._calm = info.frame
                     self._was_calm = calm
+            elif not info.skipped:  # gated, or the tagger failed: a calm run starts again
+                self._was_calm = False
             out.append(
                 WindowEvidence(
                     start_s=info.start_s,
