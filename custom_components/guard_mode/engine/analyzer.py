@@ -236,27 +236,7 @@ class StreamAnalyzer:
         frames = self.frontend.frames
         infos: list[tuple[int, WindowInfo]] = []
         for end in chunk.patch_end_frames:
-            info = self._window_info(end, aligned=False)
-            if info.gated:  # the calm run starts again after it: nothing to compare with
-                self._band_peaks = (-1, self._band_peaks[1])
-            else:
-                first = len(self._bands) - (frames - end) - PATCH_FRAMES  # its first frame
-                peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
-                before, self._band_peaks = self._band_peaks, (end, peaks)
-                rose = before[0] == end - PATCH_HOP_FRAMES and bool(
-                    np.any(peaks >= before[1] + CALM_RISE_DB)
-                )
-                info = replace(info, rose=rose)
-            calm, self._calm = self._calm, None  # a calm window counts for the next one only
-            if (
-                calm == end - PATCH_HOP_FRAMES
-                and not self.every_window
-                and not info.gated
-                and not info.rose
-                and self._last_onset < end - PATCH_FRAMES - _CALM_AFTER_ONSET_FRAMES
-            ):
-                info = replace(info, skipped=True)
-            infos.append((end, info))
+            infos.append((end, self._regular_window(end)))
         due = [item for item in self._aligned if item[0] + PATCH_FRAMES <= frames]
         self._aligned = [item for item in self._aligned if item[0] + PATCH_FRAMES > frames]
         for start, onset_frame in due:
@@ -322,6 +302,30 @@ class StreamAnalyzer:
             return self.complete(pending)
         output = tagger.infer(pending.patches, embeddings=self.wants_embeddings)
         return self.complete(pending, output.scores, output.embeddings)
+
+    def _regular_window(self, end: int) -> WindowInfo:
+        """Return a regular window's info: whether a band rose in it, whether it is skipped."""
+        info = self._window_info(end, aligned=False)
+        if info.gated:  # the calm run starts again after it: nothing to compare with
+            self._band_peaks = (-1, self._band_peaks[1])
+        else:
+            first = len(self._bands) - (self.frontend.frames - end) - PATCH_FRAMES
+            peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
+            before, self._band_peaks = self._band_peaks, (end, peaks)
+            rose = before[0] == end - PATCH_HOP_FRAMES and bool(
+                np.any(peaks >= before[1] + CALM_RISE_DB)
+            )
+            info = replace(info, rose=rose)
+        calm, self._calm = self._calm, None  # a calm window counts for the next one only
+        if (
+            calm == end - PATCH_HOP_FRAMES
+            and not self.every_window
+            and not info.gated
+            and not info.rose
+            and self._last_onset < end - PATCH_FRAMES - _CALM_AFTER_ONSET_FRAMES
+        ):
+            info = replace(info, skipped=True)
+        return info
 
     def _window_info(
         self, end_frame: int, *, aligned: bool, onset: int | None = None
