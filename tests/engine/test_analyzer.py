@@ -136,7 +136,7 @@ def _windows(analyzer: StreamAnalyzer, audio: np.ndarray) -> list[WindowEvidence
 
 
 def test_steady_noise_is_tagged_half_as_often_unless_every_window_is_wanted() -> None:
-    """A fan's hum: after a calm window the next is skipped; its neighbours cover its audio."""
+    """A fan's hum: after two calm windows the next is skipped; its neighbours cover its audio."""
     fan = synth.pink_noise(8.0, -35.0, synth.rng(5))
     windows = _windows(StreamAnalyzer(), fan)
     skipped = [w.skipped for w in windows]
