@@ -6,7 +6,7 @@
   with, now and then, speech-like talk, music-like passages and short noise bursts (a door, a
   clatter) — most windows stay below the gate, some go through the tagger, as in a real home;
 - ``loud``: a busy room (TV-like mix of speech, music and noise over a -40 dBFS floor) where
-  every window is above the gate and, being media, none is calm: the tagger runs on (nearly)
+  every window is above the gate and, being media, seldom calm: the tagger runs on nearly
   every window (the report's ``skipped_calm_share`` says how many it skipped).
 
 The generators are simple (harmonic speech with formants, chords with partials, decaying noise),
