@@ -202,7 +202,7 @@ class StreamAnalyzer:
         self._last_aligned_onset = -(10**9)
         self._was_calm = False  # the latest tagged regular window was calm
         self._calm: int | None = None  # end frame of a second calm one in a row: skip the next
-        self._band_peaks: tuple[int, Floats] = (-1, np.zeros(0, np.float32))  # the last regular
+        self._band_peaks: Floats | None = None  # the regular window before's, unless it was gated
         self._last_onset = -(10**9)  # frame of the latest onset found
 
     def feed(self, samples: Floats) -> PendingWindows:
@@ -307,14 +307,12 @@ class StreamAnalyzer:
         """Return a regular window's info: whether a band rose in it, whether it is skipped."""
         info = self._window_info(end, aligned=False)
         if info.gated:  # the calm run starts again after it: nothing to compare with
-            self._band_peaks = (-1, self._band_peaks[1])
+            self._band_peaks = None
         else:
             first = len(self._bands) - (self.frontend.frames - end) - PATCH_FRAMES
             peaks = to_db(self._bands[first : first + PATCH_FRAMES].max(axis=0))
-            before, self._band_peaks = self._band_peaks, (end, peaks)
-            rose = before[0] == end - PATCH_HOP_FRAMES and bool(
-                np.any(peaks >= before[1] + CALM_RISE_DB)
-            )
+            before, self._band_peaks = self._band_peaks, peaks
+            rose = before is not None and bool(np.any(peaks >= before + CALM_RISE_DB))
             info = replace(info, rose=rose)
         calm, self._calm = self._calm, None  # a calm window counts for the next one only
         if (

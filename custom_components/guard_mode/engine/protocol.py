@@ -165,6 +165,11 @@ def _flag(data: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+def _optional_flag[T](data: Mapping[str, Any], key: str, missing: T) -> bool | T:
+    """Return the flag, or missing when the field is absent or null (older peers omit it)."""
+    return _flag(data, key) if data.get(key) is not None else missing
+
+
 def _finite(value: float, default: float) -> float:
     """Return value, or default when it is NaN or infinite (JSON has neither)."""
     return value if math.isfinite(value) else default
@@ -275,9 +280,11 @@ class GuardModeStream(Eventable):
         """Parse the event; ProtocolError when a field has the wrong type."""
         data = event.data
         name = bounds.printable(_text(data, "name")) if data.get("name") is not None else None
-        embeddings = _flag(data, "embeddings") if data.get("embeddings") is not None else None
-        every = _flag(data, "every_window") if data.get("every_window") is not None else None
-        return GuardModeStream(name=name, embeddings=embeddings, every_window=every)
+        return GuardModeStream(
+            name=name,
+            embeddings=_optional_flag(data, "embeddings", None),
+            every_window=_optional_flag(data, "every_window", None),
+        )
 
 
 @dataclass(frozen=True)
@@ -453,7 +460,7 @@ def _window_from(data: Mapping[str, Any], embedding: Embedding | None) -> Window
         aligned=_flag(data, "aligned"),
         onset=measured,
         head=_numbers(data, "head", sounds=False),
-        skipped=data.get("skipped") is not None and _flag(data, "skipped"),
+        skipped=_optional_flag(data, "skipped", False),
     )
 
 
@@ -511,7 +518,7 @@ class GuardModeStatus(Eventable):
             time_s=_number(data, "time_s"),
             seconds_dropped=_number(data, "seconds_dropped"),
             bad_chunks=_count(data, "bad_chunks"),
-            ended=_flag(data, "ended") if data.get("ended") is not None else False,
+            ended=_optional_flag(data, "ended", False),
             model_error=_text(data, "model_error")[:MAX_MODEL_ERROR]
             if data.get("model_error") is not None
             else "",
