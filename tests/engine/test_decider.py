@@ -143,6 +143,17 @@ def test_a_shot_heard_in_one_window_only_needs_the_head_to_be_sure() -> None:
     assert onsets(run(Decider(), [sure])) == [(Sound.GUNSHOT, False, None)]
 
 
+def test_a_shot_is_not_confirmed_by_a_window_the_head_hears_as_fire() -> None:
+    # A fire's first pop: the labels call it a shot in the window holding it (the head is unsure
+    # there), and the next window, which would confirm it, is the fire crackling on.
+    pop = window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT, head={"crackling_fire": 0.5})
+    crackling = window(1, {Sound.GUNSHOT: 1.0}, head={"crackling_fire": 0.7, Sound.GUNSHOT: 0.4})
+    assert onsets(run(Decider(), [pop, crackling, *(window(i) for i in range(2, 8))])) == []
+    # A shot from another room: its echo crackles too, but the head also hears the shot in it.
+    echo = replace(crackling, head={"crackling_fire": 0.7, Sound.GUNSHOT: 0.6})
+    assert onsets(run(Decider(), [pop, echo])) == [(Sound.GUNSHOT, False, None)]
+
+
 def test_a_shot_late_in_a_window_is_judged_once_its_onset_is_measured() -> None:
     # A regular window with the shot in its last 0.6 s scores high, but its onset is measured
     # only 0.6 s after it starts: the window waits for it (the onset's aligned window brings it).

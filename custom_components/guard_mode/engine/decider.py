@@ -158,6 +158,9 @@ class DeciderConfig:
     # ... unless the head hears the sound itself at least this surely (a shot's echo and debris
     # crackle too: its gunshot class, trained on gunshots, tells them from a fire's pops).
     head_overrules: float = 0.9
+    # A window of an impulsive sound's event counts towards its support (ImpulseRule) unless the
+    # head hears it as one of those ordinary sounds and gives the sound itself less than this.
+    head_supports: float = 0.5
     sensitivity: float = 1.0  # multiplies tagger scores: 0.8 low, 1.0 normal, 1.25 high
     noise_margin_db: float = 6.0  # a sound must stand this far above the room's noise floor
     learned: Mapping[str, Floats] = field(default_factory=dict)  # sound → "not a threat" windows
@@ -329,13 +332,7 @@ class Decider:
                 score >= min(needed, rule.support)
                 and (stands_out or sound in ALARM_SOUNDS)
                 and sound not in beaten
-                and (
-                    window.head.get(sound, 0.0) >= config.head_overrules
-                    or not any(
-                        window.head.get(other, 0.0) >= config.confuser_probability
-                        for other in config.confusers.get(sound, ())
-                    )
-                )
+                and not self._confused(window, sound, config.head_overrules)
             )
             if sound in ALARM_SOUNDS and alarm_as_co != (sound is Sound.CO_ALARM):
                 heard = False
@@ -391,6 +388,14 @@ class Decider:
             score = max(score, window.head.get(sound, 0.0) / config.head_sounds[sound])
         return score * config.sensitivity
 
+    def _confused(self, window: WindowEvidence, sound: str, overrule: float) -> bool:
+        """Return True when the head hears a confuser of sound, and sound below overrule."""
+        config = self.config
+        return window.head.get(sound, 0.0) < overrule and any(
+            window.head.get(other, 0.0) >= config.confuser_probability
+            for other in config.confusers.get(sound, ())
+        )
+
     def _impulse_hit(
         self, item: _Awaiting, onsets: list[tuple[float, Onset]], rule: ImpulseRule
     ) -> bool:
@@ -413,6 +418,7 @@ class Decider:
         return sum(
             w.start_s - rule.event_s <= onset_s <= w.end_s
             and self._score(w, sound) >= rule.event_support
+            and not self._confused(w, sound, self.config.head_supports)
             for w in self._recent
         )
 
