@@ -2,7 +2,7 @@
 
 Usage: scripts/evaluate [CORPUS_DIR ...] [--offsets 0 120 240 360] [--jobs N]
                         [--backend auto|onnxruntime|numpy] [--files] [--json] [--no-baseline]
-                        [--held-out-head] [--speex NS AGC]
+                        [--held-out-head] [--speex NS AGC] [--far] [--soundtracks]
 
 Without CORPUS_DIR it reads ../shared/audio/dev, dev-impacts and dev-ext (those that exist).
 A corpus holds one folder per label (WAV, FLAC, Ogg, Opus or MP3); ``negatives/<class>/``
@@ -21,6 +21,8 @@ Printed per corpus:
   alert;
 * far (``--far``): the corpus's positives 20 dB quieter over a quiet room's noise, as from
   another room: recall per class at the worst offset;
+* soundtracks (``--soundtracks``): 4.2 h of game music from Debian packages no corpus uses
+  (:mod:`scripts.tools.soundtracks`), as negatives: false alerts per hour of real music;
 * alarms: generated T3 and T4 patterns (3.1 kHz and 520 Hz carriers, loud and faint, dry and
   reverberant, with timing jitter): a T4 must only ever be ``co_alarm``, a T3 only
   ``smoke_alarm``.
@@ -292,6 +294,13 @@ def far_clips(clips: Sequence[Clip]) -> list[Clip]:
             )
         )
     return out
+
+
+def soundtrack_clips() -> list[Clip]:
+    """Return the game soundtracks as negatives: music in the room, no media player known."""
+    from scripts.tools.soundtracks import soundtracks  # noqa: PLC0415 - fetched for this only
+
+    return [Clip("soundtracks", "soundtrack", path.name, path) for path in soundtracks()]
 
 
 def alarm_clips() -> list[Clip]:
@@ -608,6 +617,11 @@ def main() -> None:
     parser.add_argument("--no-generated", action="store_true", help="skip media mixes, alarms")
     parser.add_argument("--far", action="store_true", help="also the positives from another room")
     parser.add_argument(
+        "--soundtracks",
+        action="store_true",
+        help="also 4.2 h of game music as negatives (fetched once, see tools/soundtracks.py)",
+    )
+    parser.add_argument(
         "--held-out-head",
         action="store_true",
         help="judge the clips that trained the detection head with one fitted without their fold",
@@ -633,6 +647,8 @@ def main() -> None:
             clips += far_clips(found)
     if not args.no_generated:
         clips += alarm_clips()
+    if args.soundtracks:
+        clips += soundtrack_clips()
     offsets = tuple(args.offsets)
     speex_settings = tuple(args.speex) if args.speex else None
     heads = held_out_heads() if args.held_out_head else None
