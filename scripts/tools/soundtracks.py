@@ -141,7 +141,7 @@ def sources() -> list[DebSource]:
     """Return every soundtrack as a pinned Debian source."""
     return [
         DebSource(
-            key=f"{package}_{Path(name).with_suffix('')}".replace("/", "_").replace(" ", "_"),
+            key=f"{package}_{Path(name).with_suffix('')}".replace("/", "_"),
             package=package,
             version=version,
             deb_sha256=deb_sha256,
