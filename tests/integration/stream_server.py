@@ -341,6 +341,9 @@ def rtsp_in_thread(sdp_file: Path) -> Iterator[RtspServer]:
         yield server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        # close() would leave the loop's executor thread (its getaddrinfo) to end on its own,
+        # after the test's thread check: join it here.
+        asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
