@@ -16,11 +16,13 @@ evaluation and threshold tuning only), never a -SA, -NC or -ND licence, never ``
 
 Each clip is streamed through the engine exactly as a satellite's audio is (regular and
 onset-aligned windows, the shipped tagger); the windows within 15 dB of the clip's loudest are
-its examples. One logistic regression per class (L2, class-balanced, Newton's method in float64)
-is fitted on the unit-length embeddings: the head's classes are in :data:`CLASSES`. Before the
-final fit, each ESC-10 fold is held out in turn and the figures on it are printed (they go into
-the model card). ``--check`` makes only the final fit and compares weights within a tolerance
-(float summation order differs between BLAS builds, so bytes may not).
+its examples, but for the late aligned ones (mostly the quiet before a sound; the head judges
+them, it does not learn from them). One logistic regression per class (L2, class-balanced,
+Newton's method in float64) is fitted on the unit-length embeddings: the head's classes are in
+:data:`CLASSES`. Before the final fit, each ESC-10 fold is held out in turn and the figures on it
+are printed (they go into the model card). ``--check`` makes only the final fit and compares
+weights within a tolerance (float summation order differs between BLAS builds, so bytes may
+not).
 """
 
 from __future__ import annotations
@@ -116,18 +118,20 @@ def window_embeddings(samples: npt.NDArray[np.float32], tagger: Tagger) -> npt.N
     """Return the unit embeddings of a clip's windows within ACTIVE_DB of its loudest."""
     analyzer = StreamAnalyzer()
     padded = with_silence(samples)
-    rows, peaks = [], []
+    rows, peaks, late = [], [], []
     for start in range(0, len(padded), SAMPLE_RATE):
         pending = analyzer.feed(padded[start : start + SAMPLE_RATE])
         if pending.needs_tagger:
             output = tagger.infer(pending.patches, embeddings=True)
             assert output.embeddings is not None
             rows.append(unit(output.embeddings))
-            peaks += [w.peak_db for w in pending.windows if w.tagged]
+            tagged = [w for w in pending.windows if w.tagged]
+            peaks += [w.peak_db for w in tagged]
+            late += [w.late for w in tagged]
     if not rows:
         return np.zeros((0, 1024), np.float32)
     embeddings, level = np.concatenate(rows), np.array(peaks)
-    return embeddings[level >= level.max() - ACTIVE_DB]
+    return embeddings[(level >= level.max() - ACTIVE_DB) & ~np.array(late)]
 
 
 def fit_logistic(

@@ -602,8 +602,9 @@ def _decay(n: int, attack_s: float, decay_s: float) -> _F64:
 def shattering(seed: int, duration_s: float = 2.5, peak_db: float = -6.0) -> Audio:
     """Return a crash with a rain of short high tinkles (falling shards, cutlery, chimes).
 
-    The tagger hears glass at the onset (a strong window or two); at high sensitivity that is
-    an alert, which makes it a handy recurring non-threat for the learning tests.
+    The tagger hears glass at the onset (a strong window or two), and in the crash's first
+    moments (a late window) a shot; at high sensitivity that is an alert, which makes it a handy
+    recurring non-threat for the learning tests.
     """
     gen = rng(seed)
     n = samples(duration_s)

@@ -17,10 +17,13 @@ from custom_components.guard_mode.engine.analyzer import (
 from custom_components.guard_mode.engine.decider import WindowEvidence
 from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
 from custom_components.guard_mode.engine.head import DetectionHead, shipped_head
+from custom_components.guard_mode.engine.onset import MATURE_FRAMES
 from custom_components.guard_mode.engine.tagger import load_tagger
 from tests import synth
 
 FRAME_S = FRAME_HOP / SAMPLE_RATE
+MATURE_S = MATURE_FRAMES * FRAME_S
+LATE_LEAD = max(ALIGNED_LEADS)
 
 
 def click(seconds: float = 0.6, peak_db: float = -12.0) -> np.ndarray:
@@ -35,8 +38,8 @@ def stream(audio: np.ndarray, chunk: int = 1280) -> tuple[StreamAnalyzer, list[P
     return analyzer, pending
 
 
-@pytest.mark.parametrize("at_s", [1.0, 1.13, 1.27, 1.41])
-def test_a_short_sound_gets_windows_that_start_just_before_it(at_s: float) -> None:
+@pytest.mark.parametrize("at_s", [0.3, 1.0, 1.13, 1.27, 1.41])
+def test_a_short_sound_gets_windows_aligned_to_it(at_s: float) -> None:
     audio = synth.mix(synth.pink_noise(4.0, -62.0, synth.rng(1)), synth.place(click(), at_s, 4.0))
     analyzer, pending = stream(audio)
     windows = [w for p in pending for w in p.windows]
@@ -49,9 +52,16 @@ def test_a_short_sound_gets_windows_that_start_just_before_it(at_s: float) -> No
     wanted = [lead for lead in ALIGNED_LEADS if lead not in _near_regular(onset.frame, lead)]
     assert leads == sorted(wanted)
     assert all(abs(w.onset_s - at_s) <= 0.03 for w in aligned)
-    # Windows reach the tagger (and the decider) in the order they end, each once.
-    ends = [w.end_s for w in windows]
-    assert ends == sorted(ends)
+    # Windows reach the tagger (and the decider) each once, in the order they are due: when
+    # they end, and an aligned one once its onset is measured (the late one after regular ones
+    # that end later).
+    due = [max(w.end_s, w.onset_s + MATURE_S) if w.aligned else w.end_s for w in windows]
+    assert due == sorted(due)
+    late = [w for w in aligned if w.late]
+    assert len(late) == (LATE_LEAD not in _near_regular(onset.frame, LATE_LEAD))
+    assert all(w.end_s - w.onset_s < 0.2 for w in late)  # the sound's start ends the window
+    # Right after the stream starts, the late window starts before it, in digital silence.
+    assert all(w.start_s < 0 for w in late) == (at_s < 0.8)
     assert len({(w.start_s, w.end_s) for w in windows}) == len(windows)
     assert analyzer.aligned_windows == len(aligned)
     assert analyzer.windows == len(windows) - len(aligned)  # regular windows only
@@ -86,7 +96,8 @@ def test_the_worker_is_woken_for_an_aligned_window_before_the_next_regular_one()
         analyzer.feed(audio[fed - 160 : fed])
         frames = analyzer.frontend.frames
         end = next(e for e in itertools.count(96, PATCH_HOP_FRAMES) if e > frames)
-        if analyzer._aligned and (aligned := min(s for s, _ in analyzer._aligned) + 96) < end:
+        aligned = min((max(s + 96, o + MATURE_FRAMES) for s, o in analyzer._aligned), default=end)
+        if aligned < end:
             end, sooner = aligned, sooner + 1
         wanted = max((end - 1) * FRAME_HOP + 400 - fed, 0) / SAMPLE_RATE
         assert analyzer.seconds_to_next_window() == pytest.approx(wanted)

@@ -186,6 +186,35 @@ def test_a_shot_late_in_a_window_is_judged_once_its_onset_is_measured() -> None:
     assert onsets(run(Decider(), [late, brings(SHOT, at_s=start + 3.0)])) == []
 
 
+def test_a_late_window_counts_only_for_a_shot_the_head_is_sure_of() -> None:
+    # A window aligned to end just after a shot's onset: YAMNet hears a shot best there, and
+    # hears any sharp sound after quiet as one, so only a shot the head is sure of counts.
+    def late(scores: dict[Sound, float], head: dict[str, float]) -> WindowEvidence:
+        aligned = window(0, scores, onset=SHOT, head=head, aligned=True)
+        return replace(aligned, onset_s=aligned.end_s - 0.1)
+
+    assert late({}, {}).late
+    echo = window(1, {Sound.GUNSHOT: 0.6})  # the shot's next window, at 0.6x the threshold
+    sure = late({Sound.GUNSHOT: 2.0}, {Sound.GUNSHOT: 0.95})
+    assert onsets(run(Decider(), [sure, echo])) == [(Sound.GUNSHOT, False, None)]
+    assert onsets(run(Decider(), [late({Sound.GUNSHOT: 2.0}, {Sound.GUNSHOT: 0.8}), echo])) == []
+    # Nothing else is heard in it: not a dog, not a smoke alarm, not glass.
+    others = {Sound.DOG_BARK: 3.0, Sound.SMOKE_ALARM: 3.0, Sound.GLASS_BREAK: 3.0}
+    heard = {Sound.DOG_BARK: 0.99, Sound.GLASS_BREAK: 0.99}
+    windows = [
+        replace(late(others, heard), start_s=i * HOP, end_s=i * HOP + 0.96, onset_s=i * HOP + 0.86)
+        for i in range(10)
+    ]
+    assert onsets(run(Decider(), windows)) == []
+    # The same windows, not late, are a dog, a smoke alarm and glass.
+    heard_whole = [replace(w, onset_s=w.start_s + 0.1, onset=BREAK) for w in windows]
+    assert {sound for sound, _, _ in onsets(run(Decider(), heard_whole))} == {
+        Sound.DOG_BARK,
+        Sound.SMOKE_ALARM,
+        Sound.GLASS_BREAK,
+    }
+
+
 def test_glass_must_shower_shards_a_knock_on_glass_does_not() -> None:
     glass = {Sound.GLASS_BREAK: 2.5}
     assert onsets(run(Decider(), [window(0, glass, onset=SHOT)])) == []  # rings, no shards

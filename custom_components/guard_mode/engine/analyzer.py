@@ -10,8 +10,12 @@ tagger (batched across streams) and hands the scores to :meth:`complete`, which 
 evidence in time order. :meth:`process` does both for a single stream.
 
 Windows: the regular 0.96 s windows every 0.48 s, and for each onset of a short sound (see
-:mod:`.onset`) up to two more, starting 40 ms and 160 ms before it, so that a shot or a bark is
-also tagged whole, near the start of a window, wherever the regular windows fall. Onsets closer
+:mod:`.onset`) up to three more, wherever the regular windows fall: two starting 40 ms and 160 ms
+before it, so that a shot or a bark is also tagged whole, near the start of a window, and a late
+one ending 160 ms after it (:attr:`.WindowEvidence.late`: a shot at the end of a window, after
+the quiet before it, is where YAMNet hears it best). An aligned window is handed on once its
+onset is measured (0.6 s after it), so a late one comes after regular windows that end later.
+Before the stream's first frame lies digital silence, where a window may start. Onsets closer
 than a window hop share the first one's windows, and a window that a regular one nearly matches
 is not added, which keeps the extra tagging small (a few per minute in a quiet home).
 
@@ -44,7 +48,7 @@ import numpy.typing as npt
 
 from .alarm_pattern import AlarmHit, AlarmPatternDetector
 from .blas import one_blas_thread
-from .evidence import Evidence, Gap, WindowEvidence
+from .evidence import Evidence, Gap, WindowEvidence, late_window
 from .frontend import (
     FFT_LENGTH,
     FRAME_HOP,
@@ -63,8 +67,10 @@ from .tagger import Tagger
 Floats = npt.NDArray[np.float32]
 SILENCE_DB = -120.0
 DEFAULT_GATE_DB = -55.0
-# Aligned windows start this many frames before an onset (40 ms and 160 ms) ...
-ALIGNED_LEADS = (4, 16)
+# Aligned windows start this many frames before an onset: 40 ms and 160 ms (the sound whole, near
+# the window's start), and 800 ms (a late window: the sound's first 160 ms at the window's end,
+# after the quiet before it, where YAMNet hears a shot best) ...
+ALIGNED_LEADS = (4, 16, 80)
 # ... unless a regular window starts within this many frames of the same place.
 ALIGNED_NEAR_FRAMES = 1
 # A regular window borrows an onset that lies in its first frames (measured by its end).
@@ -112,6 +118,11 @@ class WindowInfo:
         """Return True when the tagger runs on the window."""
         return not self.gated and not self.skipped
 
+    @property
+    def late(self) -> bool:
+        """Return True for a late window: aligned to end just after its onset."""
+        return late_window(self.aligned, self.onset_s, self.end_s)
+
 
 @dataclass(slots=True)
 class PendingWindows:
@@ -131,6 +142,11 @@ class PendingWindows:
         return PendingWindows(
             windows=[replace(w, gated=True) for w in self.windows], alarm_hits=list(self.alarm_hits)
         )
+
+
+def _due_frame(start: int, onset: int) -> int:
+    """Return the frame count at which an aligned window is tagged: complete, onset measured."""
+    return max(start + PATCH_FRAMES, onset + MATURE_FRAMES)
 
 
 class StreamAnalyzer:
@@ -178,7 +194,7 @@ class StreamAnalyzer:
             else frames + PATCH_HOP_FRAMES - ((frames - PATCH_FRAMES) % PATCH_HOP_FRAMES)
         )
         if self._aligned:
-            next_end = min(next_end, min(start for start, _ in self._aligned) + PATCH_FRAMES)
+            next_end = min(next_end, *(_due_frame(*item) for item in self._aligned))
         needed = (next_end - 1) * FRAME_HOP + FRAME_LENGTH - self._fed
         return max(needed, 0) / SAMPLE_RATE
 
@@ -234,16 +250,14 @@ class StreamAnalyzer:
         if new:
             self._last_onset = new[-1]
         frames = self.frontend.frames
-        infos: list[tuple[int, WindowInfo]] = []
-        for end in chunk.patch_end_frames:
-            infos.append((end, self._regular_window(end)))
-        due = [item for item in self._aligned if item[0] + PATCH_FRAMES <= frames]
-        self._aligned = [item for item in self._aligned if item[0] + PATCH_FRAMES > frames]
+        infos = [(end, self._regular_window(end)) for end in chunk.patch_end_frames]
+        due = [item for item in self._aligned if _due_frame(*item) <= frames]
+        self._aligned = [item for item in self._aligned if _due_frame(*item) > frames]
         for start, onset_frame in due:
             info = self._window_info(start + PATCH_FRAMES, aligned=True, onset=onset_frame)
             if info.tagged and info.onset is not None:
-                infos.append((start + PATCH_FRAMES, info))
-        infos.sort(key=lambda item: item[0])
+                infos.append((_due_frame(start, onset_frame), info))
+        infos.sort(key=lambda item: (item[0], item[1].frame))  # in the order they became due
         self._energy = self._energy[-_ENERGY_FRAMES:]
         self._bands = self._bands[-PATCH_FRAMES:]
         self._measured = {f: o for f, o in self._measured.items() if f > frames - 2 * PATCH_FRAMES}
@@ -253,7 +267,7 @@ class StreamAnalyzer:
         self.gated_windows += sum(info.gated for info in regular)
         self.skipped_windows += sum(info.skipped for info in regular)
         self.aligned_windows += len(pending.windows) - len(regular)
-        keep = [(end, info.gain_db) for end, info in infos if info.tagged]
+        keep = [(info.frame, info.gain_db) for _, info in infos if info.tagged]
         if keep:
             ends, gains = zip(*keep, strict=True)
             pending.patches = self.frontend.patches(list(ends), list(gains))
@@ -267,7 +281,7 @@ class StreamAnalyzer:
         for lead in ALIGNED_LEADS:
             start = onset_frame - lead
             offset = start % PATCH_HOP_FRAMES  # regular windows start every 48 frames
-            if start >= 0 and min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES:
+            if min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES:
                 self._aligned.append((start, onset_frame))
 
     @property

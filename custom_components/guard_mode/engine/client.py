@@ -44,9 +44,10 @@ from .worker import StreamStats
 _LOGGER = logging.getLogger(__name__)
 
 QUEUE_S = 10.0  # audio waiting to be sent before the oldest is dropped
-# Evidence an honest engine sends: about 2 windows a second and a stream, a few more at onsets,
-# and a backlog after a stall; more than this is throttled (each item is decider work).
-EVIDENCE_RATE = 8.0
+# Evidence an honest engine sends: about 2 windows a second and a stream, up to 3 more for an
+# onset (at most one per 0.48 s: 8.3 a second in all), and a backlog after a stall; more than
+# this is throttled (each item is decider work).
+EVIDENCE_RATE = 10.0
 EVIDENCE_BURST = 64.0
 
 type TaskStarter = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]

@@ -322,6 +322,8 @@ class Decider:
         events += self._judge_awaiting(onsets, window.end_s)
         any_hit = False
         for sound in config.rules:
+            if window.late and not self._late_hit(window, sound):
+                continue
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
             source = Sound.SMOKE_ALARM if sound is Sound.CO_ALARM else sound
@@ -353,7 +355,7 @@ class Decider:
                 label=label,
                 support=heard and not hit and rule.impulse is None,
             )
-        for custom in config.custom:
+        for custom in () if window.late else config.custom:
             similarity = (
                 float(custom.similarity(window.embedding[np.newaxis])[0])
                 if window.embedding is not None
@@ -378,6 +380,12 @@ class Decider:
                 self.background.append(window.embedding.astype(np.float16))
         self._update_floor(window.level_db)
         return events
+
+    def _late_hit(self, window: WindowEvidence, sound: str) -> bool:
+        """Return whether a late window may hit sound: an impulse the head is sure of."""
+        impulse = self._rule(sound).impulse
+        sure = None if impulse is None else impulse.head_sure
+        return sure is not None and window.head.get(sound, 0.0) >= sure
 
     def _score(self, window: WindowEvidence, sound: str) -> float:
         """Return the sound's normalized score in a window (1.0 = the threshold)."""

@@ -25,6 +25,15 @@ import numpy.typing as npt
 from .alarm_pattern import AlarmHit
 from .onset import Onset
 
+#: An aligned window that ends this soon after its onset holds the sound at its end: a late one.
+LATE_WINDOW_S = 0.5
+
+
+def late_window(aligned: bool, onset_s: float, end_s: float) -> bool:
+    """Return True for a window aligned to end just after its onset (see .analyzer)."""
+    return aligned and end_s - onset_s < LATE_WINDOW_S
+
+
 Embedding = npt.NDArray[np.float16]
 
 
@@ -46,6 +55,11 @@ class WindowEvidence:
     onset: Onset | None = None  # the measured onset it holds, if any
     head: Mapping[str, float] = field(default_factory=dict)  # the detection head's classes
     skipped: bool = False  # not tagged: the window before it was calm (see .analyzer)
+
+    @property
+    def late(self) -> bool:
+        """Return True for a late window: aligned to end just after its onset."""
+        return late_window(self.aligned, self.onset_s, self.end_s)
 
     @property
     def gated(self) -> bool:

@@ -122,10 +122,11 @@ class StreamingFrontend:
         self._history = history_frames
         self._pending = np.zeros(0, np.float32)  # samples not yet consumed by a full frame
         self._fft_in = np.zeros((PATCH_HOP_FRAMES, FFT_LENGTH), np.float32)  # zero-padded frames
-        # The last 96 frames and the new ones: magnitudes, and log-mel where computed.
-        self._magnitude = np.zeros((0, SPECTRUM_BINS), np.float32)
-        self._features = np.zeros((0, MEL_BANDS), np.float32)
-        self._known = np.zeros(0, bool)
+        # The history and the new frames: magnitudes, and log-mel where computed. Before the
+        # stream's first frame lies digital silence (an aligned window may start there).
+        self._magnitude = np.zeros((history_frames, SPECTRUM_BINS), np.float32)
+        self._features = np.repeat(log_mel(self._magnitude[:1]), history_frames, axis=0)
+        self._known = np.ones(history_frames, bool)
         self.frames = 0  # frames computed so far
 
     def push(self, samples: Floats) -> FrontendChunk:
