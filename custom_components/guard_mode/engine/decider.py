@@ -15,7 +15,9 @@ has a :class:`SoundRule`:
   slammed door do not. A shot must be heard in two windows of its event, unless the detection
   head is sure of it; and since an onset is measured 0.6 s after it starts, a window whose onset
   lies late in it (where a shot often scores highest) is judged once the onset is measured, if
-  the head is sure of the sound in it.
+  the head is sure of the sound in it. A window aligned to end just after an onset (a late one)
+  is seen only for a sound the head is sure of in it: any sharp sound after quiet sounds like a
+  shot there.
 
 A hold time keeps a detection open across short gaps, and a cooldown separates alerts.
 Media-prone sounds heard while a TV, radio or music plays (acoustic evidence over ≥ 5 s, or a
@@ -301,13 +303,15 @@ class Decider:
 
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""
+        config = self.config
+        if window.late and not any(self._late_hit(window, sound) for sound in config.rules):
+            return []  # a late window counts only for a sound it may hit (nothing else sees it)
         self._now = max(self._now, window.end_s)
         if not window.aligned:  # context is judged on the regular windows only
             self._update_media(window)
             for listener in list(self._window_listeners):
                 listener(window)
         events = self._expire(window.end_s)
-        config = self.config
         alarm_as_co = (
             self._last_t4_s is not None
             and window.end_s - self._last_t4_s <= config.pattern_memory_s
