@@ -304,7 +304,7 @@ class Decider:
     def push_window(self, window: WindowEvidence) -> list[DeciderEvent]:
         """Add one window's evidence; return the detections that start or end."""
         config = self.config
-        if window.late and not any(self._late_hit(window, sound) for sound in config.rules):
+        if window.late and not any(self._head_sure(window, sound) for sound in config.rules):
             return []  # a late window counts only for a sound it may hit (nothing else sees it)
         self._now = max(self._now, window.end_s)
         if not window.aligned:  # context is judged on the regular windows only
@@ -326,7 +326,7 @@ class Decider:
         events += self._judge_awaiting(onsets, window.end_s)
         any_hit = False
         for sound in config.rules:
-            if window.late and not self._late_hit(window, sound):
+            if window.late and not self._head_sure(window, sound):
                 continue
             # The tagger has no CO class: its smoke-alarm classes count for the CO alarm while a
             # T4 pattern is being heard, and for the smoke alarm otherwise.
@@ -385,8 +385,8 @@ class Decider:
         self._update_floor(window.level_db)
         return events
 
-    def _late_hit(self, window: WindowEvidence, sound: str) -> bool:
-        """Return whether a late window may hit sound: an impulse the head is sure of."""
+    def _head_sure(self, window: WindowEvidence, sound: str) -> bool:
+        """Return whether the head is sure of an impulsive sound in the window (head_sure)."""
         impulse = self._rule(sound).impulse
         sure = None if impulse is None else impulse.head_sure
         return sure is not None and window.head.get(sound, 0.0) >= sure
@@ -412,9 +412,7 @@ class Decider:
         self, item: _Awaiting, onsets: list[tuple[float, Onset]], rule: ImpulseRule
     ) -> bool:
         """Return whether a scoring window of an impulsive sound is a hit now; else it may wait."""
-        sure = (
-            rule.head_sure is not None and item.window.head.get(item.sound, 0.0) >= rule.head_sure
-        )
+        sure = self._head_sure(item.window, item.sound)
         onset_s = _shown_onset(onsets, item.window, rule)
         if onset_s is None:
             if sure:  # its onset may lie late in it
