@@ -83,6 +83,23 @@ def test_streaming_equals_one_shot_for_any_chunking() -> None:
     assert ends == [96 + 48 * k for k in range(len(expected))]
 
 
+def test_a_window_may_start_before_the_last_push_whatever_its_size() -> None:
+    # An aligned window reads up to history_frames frames from before the latest push.
+    rng = np.random.default_rng(5)
+    audio = (rng.standard_normal(12 * RATE) * 0.1).astype(np.float32)
+    silence = fe.log_mel(np.zeros((176, fe.SPECTRUM_BINS), np.float32))  # before the stream
+    features = np.concatenate([silence, fe.log_mel(fe.stft_magnitude(audio))])
+    stream = fe.StreamingFrontend(history_frames=176)
+    for start, stop in ((0, RATE), (RATE, 9 * RATE), (9 * RATE, 12 * RATE)):
+        first = stream.push(audio[start:stop]).first_frame
+        ends = [first - 176 + 96, stream.frames]
+        np.testing.assert_allclose(
+            stream.patches(ends), [features[end + 80 : end + 176] for end in ends], atol=1e-5
+        )
+        with pytest.raises(ValueError, match="not all in frames"):
+            stream.patches([first - 176 + 95])
+
+
 def test_only_the_patches_asked_for_are_filtered() -> None:
     rng = np.random.default_rng(3)
     audio = (rng.standard_normal(3 * RATE) * 0.1).astype(np.float32)

@@ -114,7 +114,8 @@ class StreamingFrontend:
 
     Magnitude spectra (which the alarm-pattern detector also reads) are computed for every frame;
     log-mel features only for the frames of the patches asked for — a quiet window that skips
-    the tagger costs no mel filtering.
+    the tagger costs no mel filtering. Frames live in preallocated rows that are moved down only
+    when they fill up, not copied on every push.
     """
 
     def __init__(self, history_frames: int = PATCH_FRAMES - 1) -> None:
@@ -122,12 +123,31 @@ class StreamingFrontend:
         self._history = history_frames
         self._pending = np.zeros(0, np.float32)  # samples not yet consumed by a full frame
         self._fft_in = np.zeros((PATCH_HOP_FRAMES, FFT_LENGTH), np.float32)  # zero-padded frames
-        # The history and the new frames: magnitudes, and log-mel where computed. Before the
-        # stream's first frame lies digital silence (an aligned window may start there).
-        self._magnitude = np.zeros((history_frames, SPECTRUM_BINS), np.float32)
-        self._features = np.repeat(log_mel(self._magnitude[:1]), history_frames, axis=0)
-        self._known = np.ones(history_frames, bool)
+        # Rows [0, _rows) hold the frames up to the latest: magnitudes, and log-mel where
+        # computed. Before the stream's first frame lies digital silence (an aligned window may
+        # start there).
+        capacity = history_frames + 8 * PATCH_HOP_FRAMES
+        self._rows = history_frames
+        self._magnitude = np.zeros((capacity, SPECTRUM_BINS), np.float32)
+        self._features = np.repeat(log_mel(self._magnitude[:1]), capacity, axis=0)
+        self._known = np.arange(capacity) < history_frames
+        self._oldest = -history_frames  # stream index of the oldest frame patches() may read
         self.frames = 0  # frames computed so far
+
+    def _make_room(self, count: int) -> None:
+        """Make rows [_rows, _rows + count) free, keeping the history before them."""
+        if self._rows + count <= len(self._magnitude):
+            return
+        keep = min(self._rows, self._history)
+        old = self._magnitude, self._features, self._known
+        if keep + count > len(self._magnitude):  # a push longer than the spare rows
+            capacity = keep + count + 8 * PATCH_HOP_FRAMES
+            self._magnitude = np.empty((capacity, SPECTRUM_BINS), np.float32)
+            self._features = np.empty((capacity, MEL_BANDS), np.float32)
+            self._known = np.zeros(capacity, bool)
+        for new, rows in zip((self._magnitude, self._features, self._known), old, strict=True):
+            new[:keep] = rows[self._rows - keep : self._rows]
+        self._rows = keep
 
     def push(self, samples: Floats) -> FrontendChunk:
         """Add samples; return the new frames and the ends of the patches they complete."""
@@ -144,18 +164,17 @@ class StreamingFrontend:
             self._fft_in = np.zeros((count, FFT_LENGTH), np.float32)
         fft_in = self._fft_in[:count]  # windowed frames, written in place; the padding stays 0
         np.multiply(frames, _window(), out=fft_in[:, :FRAME_LENGTH])
+        self._make_room(count)
+        rows = slice(self._rows, self._rows + count)
         magnitude = np.abs(np.fft.rfft(fft_in))
+        self._magnitude[rows] = magnitude
+        self._known[rows] = False
+        self._rows += count
         high = magnitude[:, HIGH_BAND:]
         high_db = 10.0 * np.log10(np.einsum("ij,ij->i", high, high) + np.float32(1e-6))
         self._pending = np.array(audio[count * FRAME_HOP :], np.float32)
+        self._oldest = first - self._history
         self.frames += count
-
-        keep = self._history  # frames before this push that a patch may still need
-        self._magnitude = np.concatenate([self._magnitude[-keep:], magnitude])
-        self._features = np.concatenate(
-            [self._features[-keep:], np.empty((count, MEL_BANDS), np.float32)]
-        )
-        self._known = np.concatenate([self._known[-keep:], np.zeros(count, bool)])
         # Patches end where the frame count reaches 96, 144, 192, ...
         k_first = -(-(max(first + 1, PATCH_FRAMES) - PATCH_FRAMES) // PATCH_HOP_FRAMES)
         ends = list(
@@ -171,19 +190,19 @@ class StreamingFrontend:
         """
         if not ends:
             return _NO_PATCHES
-        offset = self.frames - len(self._magnitude)  # stream index of row 0
-        if min(ends) - PATCH_FRAMES < offset or max(ends) > self.frames:
-            raise ValueError(f"patches ending at {ends} are not all in frames {offset}..")
+        if min(ends) - PATCH_FRAMES < self._oldest or max(ends) > self.frames:
+            raise ValueError(f"patches ending at {ends} are not all in frames {self._oldest}..")
+        offset = self.frames - self._rows  # stream index of row 0
         gains = gains_db or [0.0] * len(ends)
         rows = [slice(end - offset - PATCH_FRAMES, end - offset) for end in ends]
-        needed = np.zeros(len(self._known), bool)
+        needed = np.zeros(self._rows, bool)
         for row, gain in zip(rows, gains, strict=True):
             if not gain:
                 needed[row] = True
-        missing = needed & ~self._known
+        missing = needed & ~self._known[: self._rows]
         if missing.any():
-            self._features[missing] = log_mel(self._magnitude[missing])
-            self._known |= missing
+            self._features[: self._rows][missing] = log_mel(self._magnitude[: self._rows][missing])
+            self._known[: self._rows] |= missing
         return np.stack(
             [
                 self._features[row]
