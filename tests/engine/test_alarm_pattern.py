@@ -143,6 +143,16 @@ def test_levels_from_far_away_to_clipping(pattern: str, carrier: str, peak_db: f
     assert_first_cycle(detect_alarms(audio), alarm, pattern, NOMINAL_HZ[carrier])
 
 
+@pytest.mark.parametrize("carrier", CARRIERS)
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_faint_alarm_in_another_room_over_louder_room_noise(pattern: str, carrier: str) -> None:
+    """-62 dBFS over a -66 dBFS pink room noise: broadband noise alone is no reason to look."""
+    alarm = synth.alarm(pattern, carrier, peak_db=-62.0)
+    floor = synth.pink_noise(len(alarm.audio) / synth.SAMPLE_RATE, -66.0, synth.rng(8))
+    audio = synth.to_pcm16(synth.mix(alarm.audio, floor))
+    assert_first_cycle(detect_alarms(audio), alarm, pattern, NOMINAL_HZ[carrier])
+
+
 @pytest.mark.parametrize("snr_db", [6.0, 0.0])
 @pytest.mark.parametrize("carrier", CARRIERS)
 @pytest.mark.parametrize("pattern", PATTERNS)

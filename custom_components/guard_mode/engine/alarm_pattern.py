@@ -65,8 +65,9 @@ PULSE_TONAL_DB = 13.0
 ONSET_RISE_DB = 4.5
 #: Levels bottom out at this (dB re a full-scale sine): quantisation noise, silence.
 FLOOR_DB = -90.0
-#: A frame whose total level from 156 Hz to 3.9 kHz is below this (dB re a full-scale sine) holds
-#: no alarm worth finding (25 dB below a -45 dBFS one): it is stored as silence, not analysed.
+#: A frame in which no carrier bin's main lobe can reach this (dB re a full-scale sine) holds no
+#: alarm worth finding (25 dB below a -45 dBFS one): it is stored as silence, not analysed. A
+#: quiet room's broadband noise may hold more than this in all, none of it in a carrier bin.
 QUIET_DB = -70.0
 #: Frames an onset needs behind it before it is measured (80 ms; a T4 pulse lasts 100 ms).
 MATURE_FRAMES = 8
@@ -127,7 +128,11 @@ _OFFSETS[_LEVEL:_TONAL] = _REF_DB
 _OFFSETS[_TONAL:_ODD] = _NOISE_TONALITY_DB
 _OFFSETS[_ODD:] = _REF_DB
 _PRE_FRAMES = 128  # silent history before the stream's first frame
-_QUIET_POWER = np.float32(10.0 ** ((QUIET_DB + _REF_DB) / 10.0))
+# A frame is quiet when no stored bin's main lobe (3 bins) can reach QUIET_DB: every magnitude
+# from one bin below the stored bins to one above is under the root of a third of that power.
+_LF_LOBES = slice(_STORE[0] - 1, _STORE[_N_LF - 1] + 2)
+_HI_LOBES = slice(_STORE[_N_LF] - 1, _STORE[-1] + 2)
+_QUIET_PEAK = np.float32(np.sqrt(10.0 ** ((QUIET_DB + _REF_DB) / 10.0) / 3.0))
 _FLOOR_POWER = np.float32(10.0 ** ((FLOOR_DB - 3.0 + _REF_DB) / 10.0))
 
 
@@ -239,9 +244,8 @@ class AlarmPatternDetector:
             self._base += pos - keep
             pos = keep
         rows = self._buf[pos : pos + n]
-        band = magnitude[:, _COL0:_COL1]
-        total = np.einsum("ij,ij->i", band, band)
-        quiet = total < _QUIET_POWER
+        peak = np.maximum(magnitude[:, _LF_LOBES].max(axis=1), magnitude[:, _HI_LOBES].max(axis=1))
+        quiet = peak < _QUIET_PEAK
         n_quiet = int(np.count_nonzero(quiet))
         self._frames += n
         if n_quiet == n:  # nothing an alarm could be in: store silence, look at the last frames
@@ -250,7 +254,8 @@ class AlarmPatternDetector:
                 self._find_onsets(start - 2, min(n, 2))
             self._quiet_run += n
         else:
-            _features(magnitude, total, rows)
+            band = magnitude[:, _COL0:_COL1]
+            _features(magnitude, np.einsum("ij,ij->i", band, band), rows)
             self._quiet_run = 0
             if n_quiet:
                 rows[quiet] = _SILENT_ROW
