@@ -324,6 +324,11 @@ class Decider:
         while window.end_s - self._recent[0].end_s > 2 * AWAIT_S:
             self._recent.popleft()
         events += self._judge_awaiting(onsets, window.end_s)
+        if window.gated and not window.head and window.embedding is None:
+            # not tagged (quiet or calm): no sound's evidence, only its level
+            if not window.aligned:
+                self._update_floor(window.level_db)
+            return events
         any_hit = False
         for sound in config.rules:
             if window.late and not self._head_sure(window, sound):

@@ -82,14 +82,16 @@ class OnsetTracker:
     def _find(self, first: int, n: int, base: int) -> list[int]:
         level = self._level
         # A rise is judged against frames of this stream only: its start is no onset.
-        rows = np.arange(max(first, _LOOKBACK) - base, first - base + n)
-        if not len(rows):
+        start, stop = max(first, _LOOKBACK) - base, first - base + n
+        if start >= stop:
             return []
-        reference = np.min(np.stack([level[rows - k] for k in range(3, _LOOKBACK + 1)]), axis=0)
-        rises = level[rows] - reference
+        lookback = [level[start - k : stop - k] for k in range(3, _LOOKBACK + 1)]
+        reference = np.minimum.reduce(lookback)
+        rises = level[start:stop] - reference
         found = []
-        for row in rows[rises >= RISE_DB]:
-            frame = base + int(row)
+        for i in np.flatnonzero(rises >= RISE_DB):
+            row = start + int(i)
+            frame = base + row
             if frame - self._last < REFRACTORY_FRAMES:
                 continue
             before = level[max(0, row - BACKGROUND_FRAMES) : row - 2]
@@ -97,7 +99,7 @@ class OnsetTracker:
             if level[row] - background < OVER_DB:
                 continue
             self._last = frame
-            rise = float(level[row] - reference[row - rows[0]])
+            rise = float(rises[i])
             self._pending.append((frame, rise, background))
             found.append(frame)
         return found
