@@ -154,6 +154,25 @@ def test_a_shot_is_not_confirmed_by_a_window_the_head_hears_as_fire() -> None:
     assert onsets(run(Decider(), [pop, echo])) == [(Sound.GUNSHOT, False, None)]
 
 
+def test_a_shot_dies_away_a_crackling_fire_goes_on() -> None:
+    # Heard in two windows of its event (the head unsure of it in both) ...
+    pop = window(0, {Sound.GUNSHOT: 3.0}, onset=SHOT)
+    aligned = window(0, {Sound.GUNSHOT: 1.0}, onset=SHOT, aligned=True)
+    decider = Decider()
+    assert onsets(run(decider, [pop, aligned])) == []  # ... it waits for what comes after
+    # ... then the first regular window after the onset is a fire crackling on: no shot.
+    fire = {"crackling_fire": 0.95, Sound.GUNSHOT: 0.1}
+    assert onsets(run(decider, [window(1, head=fire), *(window(i) for i in range(2, 8))])) == []
+    # What follows a shot dies away; its echo crackles, but the head hears the shot in it too.
+    for after in ({}, {"crackling_fire": 0.7, Sound.GUNSHOT: 0.6}):
+        events = run(Decider(), [pop, aligned, window(1, head=after)])
+        assert onsets(events) == [(Sound.GUNSHOT, False, None)]
+        assert events[0].detection.start_s == pytest.approx(pop.onset_s)
+    # A shot the head is sure of is alerted at once, whatever follows.
+    sure = replace(pop, head={Sound.GUNSHOT: 0.95})
+    assert onsets(Decider().push_window(sure)) == [(Sound.GUNSHOT, False, None)]
+
+
 def test_a_shot_late_in_a_window_is_judged_once_its_onset_is_measured() -> None:
     # A regular window with the shot in its last 0.6 s scores high, but its onset is measured
     # only 0.6 s after it starts: the window waits for it (the onset's aligned window brings it).
@@ -202,8 +221,8 @@ def test_a_late_window_counts_only_for_a_shot_the_head_is_sure_of() -> None:
     # Nor is a late window the head is unsure of a shot's second window: it is not seen at all.
     shot_alone = window(1, {Sound.GUNSHOT: 3.0}, onset=SHOT)
     behind = replace(unsure, start_s=0.5, end_s=1.46, onset_s=1.36)
-    assert onsets(run(Decider(), [shot_alone, behind])) == []
-    assert onsets(run(Decider(), [shot_alone, echo])) == [(Sound.GUNSHOT, False, None)]
+    assert onsets(run(Decider(), [shot_alone, behind, window(2)])) == []
+    assert onsets(run(Decider(), [shot_alone, echo, window(2)])) == [(Sound.GUNSHOT, False, None)]
     # Nothing else is heard in it: not a dog, not a smoke alarm, not glass.
     others = {Sound.DOG_BARK: 3.0, Sound.SMOKE_ALARM: 3.0, Sound.GLASS_BREAK: 3.0}
     heard = {Sound.DOG_BARK: 0.99, Sound.GLASS_BREAK: 0.99}

@@ -13,11 +13,12 @@ has a :class:`SoundRule`:
   onset must score, and the onset must show what the sound does — a shot dies away (``decay``),
   a breaking pane showers shards (``shower``) — which a running engine, a knock on glass or a
   slammed door do not. A shot must be heard in two windows of its event, unless the detection
-  head is sure of it; and since an onset is measured 0.6 s after it starts, a window whose onset
-  lies late in it (where a shot often scores highest) is judged once the onset is measured, if
-  the head is sure of the sound in it. A window aligned to end just after an onset (a late one)
-  is seen only for a sound the head is sure of in it: any sharp sound after quiet sounds like a
-  shot there.
+  head is sure of it, and then the first regular window after its onset must not be what the
+  head hears as a crackling fire, rain or a ticking clock (a shot dies away, they go on). Since
+  an onset is measured 0.6 s after it starts, a window whose onset lies late in it (where a shot
+  often scores highest) is judged once the onset is measured, if the head is sure of the sound
+  in it. A window aligned to end just after an onset (a late one) is seen only for a sound the
+  head is sure of in it: any sharp sound after quiet sounds like a shot there.
 
 A hold time keeps a detection open across short gaps, and a cooldown separates alerts.
 Media-prone sounds heard while a TV, radio or music plays (acoustic evidence over ≥ 5 s, or a
@@ -75,6 +76,10 @@ class ImpulseRule:
     # A window the head is this sure of, whose onset was not measured yet by its end (it lies in
     # the window's last 0.6 s), is judged once it is, on the first onset in the window.
     head_sure: float | None = None
+    # Unless the head is that sure, the first regular window that starts after the onset must not
+    # be heard as one of the sound's confusers (DeciderConfig.confusers, with the sound itself
+    # under head_supports): what follows a shot dies away, a fire, rain or a clock goes on.
+    aftermath: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,12 @@ class DeciderConfig:
                 4.0,
                 30.0,
                 impulse=ImpulseRule(
-                    1.0, min_decay_db=6.0, event_s=0.5, event_windows=2, head_sure=0.9
+                    1.0,
+                    min_decay_db=6.0,
+                    event_s=0.5,
+                    event_windows=2,
+                    head_sure=0.9,
+                    aftermath=True,
                 ),
             ),
             Sound.DOG_BARK: SoundRule(2, 2.0, 99.0, 8.0, 60.0, support=0.8),
@@ -265,6 +275,7 @@ class Decider:
         self._window_listeners: list[Callable[[WindowEvidence], None]] = []
         self._onsets: deque[tuple[float, Onset]] = deque()  # recent measured onsets (time, onset)
         self._awaiting: deque[_Awaiting] = deque()  # impulsive windows not decided yet
+        self._aftermath: deque[_Awaiting] = deque()  # heard events awaiting the window after
         self._recent: deque[WindowEvidence] = deque()  # the last windows (an event's support)
 
     def add_window_listener(self, listener: Callable[[WindowEvidence], None]) -> Callable[[], None]:
@@ -328,7 +339,7 @@ class Decider:
             # not tagged (quiet or calm): no sound's evidence, only its level
             if not window.aligned:
                 self._update_floor(window.level_db)
-            return events
+            return events + self._judge_aftermath()
         any_hit = False
         for sound in config.rules:
             if window.late and not self._head_sure(window, sound):
@@ -380,6 +391,7 @@ class Decider:
                 confidence=max(similarity, 0.0),
                 label=custom.name,
             )
+        events += self._judge_aftermath()
         if window.aligned:
             return events
         if window.embedding is not None and not any_hit:
@@ -423,10 +435,15 @@ class Decider:
             if sure:  # its onset may lie late in it
                 self._awaiting.append(item)
             return False
-        if sure or self._event_support(item.sound, onset_s, rule) >= rule.event_windows:
+        if sure:
             return True
-        self._awaiting.append(replace(item, onset_s=onset_s))
-        return False
+        if self._event_support(item.sound, onset_s, rule) < rule.event_windows:
+            self._awaiting.append(replace(item, onset_s=onset_s))
+            return False
+        if rule.aftermath:
+            self._aftermath.append(replace(item, onset_s=onset_s))
+            return False
+        return True
 
     def _event_support(self, sound: str, onset_s: float, rule: ImpulseRule) -> int:
         """Return how many recent windows of the event at onset_s hear the sound enough."""
@@ -453,15 +470,37 @@ class Decider:
                 else self._event_support(item.sound, item.onset_s, rule) >= rule.event_windows
             ):
                 self._awaiting.remove(item)
-                events += self._evidence(
-                    item.sound,
-                    item.window,
-                    hit=True,
-                    strong=item.strong,
-                    confidence=item.confidence,
-                    label=item.label,
-                )
+                if item.onset_s is not None and rule.aftermath:  # heard, but not for sure
+                    self._aftermath.append(item)
+                else:
+                    events += self._hit(item)
         return events
+
+    def _judge_aftermath(self) -> list[DeciderEvent]:
+        """Decide the heard events whose first regular window after the onset has come."""
+        while self._aftermath and self._now - self._aftermath[0].window.end_s > AWAIT_S:
+            self._aftermath.popleft()
+        events: list[DeciderEvent] = []
+        for item in list(self._aftermath):
+            onset_s = item.onset_s
+            assert onset_s is not None
+            after = next((w for w in self._recent if not w.aligned and w.start_s > onset_s), None)
+            if after is not None:
+                self._aftermath.remove(item)
+                if not self._confused(after, item.sound, self.config.head_supports):
+                    events += self._hit(item)
+        return events
+
+    def _hit(self, item: _Awaiting) -> list[DeciderEvent]:
+        """Count a decided impulsive window as a hit."""
+        return self._evidence(
+            item.sound,
+            item.window,
+            hit=True,
+            strong=item.strong,
+            confidence=item.confidence,
+            label=item.label,
+        )
 
     def _event_onsets(self, window: WindowEvidence) -> list[tuple[float, Onset]]:
         """Remember the window's onset; return the recent onsets (time, onset)."""
@@ -517,6 +556,7 @@ class Decider:
         self._media.clear()
         self._onsets.clear()
         self._awaiting.clear()
+        self._aftermath.clear()
         self._recent.clear()
         self._cycles.clear()
         return self._expire(self._now)
