@@ -168,6 +168,16 @@ def test_a_shot_dies_away_a_crackling_fire_goes_on() -> None:
         events = run(Decider(), [pop, aligned, window(1, head=after)])
         assert onsets(events) == [(Sound.GUNSHOT, False, None)]
         assert events[0].detection.start_s == pytest.approx(pop.onset_s)
+    # The window after may come before the event is heard in its second window.
+    for after, expected in (({}, [(Sound.GUNSHOT, False, None)]), (fire, [])):
+        assert onsets(run(Decider(), [pop, window(1, head=after), aligned])) == expected
+    # When the audio stops before that window comes (lost, or the stream's end), the shot counts.
+    decider = Decider()
+    run(decider, [pop, aligned])
+    assert onsets(decider.gap(1.5)) == [(Sound.GUNSHOT, False, None)]
+    decider = Decider()
+    run(decider, [pop, aligned])
+    assert onsets(decider.finish()) == [(Sound.GUNSHOT, False, None)]
     # A shot the head is sure of is alerted at once, whatever follows.
     sure = replace(pop, head={Sound.GUNSHOT: 0.95})
     assert onsets(Decider().push_window(sure)) == [(Sound.GUNSHOT, False, None)]

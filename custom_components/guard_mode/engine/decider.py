@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from .alarm_pattern import AlarmHit, next_cycle
 from .evidence import Embedding, Evidence, Gap, WindowEvidence
-from .frontend import WINDOW_HOP_S
+from .frontend import WINDOW_HOP_S, WINDOW_S
 from .labels import ALARM_SOUNDS, MEDIA_PRONE, Sound
 from .learning import LEARNED_SIMILARITY, CustomSound, best_similarity
 from .onset import Onset
@@ -235,11 +235,16 @@ MAX_EVENT_S = 2.0  # onsets are remembered this long (longer than any rule's eve
 # A window awaits its late onset, or its event's other windows, this long after its end (an
 # onset's aligned window ends 0.92 s after it; the event's last window starts event_s after it).
 AWAIT_S = 1.5
+# The first regular window that starts after an onset ends at most this long after it.
+AFTERMATH_S = WINDOW_HOP_S + WINDOW_S
 
 
 @dataclass(frozen=True, slots=True)
 class _Awaiting:
-    """A window of an impulsive sound that scored, awaiting its onset or its event's windows."""
+    """A scoring window of an impulsive sound, awaiting its onset or its event's other windows.
+
+    Once heard, a sound with ImpulseRule.aftermath awaits the first regular window after it.
+    """
 
     sound: str
     window: WindowEvidence
@@ -323,13 +328,6 @@ class Decider:
             for listener in list(self._window_listeners):
                 listener(window)
         events = self._expire(window.end_s)
-        alarm_as_co = (
-            self._last_t4_s is not None
-            and window.end_s - self._last_t4_s <= config.pattern_memory_s
-        )
-        floor = self.noise_floor_db
-        stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
-        beaten = self._beaten_rivals(window)
         onsets = self._event_onsets(window)
         self._recent.append(window)
         while window.end_s - self._recent[0].end_s > 2 * AWAIT_S:
@@ -340,6 +338,13 @@ class Decider:
             if not window.aligned:
                 self._update_floor(window.level_db)
             return events + self._judge_aftermath()
+        alarm_as_co = (
+            self._last_t4_s is not None
+            and window.end_s - self._last_t4_s <= config.pattern_memory_s
+        )
+        floor = self.noise_floor_db
+        stands_out = floor is None or window.peak_db >= floor + config.noise_margin_db
+        beaten = self._beaten_rivals(window)
         any_hit = False
         for sound in config.rules:
             if window.late and not self._head_sure(window, sound):
@@ -437,13 +442,11 @@ class Decider:
             return False
         if sure:
             return True
-        if self._event_support(item.sound, onset_s, rule) < rule.event_windows:
-            self._awaiting.append(replace(item, onset_s=onset_s))
-            return False
-        if rule.aftermath:
-            self._aftermath.append(replace(item, onset_s=onset_s))
-            return False
-        return True
+        heard = self._event_support(item.sound, onset_s, rule) >= rule.event_windows
+        if heard and not rule.aftermath:
+            return True
+        (self._aftermath if heard else self._awaiting).append(replace(item, onset_s=onset_s))
+        return False
 
     def _event_support(self, sound: str, onset_s: float, rule: ImpulseRule) -> int:
         """Return how many recent windows of the event at onset_s hear the sound enough."""
@@ -477,18 +480,28 @@ class Decider:
         return events
 
     def _judge_aftermath(self) -> list[DeciderEvent]:
-        """Decide the heard events whose first regular window after the onset has come."""
-        while self._aftermath and self._now - self._aftermath[0].window.end_s > AWAIT_S:
-            self._aftermath.popleft()
+        """Decide the heard events whose first regular window after the onset has come.
+
+        That window comes within AFTERMATH_S of the onset; if it does not (windows went
+        missing), the event counts: nothing showed it going on.
+        """
         events: list[DeciderEvent] = []
         for item in list(self._aftermath):
             onset_s = item.onset_s
             assert onset_s is not None
             after = next((w for w in self._recent if not w.aligned and w.start_s > onset_s), None)
-            if after is not None:
+            if after is not None or self._now - onset_s > AFTERMATH_S + WINDOW_HOP_S:
                 self._aftermath.remove(item)
-                if not self._confused(after, item.sound, self.config.head_supports):
+                if after is None or not self._confused(
+                    after, item.sound, self.config.head_supports
+                ):
                     events += self._hit(item)
+        return events
+
+    def _decide_aftermath(self) -> list[DeciderEvent]:
+        """Count the heard events still waiting for the window after them (audio stops here)."""
+        events = [event for item in self._aftermath for event in self._hit(item)]
+        self._aftermath.clear()
         return events
 
     def _hit(self, item: _Awaiting) -> list[DeciderEvent]:
@@ -550,20 +563,20 @@ class Decider:
         Persistence and media context must not count windows from both sides of a gap; the noise
         floor, cooldowns and learning state are kept.
         """
+        events = self._decide_aftermath()
         self._now = max(self._now, now_s)
         for track in self._tracks.values():
             track.recent.clear()
         self._media.clear()
         self._onsets.clear()
         self._awaiting.clear()
-        self._aftermath.clear()
         self._recent.clear()
         self._cycles.clear()
-        return self._expire(self._now)
+        return events + self._expire(self._now)
 
     def finish(self) -> list[DeciderEvent]:
-        """End of stream: close every open detection."""
-        return self._close(lambda _: True)
+        """End of stream: count what waits for the window after it, close every detection."""
+        return self._decide_aftermath() + self._close(lambda _: True)
 
     def end_disabled(self) -> list[DeciderEvent]:
         """Close the open detections of sounds no longer enabled (they would go on forever)."""

@@ -140,7 +140,7 @@ class StreamingFrontend:
         """Make rows [_rows, _rows + count) free, keeping the history before them."""
         if self._rows + count <= len(self._magnitude):
             return
-        keep = min(self._rows, self._history)
+        keep = self._history  # _rows never falls below it
         old = self._magnitude, self._features, self._known
         if keep + count > len(self._magnitude):  # a push longer than the spare rows
             capacity = keep + count + 8 * PATCH_HOP_FRAMES
@@ -197,14 +197,14 @@ class StreamingFrontend:
         offset = self.frames - self._rows  # stream index of row 0
         gains = gains_db or [0.0] * len(ends)
         rows = [slice(end - offset - PATCH_FRAMES, end - offset) for end in ends]
-        needed = np.zeros(self._rows, bool)
+        needed = np.zeros(len(self._known), bool)
         for row, gain in zip(rows, gains, strict=True):
             if not gain:
                 needed[row] = True
-        missing = needed & ~self._known[: self._rows]
+        missing = needed & ~self._known
         if missing.any():
-            self._features[: self._rows][missing] = log_mel(self._magnitude[: self._rows][missing])
-            self._known[: self._rows] |= missing
+            self._features[missing] = log_mel(self._magnitude[missing])
+            self._known |= missing
         return np.stack(
             [
                 self._features[row]
