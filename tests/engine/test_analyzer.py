@@ -11,10 +11,11 @@ from custom_components.guard_mode.engine.analyzer import (
     ALIGNED_LEADS,
     ALIGNED_NEAR_FRAMES,
     CALM_AFTER_ONSET_S,
+    MEDIA_CONTEXT,
     PendingWindows,
     StreamAnalyzer,
 )
-from custom_components.guard_mode.engine.decider import WindowEvidence
+from custom_components.guard_mode.engine.decider import Decider, WindowEvidence
 from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
 from custom_components.guard_mode.engine.head import DetectionHead, shipped_head
 from custom_components.guard_mode.engine.onset import MATURE_FRAMES
@@ -158,6 +159,33 @@ def test_steady_noise_is_tagged_half_as_often_unless_every_window_is_wanted() ->
     learning = StreamAnalyzer(every_window=True)  # custom sounds match every window
     assert not any(w.skipped or w.gated for w in _windows(learning, fan))
     assert learning.skipped_windows == 0
+
+
+def test_music_that_plays_on_is_tagged_sparsely_and_stays_media() -> None:
+    """Once the microphone hears media, windows with nothing else in them count as calm.
+
+    The skipped ones carry the media evidence of the window before, so the decider's media
+    context is the same as with every window tagged.
+    """
+    music = synth.music_like(30.0, synth.rng(5), -20.0)
+    contexts = {}
+    for name, analyzer in [
+        ("sparse", StreamAnalyzer()),
+        ("every", StreamAnalyzer(every_window=True)),
+    ]:
+        windows = [w for w in _windows(analyzer, music) if not w.aligned]
+        decider = Decider()
+        contexts[name] = [(decider.push([w]), decider.media_active)[1] for w in windows]
+        if name == "sparse":
+            skipped = [w.skipped for w in windows]
+            assert sum(skipped) >= len(windows) // 3
+            assert not any(skipped[: MEDIA_CONTEXT - 1])  # not before the media context
+            assert not any(a and b for a, b in itertools.pairwise(skipped))
+            assert all(
+                w.media == before.media for before, w in itertools.pairwise(windows) if w.skipped
+            )
+    assert contexts["sparse"] == contexts["every"]
+    assert contexts["sparse"][-1]
 
 
 @pytest.mark.parametrize("at_s", [3.0, 3.13, 3.27, 3.41])

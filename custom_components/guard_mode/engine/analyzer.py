@@ -22,7 +22,10 @@ is not added, which keeps the extra tagging small (a few per minute in a quiet h
 Uneventful sound (a fan, traffic, rain) is tagged about half as often. A tagged regular window is
 calm when it heard nothing the decision uses: every tagger group below :data:`CALM_SCORE` of its
 threshold, the head below :data:`CALM_HEAD` for each sound it alerts on, media evidence below
-:data:`CALM_MEDIA`. After two calm tagged regular windows (a skipped one between them does not
+:data:`CALM_MEDIA` unless the stream is in media context (:data:`MEDIA_CONTEXT` of the last
+:data:`MEDIA_WINDOWS` regular windows media-like, as the decider counts them): a TV that plays
+on is tagged about half as often too, and a skipped window carries the media evidence of the one
+before it. After two calm tagged regular windows (a skipped one between them does not
 break the run; a gated one, or a window the tagger failed on, does), the next regular window is
 not tagged (:attr:`WindowEvidence.skipped`) unless something starts in it: an onset in it or
 less than :data:`CALM_AFTER_ONSET_S` before it (the impulse rule reads such windows), or an
@@ -41,6 +44,7 @@ tagger input is amplified so that its loudest frame reaches :data:`EVENT_LEVEL_D
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -81,9 +85,11 @@ MAX_GAIN_DB = 20.0  # ... amplified by at most this much ...
 ROOM_CEILING_DB = -60.0  # ... keeping the room it rose from below this
 CALM_SCORE = 0.3  # a calm window's groups stay below this share of their thresholds, ...
 CALM_HEAD = 0.45  # ... the head below this for each sound it alerts on, ...
-CALM_MEDIA = 0.3  # ... its media evidence below this
+CALM_MEDIA = 0.3  # ... its media evidence below this (unless the stream is in media context)
 CALM_RISE_DB = 6.0  # a band's peak rising this much over the window before starts something
 CALM_AFTER_ONSET_S = 0.5  # ... as does an onset this long before it
+MEDIA_LIKE = 0.5  # a window with this much media evidence is media-like; ...
+MEDIA_WINDOWS, MEDIA_CONTEXT = 16, 10  # ... 10 of the last 16 regular ones: in media context
 _CALM_AFTER_ONSET_FRAMES = round(CALM_AFTER_ONSET_S * SAMPLE_RATE / FRAME_HOP)
 # Octave bands 125 Hz-8 kHz as FFT bins (31.25 Hz each).
 _OCTAVES = np.zeros((FFT_LENGTH // 2 + 1, 6), np.float32)
@@ -217,6 +223,8 @@ class StreamAnalyzer:
         self._measured: dict[int, Onset] = {}  # recent measured onsets by frame
         self._last_aligned_onset = -(10**9)
         self._was_calm = False  # the latest tagged regular window was calm
+        self._media = 0.0  # the latest regular window's media evidence
+        self._media_like: deque[bool] = deque(maxlen=MEDIA_WINDOWS)  # ... and the last ones'
         self._calm: int | None = None  # end frame of a second calm one in a row: skip the next
         self._band_peaks: Floats | None = None  # the regular window before's, unless it was gated
         self._last_onset = -(10**9)  # frame of the latest onset found
@@ -283,6 +291,11 @@ class StreamAnalyzer:
             offset = start % PATCH_HOP_FRAMES  # regular windows start every 48 frames
             if min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES:
                 self._aligned.append((start, onset_frame))
+
+    @property
+    def _in_media(self) -> bool:
+        """Return True while the stream is in media context (MEDIA_CONTEXT of MEDIA_WINDOWS)."""
+        return sum(self._media_like) >= MEDIA_CONTEXT
 
     @property
     def wants_embeddings(self) -> bool:
@@ -413,13 +426,18 @@ class StreamAnalyzer:
                     classes = dict(zip(head.classes, heard[row].tolist(), strict=True))
                     embedding = embeddings[row].astype(np.float16) if keep else None
                 row += 1
-                if not info.aligned:
-                    calm = _calm(groups, classes, media_score)
+            elif info.skipped:  # the media it sits in goes on
+                media_score = self._media
+            if not info.aligned:
+                self._media = media_score
+                self._media_like.append(media_score >= MEDIA_LIKE)
+                if info.tagged:
+                    calm = _calm(groups, classes, media_score, self._in_media)
                     if calm and self._was_calm and not info.rose:  # what rose is heard whole next
                         self._calm = info.frame
                     self._was_calm = calm
-            elif not info.skipped:  # gated, or the tagger failed: a calm run starts again
-                self._was_calm = False
+                elif not info.skipped:  # gated, or the tagger failed: a calm run starts again
+                    self._was_calm = False
             out.append(
                 WindowEvidence(
                     start_s=info.start_s,
@@ -441,10 +459,10 @@ class StreamAnalyzer:
         return out
 
 
-def _calm(groups: dict[str, float], head: dict[str, float], media: float) -> bool:
+def _calm(groups: dict[str, float], head: dict[str, float], media: float, in_media: bool) -> bool:
     """Return True when a tagged window heard nothing the decision uses (see the docstring)."""
     return (
         max(groups.values(), default=0.0) < CALM_SCORE
         and all(head.get(sound, 0.0) < CALM_HEAD for sound in Sound)
-        and media < CALM_MEDIA
+        and (media < CALM_MEDIA or in_media)
     )
