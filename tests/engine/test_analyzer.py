@@ -105,6 +105,17 @@ def test_the_worker_is_woken_for_an_aligned_window_before_the_next_regular_one()
     assert sooner  # there was a stretch where the aligned window came first
 
 
+def test_a_shot_right_after_a_noise_starts_gets_windows_of_its_own() -> None:
+    """The noise's onset would share its windows with anything a hop after it; a much louder
+    sound 0.2 s later is an event of its own (see test_onset), tagged whole from its start."""
+    street = synth.pink_noise(2.0, -22.0, synth.rng(8))
+    shot = click(0.6, 0.0)
+    _, pending = stream(synth.mix(synth.place(street, 1.0, 3.5), synth.place(shot, 1.2, 3.5)))
+    aligned = [w for p in pending for w in p.windows if w.aligned]
+    assert {round(w.onset_s, 1) for w in aligned} == {1.0, 1.2}
+    assert all(w.onset is not None and w.onset.decay_db >= 6 for w in aligned if w.onset_s > 1.1)
+
+
 def test_lost_audio_forgets_planned_windows() -> None:
     audio = synth.mix(synth.pink_noise(3.0, -62.0, synth.rng(3)), synth.place(click(), 1.2, 3.0))
     analyzer = StreamAnalyzer()

@@ -87,6 +87,15 @@ def test_onsets_closer_than_the_refractory_time_are_one() -> None:
     assert len(onsets_of(clicks)[0]) == 1
 
 
+def test_a_much_louder_sound_right_after_a_start_is_an_onset_of_its_own() -> None:
+    """A street's roar starts, a shot 0.2 s later: measured from its own peak, it dies away."""
+    street = synth.pink_noise(2.0, -22.0, synth.rng(8))
+    new, (roar, shot) = onsets_of(at(3.5, (1.0, street), (1.20, decaying(0.6, 0.08, 0.0))))
+    assert len(new) == 2
+    assert abs(shot.frame / 100 - 1.20) <= 0.03
+    assert roar.decay_db < 6 <= shot.decay_db
+
+
 @pytest.mark.parametrize("chunk", [160, 401, 1280, 16000, 10**6])
 def test_onsets_do_not_depend_on_the_chunking(chunk: int) -> None:
     audio = at(4.0, (0.7, decaying(1.0, 0.05, -12.0)), (2.3, decaying(1.0, 0.1, -18.0)))

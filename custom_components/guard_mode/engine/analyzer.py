@@ -16,7 +16,8 @@ one ending 160 ms after it (:attr:`.WindowEvidence.late`: a shot at the end of a
 the quiet before it, is where YAMNet hears it best). An aligned window is handed on once its
 onset is measured (0.6 s after it), so a late one comes after regular windows that end later.
 Before the stream's first frame lies digital silence, where a window may start. Onsets closer
-than a window hop share the first one's windows, and a window that a regular one nearly matches
+than a window hop share the first one's windows (unless the later one is much louder than its
+precursor: see :mod:`.onset`), and a window that a regular one nearly matches
 is not added, which keeps the extra tagging small (a few per minute in a quiet home).
 
 Uneventful sound (a fan, traffic, rain) is tagged about half as often. A tagged regular window is
@@ -65,7 +66,7 @@ from .frontend import (
 from .head import DetectionHead, shipped_head
 from .labels import Sound, media_evidence, tagger_groups
 from .learning import unit
-from .onset import MATURE_FRAMES, Onset, OnsetTracker
+from .onset import MATURE_FRAMES, REFRACTORY_FRAMES, Onset, OnsetTracker
 from .tagger import Tagger
 
 Floats = npt.NDArray[np.float32]
@@ -254,9 +255,8 @@ class StreamAnalyzer:
         for onset in mature:
             self._measured[onset.frame] = onset
         for frame in new:
-            self._schedule(frame)
-        if new:
-            self._last_onset = new[-1]
+            self._schedule(frame, louder=frame - self._last_onset < REFRACTORY_FRAMES)
+            self._last_onset = frame
         frames = self.frontend.frames
         infos = [(end, self._regular_window(end)) for end in chunk.patch_end_frames]
         due = [item for item in self._aligned if _due_frame(*item) <= frames]
@@ -281,9 +281,13 @@ class StreamAnalyzer:
             pending.patches = self.frontend.patches(list(ends), list(gains))
         return pending
 
-    def _schedule(self, onset_frame: int) -> None:
-        """Plan the windows aligned to a new onset (none if one was planned a hop ago)."""
-        if onset_frame - self._last_aligned_onset < PATCH_HOP_FRAMES:
+    def _schedule(self, onset_frame: int, *, louder: bool) -> None:
+        """Plan the windows aligned to a new onset (none if one was planned a hop ago).
+
+        louder: it came so soon after the onset before that it must be much louder (see
+        :mod:`.onset`): the one before was its precursor, so it gets windows of its own.
+        """
+        if onset_frame - self._last_aligned_onset < PATCH_HOP_FRAMES and not louder:
             return
         self._last_aligned_onset = onset_frame
         for lead in ALIGNED_LEADS:
