@@ -179,24 +179,25 @@ def test_music_that_plays_on_is_tagged_sparsely_and_stays_media() -> None:
     context is the same as with every window tagged.
     """
     music = synth.music_like(30.0, synth.rng(5), -20.0)
-    contexts = {}
-    for name, analyzer in [
-        ("sparse", StreamAnalyzer()),
-        ("every", StreamAnalyzer(every_window=True)),
-    ]:
-        windows = [w for w in _windows(analyzer, music) if not w.aligned]
-        decider = Decider()
-        contexts[name] = [(decider.push([w]), decider.media_active)[1] for w in windows]
-        if name == "sparse":
-            skipped = [w.skipped for w in windows]
-            assert sum(skipped) >= len(windows) // 3
-            assert not any(skipped[: MEDIA_CONTEXT - 1])  # not before the media context
-            assert not any(a and b for a, b in itertools.pairwise(skipped))
-            assert all(
-                w.media == before.media for before, w in itertools.pairwise(windows) if w.skipped
-            )
-    assert contexts["sparse"] == contexts["every"]
-    assert contexts["sparse"][-1]
+    sparse = [w for w in _windows(StreamAnalyzer(), music) if not w.aligned]
+    every = [w for w in _windows(StreamAnalyzer(every_window=True), music) if not w.aligned]
+    skipped = [w.skipped for w in sparse]
+    assert sum(skipped) >= len(sparse) // 3
+    assert not any(skipped[: MEDIA_CONTEXT - 1])  # not before the media context
+    assert not any(a and b for a, b in itertools.pairwise(skipped))
+    assert all(w.media == before.media for before, w in itertools.pairwise(sparse) if w.skipped)
+    assert _media_context(sparse) == _media_context(every)
+    assert _media_context(sparse)[-1]
+
+
+def _media_context(windows: list[WindowEvidence]) -> list[bool]:
+    """Whether a decider fed these windows is in media context after each."""
+    decider = Decider()
+    context = []
+    for window in windows:
+        decider.push([window])
+        context.append(decider.media_active)
+    return context
 
 
 @pytest.mark.parametrize("at_s", [3.0, 3.13, 3.27, 3.41])
