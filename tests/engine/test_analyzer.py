@@ -12,10 +12,12 @@ from custom_components.guard_mode.engine.analyzer import (
     ALIGNED_NEAR_FRAMES,
     CALM_AFTER_ONSET_S,
     MEDIA_CONTEXT,
+    MEDIA_LIKE,
+    MEDIA_WINDOWS,
     PendingWindows,
     StreamAnalyzer,
 )
-from custom_components.guard_mode.engine.decider import Decider, WindowEvidence
+from custom_components.guard_mode.engine.decider import Decider, DeciderConfig, WindowEvidence
 from custom_components.guard_mode.engine.frontend import FRAME_HOP, PATCH_HOP_FRAMES, SAMPLE_RATE
 from custom_components.guard_mode.engine.head import DetectionHead, shipped_head
 from custom_components.guard_mode.engine.onset import MATURE_FRAMES
@@ -105,15 +107,21 @@ def test_the_worker_is_woken_for_an_aligned_window_before_the_next_regular_one()
     assert sooner  # there was a stretch where the aligned window came first
 
 
-def test_a_shot_right_after_a_noise_starts_gets_windows_of_its_own() -> None:
+@pytest.mark.parametrize("after_s", [0.1, 0.2])
+def test_a_shot_right_after_a_noise_starts_gets_windows_of_its_own(after_s: float) -> None:
     """The noise's onset would share its windows with anything a hop after it; a much louder
-    sound 0.2 s later is an event of its own (see test_onset), tagged whole from its start."""
+    sound right after it is an event of its own (see test_onset), tagged whole from its start.
+    A window both would plan is tagged once."""
     street = synth.pink_noise(2.0, -22.0, synth.rng(8))
-    shot = click(0.6, 0.0)
-    _, pending = stream(synth.mix(synth.place(street, 1.0, 3.5), synth.place(shot, 1.2, 3.5)))
+    audio = synth.mix(synth.place(street, 1.0, 3.5), synth.place(click(0.6, 0.0), 1 + after_s, 3.5))
+    _, pending = stream(audio)
     aligned = [w for p in pending for w in p.windows if w.aligned]
-    assert {round(w.onset_s, 1) for w in aligned} == {1.0, 1.2}
-    assert all(w.onset is not None and w.onset.decay_db >= 6 for w in aligned if w.onset_s > 1.1)
+    shot = [w for w in aligned if w.onset_s > 1.05]
+    assert shot
+    assert all(abs(w.onset_s - 1 - after_s) <= 0.03 for w in shot)
+    assert all(w.onset is not None and w.onset.decay_db >= 6 for w in shot)
+    starts = [w.start_s for w in aligned]
+    assert len(starts) == len(set(starts))
 
 
 def test_lost_audio_forgets_planned_windows() -> None:
@@ -183,11 +191,20 @@ def test_music_that_plays_on_is_tagged_sparsely_and_stays_media() -> None:
     every = [w for w in _windows(StreamAnalyzer(every_window=True), music) if not w.aligned]
     skipped = [w.skipped for w in sparse]
     assert sum(skipped) >= len(sparse) // 3
-    assert not any(skipped[: MEDIA_CONTEXT - 1])  # not before the media context
+    assert not any(skipped[: MEDIA_CONTEXT + 1])  # not before two calm ones in media context
     assert not any(a and b for a, b in itertools.pairwise(skipped))
     assert all(w.media == before.media for before, w in itertools.pairwise(sparse) if w.skipped)
     assert _media_context(sparse) == _media_context(every)
     assert _media_context(sparse)[-1]
+
+
+def test_the_analyzer_counts_media_context_as_the_decider_does() -> None:
+    config = DeciderConfig()
+    assert (
+        config.media_threshold,
+        config.media_window,
+        config.media_min_windows,
+    ) == (MEDIA_LIKE, MEDIA_WINDOWS, MEDIA_CONTEXT)
 
 
 def _media_context(windows: list[WindowEvidence]) -> list[bool]:

@@ -98,5 +98,12 @@ def test_a_much_louder_sound_right_after_a_start_is_an_onset_of_its_own() -> Non
 
 @pytest.mark.parametrize("chunk", [160, 401, 1280, 16000, 10**6])
 def test_onsets_do_not_depend_on_the_chunking(chunk: int) -> None:
-    audio = at(4.0, (0.7, decaying(1.0, 0.05, -12.0)), (2.3, decaying(1.0, 0.1, -18.0)))
+    street = synth.pink_noise(1.0, -22.0, synth.rng(8))
+    audio = at(
+        4.0,
+        (0.7, decaying(1.0, 0.05, -12.0)),
+        (2.3, decaying(1.0, 0.1, -18.0)),
+        (3.0, street),
+        (3.15, decaying(0.6, 0.08, 0.0)),  # a precursor and its shot
+    )
     assert onsets_of(audio, chunk) == onsets_of(audio, 1280)

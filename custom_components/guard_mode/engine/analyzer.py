@@ -89,8 +89,10 @@ CALM_HEAD = 0.45  # ... the head below this for each sound it alerts on, ...
 CALM_MEDIA = 0.3  # ... its media evidence below this (unless the stream is in media context)
 CALM_RISE_DB = 6.0  # a band's peak rising this much over the window before starts something
 CALM_AFTER_ONSET_S = 0.5  # ... as does an onset this long before it
-MEDIA_LIKE = 0.5  # a window with this much media evidence is media-like; ...
-MEDIA_WINDOWS, MEDIA_CONTEXT = 16, 10  # ... 10 of the last 16 regular ones: in media context
+# The decider's media context (DeciderConfig's defaults; it also holds it 6 s longer): a window
+# with this much media evidence is media-like, and 10 of the last 16 regular ones make it.
+MEDIA_LIKE = 0.5
+MEDIA_WINDOWS, MEDIA_CONTEXT = 16, 10
 _CALM_AFTER_ONSET_FRAMES = round(CALM_AFTER_ONSET_S * SAMPLE_RATE / FRAME_HOP)
 # Octave bands 125 Hz-8 kHz as FFT bins (31.25 Hz each).
 _OCTAVES = np.zeros((FFT_LENGTH // 2 + 1, 6), np.float32)
@@ -290,10 +292,14 @@ class StreamAnalyzer:
         if onset_frame - self._last_aligned_onset < PATCH_HOP_FRAMES and not louder:
             return
         self._last_aligned_onset = onset_frame
+        planned = {start for start, _ in self._aligned}  # a precursor's (still to be tagged)
         for lead in ALIGNED_LEADS:
             start = onset_frame - lead
             offset = start % PATCH_HOP_FRAMES  # regular windows start every 48 frames
-            if min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES:
+            if (
+                min(offset, PATCH_HOP_FRAMES - offset) > ALIGNED_NEAR_FRAMES
+                and start not in planned
+            ):
                 self._aligned.append((start, onset_frame))
 
     @property

@@ -26,7 +26,7 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float32]
 
 DEFAULT_HEAD = Path(__file__).parent / "data" / "head.npz"
-HEAD_SHA256 = "3254eba6f5e9e501fd7f2b0d4ad2fb52a64396eab23ec93fa6c9a385b86f49be"
+HEAD_SHA256 = "2e0c2836273b243f8362df01169e60eb3a8b6f5ca0730c3a6fe964e2ae58fcd9"
 EMBEDDING_SIZE = 1024
 
 

@@ -8,8 +8,8 @@ Per 10 ms frame (the frontend's): an *onset* is a frame whose level rises at lea
 :data:`RISE_DB` over the quietest of the frames 30-80 ms before it and stands at least
 :data:`OVER_DB` over the background (the median level of the 1.5 s before; digital silence
 counts as a quiet room at :data:`QUIET_ROOM_DB`). Onsets closer than :data:`REFRACTORY_FRAMES`
-are one, unless the later rise comes after the first one's attack (:data:`ATTACK_FRAMES`) and
-is :data:`LOUDER_DB` louder than every frame since it: then the first was a precursor (a street's
+are one, unless the later rise comes after the first one's attack (:data:`ATTACK_FRAMES`) and is
+:data:`LOUDER_DB` louder than every frame since it: then the first was a precursor (a street's
 roar that starts just before a shot) and the louder sound is an onset of its own, measured from
 its own peak. Once :data:`MATURE_FRAMES` frames have followed, an onset is measured:
 
@@ -38,7 +38,7 @@ QUIET_ROOM_DB = -75.0  # the background is never taken as quieter than a quiet r
 BACKGROUND_FRAMES = 150  # the background is the median of the 1.5 s before an onset
 REFRACTORY_FRAMES = 25  # a rise within 0.25 s of an onset belongs to it ...
 LOUDER_DB = 9.0  # ... unless this much louder than it ...
-ATTACK_FRAMES = 10  # ... after its first 0.1 s (its own attack)
+ATTACK_FRAMES = 12  # ... and at least 0.12 s after it (the first one's attack)
 MATURE_FRAMES = 60  # frames an onset needs behind it before it is measured (0.6 s)
 SHOWER_JUMP_DB = 3.0  # a shard: 2-8 kHz energy this far over the median of +-50 ms
 _LOOKBACK = 8  # rise reference: frames i-8 .. i-3
@@ -111,8 +111,11 @@ class OnsetTracker:
 
     def _louder(self, row: int, base: int) -> bool:
         """Return True when row is LOUDER_DB over every frame since the last onset began."""
-        since = self._level[self._last - base : row - 2]  # up to the rise's own reference
-        return len(since) >= ATTACK_FRAMES and bool(self._level[row] >= since.max() + LOUDER_DB)
+        last = self._last - base  # >= 0: within REFRACTORY_FRAMES, well inside the history
+        if row - last < ATTACK_FRAMES:
+            return False
+        since = self._level[last : row - 2]  # up to the rise's own reference frames
+        return bool(self._level[row] >= since.max() + LOUDER_DB)
 
     def _measure(self, frame: int, rise: float, background: float, base: int) -> Onset:
         row = frame - base
