@@ -442,15 +442,21 @@ class Decider:
             return False
         if sure:
             return True
-        heard = self._event_support(item.sound, onset_s, rule) >= rule.event_windows
-        if heard and not rule.aftermath:
-            return True
-        (self._aftermath if heard else self._awaiting).append(replace(item, onset_s=onset_s))
+        item = replace(item, onset_s=onset_s)
+        if self._event_heard(item.sound, onset_s, rule):
+            return self._counts_now(item, rule)
+        self._awaiting.append(item)
         return False
 
-    def _event_support(self, sound: str, onset_s: float, rule: ImpulseRule) -> int:
-        """Return how many recent windows of the event at onset_s hear the sound enough."""
-        return sum(
+    def _counts_now(self, item: _Awaiting, rule: ImpulseRule) -> bool:
+        """Return True for a heard event to count now; with rule.aftermath it awaits its sequel."""
+        if rule.aftermath:
+            self._aftermath.append(item)
+        return not rule.aftermath
+
+    def _event_heard(self, sound: str, onset_s: float, rule: ImpulseRule) -> bool:
+        """Return whether enough recent windows of the event at onset_s hear the sound."""
+        return rule.event_windows <= sum(
             w.start_s - rule.event_s <= onset_s <= w.end_s
             and self._score(w, sound) >= rule.event_support
             and not self._confused(w, sound, self.config.head_supports)
@@ -469,13 +475,11 @@ class Decider:
             assert rule is not None
             if (
                 _first_onset_shows(onsets, item.window, rule)
-                if item.onset_s is None
-                else self._event_support(item.sound, item.onset_s, rule) >= rule.event_windows
+                if item.onset_s is None  # the head is sure of it: it counts once its onset shows
+                else self._event_heard(item.sound, item.onset_s, rule)
             ):
                 self._awaiting.remove(item)
-                if item.onset_s is not None and rule.aftermath:  # heard, but not for sure
-                    self._aftermath.append(item)
-                else:
+                if item.onset_s is None or self._counts_now(item, rule):
                     events += self._hit(item)
         return events
 
