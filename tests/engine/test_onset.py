@@ -60,20 +60,51 @@ def test_a_noise_that_starts_and_goes_on_does_not_decay() -> None:
     assert onset.decay_db < 6
 
 
-def test_shards_after_an_impact_are_a_shower_a_ringing_knock_is_not() -> None:
+def tinkles(seconds: float, count: int, start_s: float = 0.0, seed: int = 7) -> np.ndarray:
+    """Short 3-7 kHz tinkles at random times from start_s on (falling glass, a fire's crackle)."""
+    out = np.zeros(synth.samples(seconds), np.float32)
+    gen = synth.rng(seed)
+    for start in gen.uniform(start_s, seconds - 0.2, count):
+        tink = synth.tone(gen.uniform(3000, 7000), 0.02, -16.0) * np.exp(-np.arange(320) / 60)
+        out = synth.mix(out, synth.place(tink.astype(np.float32), float(start), seconds))
+    return out
+
+
+def knock() -> np.ndarray:
+    """A knock on a pane: an impact that rings."""
     n = synth.samples(0.8)
     t = np.arange(n) / RATE
-    ring = np.sin(2 * np.pi * 2400 * t) * np.exp(-t / 0.2)  # a knock on a pane: it rings
-    knock = synth.mix(decaying(0.8, 0.01, -12.0), (0.25 * ring).astype(np.float32))
-    shards = np.zeros(n, np.float32)
-    gen = synth.rng(7)
-    for start in gen.uniform(0.08, 0.6, 12):  # tinkles of falling glass, 3-7 kHz
-        tink = synth.tone(gen.uniform(3000, 7000), 0.02, -16.0) * np.exp(-np.arange(320) / 60)
-        shards = synth.mix(shards, synth.place(tink.astype(np.float32), float(start), 0.8))
-    (knocked,) = onsets_of(at(2.5, (1.0, knock)))[1]
-    (broken,) = onsets_of(at(2.5, (1.0, synth.mix(knock, shards))))[1]
+    ring = np.sin(2 * np.pi * 2400 * t) * np.exp(-t / 0.2)
+    return synth.mix(decaying(0.8, 0.01, -12.0), (0.25 * ring).astype(np.float32))
+
+
+def test_shards_after_an_impact_are_a_shower_a_ringing_knock_is_not() -> None:
+    shards = tinkles(0.8, 12, start_s=0.08)
+    (knocked,) = onsets_of(at(2.5, (1.0, knock())))[1]
+    (broken,) = onsets_of(at(2.5, (1.0, synth.mix(knock(), shards))))[1]
     assert knocked.shower <= 1
     assert broken.shower >= 4
+
+
+def ticks(seconds: float, start_s: float) -> np.ndarray:
+    """A 5 kHz tick every 50 ms from start_s on (a clock, a fire's crackle; shards)."""
+    tick = synth.tone(5000, 0.02, -36.0) * np.exp(-np.arange(320) / 60)
+    out = np.zeros(synth.samples(seconds), np.float32)
+    for when in np.arange(start_s, seconds - 0.05, 0.05):
+        out = synth.mix(out, synth.place(tick.astype(np.float32), float(when), seconds))
+    return out
+
+
+@pytest.mark.parametrize(("ticking_from", "shower"), [(0.0, False), (1.6, True)])
+def test_transients_that_were_going_on_before_an_impact_are_no_shower(
+    ticking_from: float, shower: bool
+) -> None:
+    """A pop in a fire that crackles on, or a clock that ticks on, showers no shards."""
+    room = synth.pink_noise(3.0, -45.0, synth.rng(4))
+    pop = synth.place(decaying(0.8, 0.01, -10.0), 1.5, 3.0)
+    (popped,) = onsets_of(synth.mix(synth.mix(room, ticks(3.0, ticking_from)), pop))[1]
+    assert abs(popped.frame - 150) <= 3
+    assert (popped.shower >= 4) is shower
 
 
 def test_a_rise_that_does_not_stand_out_of_the_background_is_no_onset() -> None:
