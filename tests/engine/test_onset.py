@@ -76,27 +76,6 @@ def test_shards_after_an_impact_are_a_shower_a_ringing_knock_is_not() -> None:
     assert broken.shower >= 4
 
 
-def ticks(seconds: float, start_s: float) -> np.ndarray:
-    """A 5 kHz tick every 50 ms from start_s on (a clock, a fire's crackle; shards)."""
-    tick = synth.tone(5000, 0.02, -36.0) * np.exp(-np.arange(320) / 60)
-    out = np.zeros(synth.samples(seconds), np.float32)
-    for when in np.arange(start_s, seconds - 0.05, 0.05):
-        out = synth.mix(out, synth.place(tick.astype(np.float32), float(when), seconds))
-    return out
-
-
-@pytest.mark.parametrize(("ticking_from", "shower"), [(0.0, False), (1.6, True)])
-def test_transients_that_were_going_on_before_an_impact_are_no_shower(
-    ticking_from: float, shower: bool
-) -> None:
-    """A pop in a fire that crackles on, or a clock that ticks on, showers no shards."""
-    room = synth.pink_noise(3.0, -45.0, synth.rng(4))
-    pop = synth.place(decaying(0.8, 0.01, -10.0), 1.5, 3.0)
-    (popped,) = onsets_of(synth.mix(synth.mix(room, ticks(3.0, ticking_from)), pop))[1]
-    assert abs(popped.frame - 150) <= 3
-    assert (popped.shower >= 4) is shower
-
-
 def test_a_rise_that_does_not_stand_out_of_the_background_is_no_onset() -> None:
     background = synth.pink_noise(4.0, -30.0, synth.rng(3))
     bump = decaying(0.5, 0.05, -26.0)  # 4 dB over a loud background's peaks
