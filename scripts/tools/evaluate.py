@@ -253,6 +253,16 @@ def typical_peak_db(samples: np.ndarray) -> float:
     return float(np.median(peaks))
 
 
+def add_event(bed: np.ndarray, sound: np.ndarray, at: int, level_db: float) -> np.ndarray:
+    """Add sound to bed (in place) from sample at, its loudest 10 ms frame at level_db; scale
+    the mix down if it would clip; return bed."""
+    bed[at : at + len(sound)] += sound * np.float32(10 ** ((level_db - peak_frame_db(sound)) / 20))
+    peak = float(np.abs(bed).max())
+    if peak > 0.99:
+        bed *= np.float32(0.99 / peak)
+    return bed
+
+
 def media_mixes(clips: Sequence[Clip]) -> list[Clip]:
     """Return the corpus's positives mixed into its media beds: from the TV, and in the room."""
     beds = [c for c in clips if c.label in MEDIA_BEDS]
@@ -273,12 +283,8 @@ def media_mixes(clips: Sequence[Clip]) -> list[Clip]:
             ("media", MEDIA_EVENT_OVER_DB, 0.0),
             ("room", ROOM_EVENT_OVER_DB, -10.0),
         ):
-            mixed = programme * np.float32(10 ** (bed_gain_db / 20))
-            gain = 10 ** ((level + bed_gain_db + over_db - peak_frame_db(sound)) / 20)
-            mixed[at : at + len(sound)] += sound * np.float32(gain)
-            peak = float(np.abs(mixed).max())
-            if peak > 0.99:
-                mixed *= np.float32(0.99 / peak)
+            bed_gain = np.float32(10 ** (bed_gain_db / 20))
+            mixed = add_event(programme * bed_gain, sound, at, level + bed_gain_db + over_db)
             mixes.append(
                 Clip(
                     event.corpus,
@@ -321,19 +327,14 @@ def texture_mixes(clips: Sequence[Clip]) -> list[Clip]:
         step = max(len(found) // TEXTURE_BEDS, 1)
         beds += [(texture, c.audio()) for c in found[::step][:TEXTURE_BEDS]]
     events = [c for c in clips if c.label in TEXTURE_EVENTS and c.kind == "clip"]
+    at = int(TEXTURE_LEAD_S * SAMPLE_RATE)
     mixes: list[Clip] = []
     for event in events:
         sound = event.audio()[: int(MEDIA_EVENT_S * SAMPLE_RATE)]
-        at = int(TEXTURE_LEAD_S * SAMPLE_RATE)
         for i, (texture, bed) in enumerate(beds):
-            mixed = np.resize(bed, at + len(sound) + SAMPLE_RATE).astype(np.float32)
-            gain = 10 ** (
-                (typical_peak_db(mixed) + TEXTURE_EVENT_OVER_DB - peak_frame_db(sound)) / 20
-            )
-            mixed[at : at + len(sound)] += sound * np.float32(gain)
-            peak = float(np.abs(mixed).max())
-            if peak > 0.99:
-                mixed *= np.float32(0.99 / peak)
+            looped = np.resize(bed, at + len(sound) + SAMPLE_RATE).astype(np.float32)
+            level = typical_peak_db(looped) + TEXTURE_EVENT_OVER_DB
+            mixed = add_event(looped, sound, at, level)
             mixes.append(
                 Clip(
                     event.corpus,
